@@ -1,0 +1,200 @@
+//! The BPF event source: loads `procman-ebpf`'s object, attaches the three BTF tracepoints and
+//! drains the ring buffer from a tokio task.
+//!
+//! The reader wakes on the ring's epoll readiness (the kernel side batches wakeups) and on a
+//! timer (`poll_interval`), so batched records wait at most one interval. After each timer poll
+//! it reads the per-CPU counters; any increase of the drop counter is reported as
+//! [`SourceMsg::Lost`] so the consumer resynchronises.
+use super::{SourceCounters, SourceInfo, SourceMsg, SourceOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::BtfTracePoint,
+    Btf, Ebpf, EbpfLoader,
+};
+use procman_common::{
+    abi::{self, PmEvent},
+    api::{Comm, EventKind, ProcEvent, SourceKind},
+};
+use std::{
+    path::Path,
+    sync::{atomic::Ordering, Arc},
+};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// Decodes one ring-buffer record.
+pub fn decode(e: &PmEvent) -> Option<ProcEvent> {
+    let kind = match e.kind {
+        abi::PM_EV_FORK => EventKind::Fork,
+        abi::PM_EV_EXEC => EventKind::Exec,
+        abi::PM_EV_EXIT => EventKind::Exit,
+        _ => return None,
+    };
+    let (exit_code, exit_signal) = if kind == EventKind::Exit {
+        ProcEvent::split_status(e.exit_code)
+    } else {
+        (None, None)
+    };
+    let filename = (kind == EventKind::Exec).then(|| abi::cstr_lossy(&e.filename).into());
+    Some(ProcEvent {
+        kind,
+        ts_ns: e.ts_ns,
+        pid: e.tgid,
+        tid: e.pid,
+        ppid: e.ppid,
+        uid: e.uid,
+        gid: e.gid,
+        cgroup_id: e.cgroup_id,
+        start_ns: e.start_ns,
+        comm: Comm::from_bytes(&e.comm),
+        filename,
+        exit_code,
+        exit_signal,
+        thread: e.flags & abi::PM_F_THREAD != 0,
+    })
+}
+
+/// Why BPF cannot work here, checked before loading so the message names the real cause.
+fn preflight() -> Result<()> {
+    if !Path::new(BTF_PATH).exists() {
+        bail!(
+            "the kernel exposes no BTF ({BTF_PATH} is missing; a kernel built with \
+             CONFIG_DEBUG_INFO_BTF=y, 5.8 or newer, is needed for BTF tracepoints)"
+        );
+    }
+    Ok(())
+}
+
+/// Rewrites a load error into one sentence about its cause.
+fn explain(err: anyhow::Error) -> anyhow::Error {
+    let text = format!("{err:#}");
+    let eperm = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)))
+    }) || text.contains("Operation not permitted");
+    if eperm {
+        let euid = nix::unistd::geteuid();
+        return anyhow!(
+            "the kernel refused to load BPF programs (permission denied; running as uid {euid}: \
+             run procman-agent as root or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE)"
+        );
+    }
+    err
+}
+
+fn load(opts: &SourceOptions) -> Result<(Ebpf, Btf)> {
+    preflight()?;
+    let btf = Btf::from_sys_fs().with_context(|| format!("reading kernel BTF from {BTF_PATH}"))?;
+    let threads: u8 = opts.threads.into();
+    let wakeup_bytes: u64 = u64::from(opts.wakeup_batch.max(1)) * PmEvent::SIZE as u64;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("emit_threads", &threads, true)
+        .override_global("wakeup_bytes", &wakeup_bytes, true)
+        .map_max_entries("events", opts.ring_bytes)
+        .load(procman_ebpf::OBJECT)
+        .context("loading the BPF object")?;
+    for (prog, tp) in procman_ebpf::PROGRAMS {
+        let p: &mut BtfTracePoint = ebpf
+            .program_mut(prog)
+            .with_context(|| format!("BPF program {prog} missing from the object"))?
+            .try_into()?;
+        p.load(tp, &btf).with_context(|| format!("loading {prog} for tp_btf/{tp}"))?;
+        p.attach().with_context(|| format!("attaching {prog} to tp_btf/{tp}"))?;
+    }
+    Ok((ebpf, btf))
+}
+
+/// Loads and attaches the BPF programs and spawns the ring reader.
+pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<SourceInfo> {
+    let (mut ebpf, _btf) = load(opts).map_err(explain)?;
+    if !opts.urgent_comms.is_empty() {
+        let mut urgent: BpfHashMap<_, [u8; 16], u8> =
+            BpfHashMap::try_from(ebpf.map_mut("urgent_comms").context("map urgent_comms missing")?)?;
+        for name in &opts.urgent_comms {
+            let mut key = [0u8; 16];
+            let n = name.len().min(15);
+            key[..n].copy_from_slice(&name.as_bytes()[..n]);
+            urgent.insert(key, 1, 0).with_context(|| format!("adding {name:?} to urgent_comms"))?;
+        }
+    }
+    let ring = RingBuf::try_from(ebpf.take_map("events").context("map events missing")?)?;
+    let counters_map: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(ebpf.take_map("counters").context("map counters missing")?)?;
+    let counters = Arc::new(SourceCounters::default());
+    // SAFETY: the RingBuf owns the map fd and lives inside the AsyncFd, so the fd stays open
+    // for as long as it is registered.
+    let afd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow!("registering the ring buffer with tokio: {}", e.into_parts().1))?;
+    tokio::spawn(reader(afd, counters_map, counters.clone(), opts.poll_interval, tx));
+    // The Ebpf object owns the program links: keep it alive as long as the source is.
+    Ok(SourceInfo::new(SourceKind::Bpf, counters, Box::new(std::sync::Mutex::new(ebpf))))
+}
+
+fn sum_counter(map: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {
+    map.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0)
+}
+
+/// Moves every pending record into `batch`.
+fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<ProcEvent>) {
+    while let Some(item) = ring.next() {
+        if let Some(ev) = PmEvent::from_bytes(&item).as_ref().and_then(decode) {
+            batch.push(ev);
+        }
+    }
+}
+
+async fn reader(
+    mut afd: AsyncFd<RingBuf<MapData>>,
+    counters_map: PerCpuArray<MapData, u64>,
+    counters: Arc<SourceCounters>,
+    poll: std::time::Duration,
+    tx: mpsc::Sender<SourceMsg>,
+) {
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(1024);
+    let mut seen_dropped = 0u64;
+    loop {
+        let timer = tokio::select! {
+            r = afd.readable_mut() => {
+                match r {
+                    Ok(mut guard) => {
+                        drain(guard.get_inner_mut(), &mut batch);
+                        guard.clear_ready();
+                    }
+                    Err(e) => {
+                        log::error!("ring buffer poll failed: {e}; stopping the BPF reader");
+                        return;
+                    }
+                }
+                false
+            }
+            _ = tick.tick() => {
+                drain(afd.get_mut(), &mut batch);
+                true
+            }
+        };
+        for ev in batch.drain(..) {
+            if tx.send(SourceMsg::Event(ev)).await.is_err() {
+                return; // the consumer is gone: the agent is shutting down
+            }
+        }
+        if timer {
+            let dropped = sum_counter(&counters_map, abi::PM_CNT_DROPPED);
+            counters
+                .kernel_submitted
+                .store(sum_counter(&counters_map, abi::PM_CNT_SUBMITTED), Ordering::Relaxed);
+            counters.dropped.store(dropped, Ordering::Relaxed);
+            if dropped > seen_dropped {
+                let lost = dropped - seen_dropped;
+                seen_dropped = dropped;
+                if tx.send(SourceMsg::Lost(lost)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

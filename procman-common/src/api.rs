@@ -1,0 +1,216 @@
+//! JSON types of the agent's HTTP API. `procman --json` prints exactly these, so they are a
+//! stable interface: add fields, never rename or remove them.
+use serde::{Deserialize, Serialize};
+use std::{fmt, sync::Arc};
+
+/// What happened to a process.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Fork,
+    Exec,
+    Exit,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Fork => "fork",
+            EventKind::Exec => "exec",
+            EventKind::Exit => "exit",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fork" => Ok(EventKind::Fork),
+            "exec" => Ok(EventKind::Exec),
+            "exit" => Ok(EventKind::Exit),
+            _ => Err(format!("unknown event kind {s:?}: expected fork, exec or exit")),
+        }
+    }
+}
+
+/// A task's comm (at most 15 bytes), kept inline so decoding an event does not allocate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Comm {
+    len: u8,
+    bytes: [u8; 16],
+}
+
+impl Comm {
+    /// From a NUL-terminated (or full) kernel buffer.
+    pub fn from_bytes(b: &[u8]) -> Comm {
+        let mut c = Comm::default();
+        let end = b.iter().position(|&x| x == 0).unwrap_or(b.len()).min(16);
+        c.bytes[..end].copy_from_slice(&b[..end]);
+        c.len = end as u8;
+        c
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+    pub fn to_str_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.as_bytes())
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(s: &str) -> Comm {
+        Comm::from_bytes(s.as_bytes())
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_str_lossy())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_str_lossy())
+    }
+}
+
+impl Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_str_lossy())
+    }
+}
+
+impl<'de> Deserialize<'de> for Comm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Comm, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Comm::from(s.as_str()))
+    }
+}
+
+/// One process lifecycle event, as decoded by the agent from either event source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ProcEvent {
+    pub kind: EventKind,
+    /// CLOCK_MONOTONIC nanoseconds when the kernel saw the event.
+    pub ts_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id (equals `pid` for a process's main thread).
+    pub tid: u32,
+    /// Parent process id: for fork the forking process, otherwise the real parent.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup v2 id (the inode number of the cgroup directory); 0 when unknown.
+    pub cgroup_id: u64,
+    /// Process start time, ns since boot (matches /proc/PID/stat starttime); with `pid` this
+    /// is the process identity. 0 when the source does not know it.
+    pub start_ns: u64,
+    pub comm: Comm,
+    /// exec: the file that was executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<Arc<str>>,
+    /// exit: the exit code when the process exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// exit: the signal that killed the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
+    /// The event concerns a thread (only reported when thread events are enabled).
+    #[serde(default)]
+    pub thread: bool,
+}
+
+impl ProcEvent {
+    /// Splits a raw wait status (`code << 8 | signal`) into (exit code, signal).
+    pub fn split_status(status: u32) -> (Option<i32>, Option<i32>) {
+        let sig = (status & 0x7f) as i32;
+        if sig == 0 {
+            (Some(((status >> 8) & 0xff) as i32), None)
+        } else {
+            (None, Some(sig))
+        }
+    }
+}
+
+/// Which kernel interface delivers events.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// BPF programs on BTF tracepoints writing into a ring buffer.
+    Bpf,
+    /// The netlink proc connector (fallback; no filenames from the kernel, comm read from /proc).
+    Netlink,
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceKind::Bpf => "bpf",
+            SourceKind::Netlink => "netlink",
+        })
+    }
+}
+
+/// `GET /api/status`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct AgentStatus {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_s: f64,
+    pub source: SourceKind,
+    /// Why the preferred source (BPF) is not in use, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// Events decoded by the agent since it started.
+    pub events_received: u64,
+    /// Records the kernel side could not deliver (ring buffer full, netlink ENOBUFS).
+    pub events_dropped: u64,
+    /// Records the kernel side wrote (BPF only; 0 for netlink).
+    pub kernel_submitted: u64,
+    /// Times the process table was resynchronised from /proc after a drop.
+    pub resyncs: u64,
+    /// Corrections those resyncs made (processes added, removed or fixed).
+    pub resync_corrections: u64,
+    /// Live processes in the agent's table.
+    pub processes: usize,
+    /// Whether thread events are reported.
+    pub threads: bool,
+}
+
+/// Body of every error response: `{"error": "..."}`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ApiError {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_roundtrip_and_truncation() {
+        let c = Comm::from_bytes(b"bash\0garbage");
+        assert_eq!(c.to_string(), "bash");
+        let long = Comm::from_bytes(b"0123456789abcdefXYZ");
+        assert_eq!(long.as_bytes().len(), 16);
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(j, "\"bash\"");
+        assert_eq!(serde_json::from_str::<Comm>(&j).unwrap(), c);
+    }
+
+    #[test]
+    fn wait_status_split() {
+        assert_eq!(ProcEvent::split_status(3 << 8), (Some(3), None));
+        assert_eq!(ProcEvent::split_status(9), (None, Some(9)));
+        assert_eq!(ProcEvent::split_status(0), (Some(0), None));
+    }
+}

@@ -1,0 +1,13 @@
+//! The compiled BPF object (see `src/procman.bpf.c`), embedded with 8-byte alignment so the
+//! ELF parser can read it in place.
+
+/// The BPF ELF object: programs `handle_fork`, `handle_exec`, `handle_exit`; maps `events`
+/// (ring buffer), `counters` (per-CPU u64: submitted, dropped), `urgent_comms` (hash).
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/procman.bpf.o"));
+
+/// Program names as aya sees them (the C function names) and the tracepoint each attaches to.
+pub const PROGRAMS: &[(&str, &str)] = &[
+    ("handle_fork", "sched_process_fork"),
+    ("handle_exec", "sched_process_exec"),
+    ("handle_exit", "sched_process_exit"),
+];

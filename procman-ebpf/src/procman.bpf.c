@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/*
+ * procman kernel side: process lifecycle events (fork, exec, exit) as fixed-size records in a
+ * BPF ring buffer. Kept small on purpose; all policy lives in the Rust agent.
+ *
+ * Wakeups are batched: a record is committed with BPF_RB_NO_WAKEUP until `wakeup_batch` bytes'
+ * worth of records are pending (the agent also polls on a timer), except exec records whose comm
+ * is in the `urgent_comms` map (placement rules need them now).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "procman_event.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* set by the agent at load time (EbpfLoader::override_global) */
+const volatile __u8 emit_threads = 0;      /* 1: also report thread fork/exit */
+const volatile __u64 wakeup_bytes = 64 * sizeof(struct pm_event); /* batch size */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* the agent may resize it before load */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PM_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* comm names whose exec must wake the reader immediately (filled by the agent) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[PM_COMM_LEN]);
+	__type(value, __u8);
+} urgent_comms SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline struct pm_event *reserve(void)
+{
+	struct pm_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		count(PM_CNT_DROPPED);
+	return e;
+}
+
+static __always_inline void submit(struct pm_event *e, bool urgent)
+{
+	__u64 flags;
+	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	else
+		flags = BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+	count(PM_CNT_SUBMITTED);
+}
+
+static __always_inline void fill_task(struct pm_event *e, struct task_struct *task)
+{
+	__u64 ugid = bpf_get_current_uid_gid();
+	e->ts_ns = bpf_ktime_get_ns();
+	e->pid = BPF_CORE_READ(task, pid);
+	e->tgid = BPF_CORE_READ(task, tgid);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)ugid;
+	e->gid = (__u32)(ugid >> 32);
+	e->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	e->start_ns = BPF_CORE_READ(task, start_boottime);
+	e->exit_code = 0;
+	e->flags = 0;
+	e->filename[0] = 0;
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+	bool thread = BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid);
+	if (thread && !emit_threads)
+		return 0;
+	struct pm_event *e = reserve();
+	if (!e)
+		return 0;
+	/* the child has not run yet: uid/gid and comm are the parent's, which the child shares */
+	fill_task(e, child);
+	e->kind = PM_EV_FORK;
+	/* for a thread the "parent" is its own process; for a process, the forking process */
+	e->ppid = BPF_CORE_READ(parent, tgid);
+	if (thread)
+		e->flags |= PM_F_THREAD;
+	submit(e, false);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct pm_event *e = reserve();
+	if (!e)
+		return 0;
+	fill_task(e, task);
+	e->kind = PM_EV_EXEC;
+	const char *fname = BPF_CORE_READ(bprm, filename);
+	long n = bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), fname);
+	if (n == sizeof(e->filename))
+		e->flags |= PM_F_TRUNCATED; /* may be an exact fit; the agent re-reads /proc if it cares */
+	bool urgent = bpf_map_lookup_elem(&urgent_comms, &e->comm) != NULL;
+	if (urgent)
+		e->flags |= PM_F_URGENT;
+	submit(e, urgent);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *task)
+{
+	/*
+	 * The tracepoint fires once per exiting thread, after signal->live was decremented: the
+	 * thread that brings it to zero ends the process.
+	 */
+	int live = BPF_CORE_READ(task, signal, live.counter);
+	bool thread = live != 0;
+	if (thread && !emit_threads)
+		return 0;
+	struct pm_event *e = reserve();
+	if (!e)
+		return 0;
+	fill_task(e, task);
+	e->kind = PM_EV_EXIT;
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	if (thread)
+		e->flags |= PM_F_THREAD;
+	submit(e, false);
+	return 0;
+}
