@@ -13,21 +13,32 @@ fn find_clang() -> Option<String> {
     }
     CANDIDATES
         .iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .map(|c| c.to_string())
 }
 
 fn strip_tool(clang: &str) -> Option<String> {
     // clang-19 -> llvm-strip-19, clang -> llvm-strip
-    let suffix = clang.rsplit_once('-').map(|(_, v)| v).filter(|v| v.chars().all(|c| c.is_ascii_digit()));
+    let suffix = clang
+        .rsplit_once('-')
+        .map(|(_, v)| v)
+        .filter(|v| v.chars().all(|c| c.is_ascii_digit()));
     let mut tools = Vec::new();
     if let Some(v) = suffix {
         tools.push(format!("llvm-strip-{v}"));
     }
     tools.push("llvm-strip".to_string());
-    tools
-        .into_iter()
-        .find(|t| Command::new(t).arg("--version").output().is_ok_and(|o| o.status.success()))
+    tools.into_iter().find(|t| {
+        Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 fn main() {
@@ -35,7 +46,11 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("procman.bpf.o");
     let src = manifest.join("src/procman.bpf.c");
     let include = manifest.join("../procman-common/include");
-    for f in ["src/procman.bpf.c", "src/vmlinux.h", "../procman-common/include/procman_event.h"] {
+    for f in [
+        "src/procman.bpf.c",
+        "src/vmlinux.h",
+        "../procman-common/include/procman_event.h",
+    ] {
         println!("cargo:rerun-if-changed={}", manifest.join(f).display());
     }
     println!("cargo:rerun-if-env-changed=PROCMAN_CLANG");
@@ -55,7 +70,16 @@ fn main() {
         );
     }
     let status = Command::new(&clang)
-        .args(["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-mcpu=v3", "-Wall", "-Werror"])
+        .args([
+            "-g",
+            "-O2",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-mcpu=v3",
+            "-Wall",
+            "-Werror",
+        ])
         .arg("-I")
         .arg(&include)
         .arg("-I")
@@ -67,15 +91,26 @@ fn main() {
         .status()
         .unwrap_or_else(|e| panic!("procman-ebpf: running {clang}: {e}"));
     if !status.success() {
-        panic!("procman-ebpf: {clang} failed to compile {} ({status})", src.display());
+        panic!(
+            "procman-ebpf: {clang} failed to compile {} ({status})",
+            src.display()
+        );
     }
     // Drop DWARF (660 KB -> ~45 KB); BTF and BTF.ext stay, which CO-RE needs.
     if let Some(strip) = strip_tool(&clang) {
-        let ok = Command::new(&strip).arg("-g").arg(&out).status().is_ok_and(|s| s.success());
+        let ok = Command::new(&strip)
+            .arg("-g")
+            .arg(&out)
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
-            println!("cargo:warning=procman-ebpf: {strip} -g failed; embedding the unstripped object");
+            println!(
+                "cargo:warning=procman-ebpf: {strip} -g failed; embedding the unstripped object"
+            );
         }
     } else {
-        println!("cargo:warning=procman-ebpf: llvm-strip not found; embedding the unstripped object");
+        println!(
+            "cargo:warning=procman-ebpf: llvm-strip not found; embedding the unstripped object"
+        );
     }
 }

@@ -1,5 +1,11 @@
 //! procman-agent: the host agent and the `procman` CLI, one concern per module.
 //!
 //! Data flows one way: `events` (kernel -> ProcEvent stream) -> `core` (process table,
-//! broadcast) -> `api` (HTTP/JSON on a Unix socket) -> `client` / `cli`.
+//! fan-out, counters) -> `api` (HTTP/JSON on a Unix socket) -> `client` -> `cli`.
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod core;
 pub mod events;
+pub mod tree;

@@ -1,1 +1,124 @@
-fn main() {}
+//! `procman-agent`: the privileged host agent.
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use procman_agent::{api, config::Config, core, events, tree::ProcTable};
+use std::path::PathBuf;
+
+const DEFAULT_CONFIG: &str = "/etc/procman/procman.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "procman-agent",
+    version,
+    about = "procman's host agent: watches every process through eBPF and serves the procman API",
+    long_about = "procman-agent watches every process on the host (fork/exec/exit through BPF \
+                  tracepoints, or the netlink proc connector when BPF is unavailable), keeps a live \
+                  process table, and serves an HTTP/JSON API on a Unix socket for the `procman` CLI.\n\n\
+                  It must run as root. Configuration: a TOML file (see procman.example.toml); \
+                  command-line flags override it."
+)]
+struct Args {
+    /// Configuration file (TOML). Default: /etc/procman/procman.toml if it exists, else built-in defaults.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// API socket path (overrides agent.socket).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Event source (overrides events.source): auto, bpf or netlink.
+    #[arg(long, value_parser = ["auto", "bpf", "netlink"])]
+    source: Option<String>,
+    /// Also report thread creation/exit (overrides events.threads).
+    #[arg(long)]
+    threads: bool,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn load_config(args: &Args) -> Result<Config> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
+            Config::load(DEFAULT_CONFIG.as_ref())?
+        }
+        None => Config::default(),
+    };
+    if let Some(s) = &args.socket {
+        cfg.agent.socket = s.clone();
+    }
+    if let Some(s) = &args.source {
+        cfg.events.source = toml::Value::String(s.clone())
+            .try_into()
+            .context("--source")?;
+    }
+    cfg.events.threads |= args.threads;
+    Ok(cfg)
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    let opts = cfg.source_options()?;
+    // Bind first: a second agent must fail before it loads anything.
+    let listener = api::bind(&cfg.agent.socket, &cfg.agent.socket_group).await?;
+    let _socket_guard = api::SocketGuard(cfg.agent.socket.clone());
+    let (source, rx) = events::start(cfg.events.source, &opts)?;
+    match &source.fallback_reason {
+        None => log::info!(
+            "event source: {} (ring {} KiB, wakeup batch {}, poll {:?}, threads {})",
+            source.kind,
+            opts.ring_bytes >> 10,
+            opts.wakeup_batch,
+            opts.poll_interval,
+            if opts.threads { "on" } else { "off" }
+        ),
+        Some(r) => log::warn!(
+            "event source: {} (fallback; BPF unavailable: {r})",
+            source.kind
+        ),
+    }
+    // Seed after the source is attached, so nothing that starts in between is missed.
+    let table = ProcTable::seed();
+    log::info!("process table seeded from /proc: {} processes", table.len());
+    let agent = core::Agent::new(source, opts.threads, table);
+    log::info!("API listening on {}", cfg.agent.socket.display());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = core::run(agent.clone(), rx) => bail!("the event source stopped unexpectedly"),
+        r = api::serve(listener, agent.clone()) => r,
+        _ = tokio::signal::ctrl_c() => { log::info!("interrupted; exiting"); Ok(()) }
+        _ = term.recv() => { log::info!("terminated; exiting"); Ok(()) }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    let cfg = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("procman-agent: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    if args.check_config {
+        println!("configuration OK");
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "procman-agent: must run as root (it loads BPF programs and manages cgroups); try `sudo procman-agent`"
+        );
+        std::process::exit(1);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run(cfg)) {
+        eprintln!("procman-agent: {e:#}");
+        std::process::exit(1);
+    }
+}

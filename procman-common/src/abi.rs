@@ -71,7 +71,11 @@ pub fn field_layout() -> Vec<(&'static str, usize, usize)> {
     let e = PmEvent::from_bytes(&[0u8; PmEvent::SIZE]).unwrap();
     macro_rules! f {
         ($name:ident) => {
-            (stringify!($name), offset_of!(PmEvent, $name), size_of_val(&e.$name))
+            (
+                stringify!($name),
+                offset_of!(PmEvent, $name),
+                size_of_val(&e.$name),
+            )
         };
     }
     vec![
@@ -132,7 +136,10 @@ mod tests {
             ("PM_CNT_MAX", PM_CNT_MAX as u64),
         ];
         for (name, v) in consts {
-            line(format!("{name} == {v}"), format!("{name} differs from Rust ({v})"));
+            line(
+                format!("{name} == {v}"),
+                format!("{name} differs from Rust ({v})"),
+            );
         }
         s
     }
@@ -167,9 +174,18 @@ mod tests {
         let mut checked = 0;
         let targets: [(&str, &[&str]); 4] = [
             ("cc", &[]),
-            ("clang-19", &["-target", "bpf", "-I/usr/include/x86_64-linux-gnu"]),
-            ("clang-16", &["-target", "bpf", "-I/usr/include/x86_64-linux-gnu"]),
-            ("clang", &["-target", "bpf", "-I/usr/include/x86_64-linux-gnu"]),
+            (
+                "clang-19",
+                &["-target", "bpf", "-I/usr/include/x86_64-linux-gnu"],
+            ),
+            (
+                "clang-16",
+                &["-target", "bpf", "-I/usr/include/x86_64-linux-gnu"],
+            ),
+            (
+                "clang",
+                &["-target", "bpf", "-I/usr/include/x86_64-linux-gnu"],
+            ),
         ];
         let mut bpf_done = false;
         for (cc, args) in targets {
@@ -177,7 +193,9 @@ mod tests {
             if is_bpf && bpf_done {
                 continue;
             }
-            let Some(out) = compile(cc, args) else { continue };
+            let Some(out) = compile(cc, args) else {
+                continue;
+            };
             assert!(
                 out.status.success(),
                 "{cc} {args:?}: C header and Rust layout differ:\n{}",
@@ -186,8 +204,14 @@ mod tests {
             checked += 1;
             bpf_done |= is_bpf;
         }
-        assert!(bpf_done, "no clang found to check the BPF-target layout (apt-get install clang-19)");
-        assert!(checked >= 2, "the layout was not checked for both host and BPF targets");
+        assert!(
+            bpf_done,
+            "no clang found to check the BPF-target layout (apt-get install clang-19)"
+        );
+        assert!(
+            checked >= 2,
+            "the layout was not checked for both host and BPF targets"
+        );
     }
 
     /// The check itself can fail: a wrong offset is caught by the compiler.
@@ -202,7 +226,11 @@ mod tests {
              _Static_assert(offsetof(struct pm_event, pid) == 12, \"pid\");\n",
         )
         .unwrap();
-        let out = Command::new("cc").args(["-fsyntax-only", "-I", include]).arg(&src).output().unwrap();
+        let out = Command::new("cc")
+            .args(["-fsyntax-only", "-I", include])
+            .arg(&src)
+            .output()
+            .unwrap();
         assert!(!out.status.success());
     }
 

@@ -35,7 +35,9 @@ impl std::str::FromStr for EventKind {
             "fork" => Ok(EventKind::Fork),
             "exec" => Ok(EventKind::Exec),
             "exit" => Ok(EventKind::Exit),
-            _ => Err(format!("unknown event kind {s:?}: expected fork, exec or exit")),
+            _ => Err(format!(
+                "unknown event kind {s:?}: expected fork, exec or exit"
+            )),
         }
     }
 }
@@ -213,4 +215,13 @@ mod tests {
         assert_eq!(ProcEvent::split_status(9), (None, Some(9)));
         assert_eq!(ProcEvent::split_status(0), (Some(0), None));
     }
+}
+
+/// One line of the `GET /api/events` NDJSON stream: an event, or a notice that this
+/// subscriber fell behind and `lagged` events were skipped for it.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum EventStreamItem {
+    Event(ProcEvent),
+    Lagged { lagged: u64 },
 }

@@ -37,7 +37,10 @@ macro_rules! require_vm {
 macro_rules! require_root {
     () => {
         if !$crate::is_root() {
-            eprintln!("SKIPPED {}: needs root (BPF and cgroups); run as root", module_path!());
+            eprintln!(
+                "SKIPPED {}: needs root (BPF and cgroups); run as root",
+                module_path!()
+            );
             return;
         }
     };

@@ -23,11 +23,17 @@ pub fn ensure(pkgs: &[&str]) -> Result<()> {
     }
     let cmd = format!("apt-get update && apt-get install -y {}", missing.join(" "));
     if !nix_is_root() {
-        bail!("missing Debian packages: {}. Install them as root with:\n  {cmd}", missing.join(", "));
+        bail!(
+            "missing Debian packages: {}. Install them as root with:\n  {cmd}",
+            missing.join(", ")
+        );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     // apt-cache/apt-get need fresh lists on a new machine; update once, quietly.
-    let upd = Command::new("apt-get").args(["update", "-q"]).status().context("running apt-get update")?;
+    let upd = Command::new("apt-get")
+        .args(["update", "-q"])
+        .status()
+        .context("running apt-get update")?;
     if !upd.success() {
         eprintln!("xtask: warning: apt-get update failed ({upd}); trying the install anyway");
     }

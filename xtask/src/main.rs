@@ -15,7 +15,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "procman's build, test, VM and benchmark driver")]
+#[command(
+    name = "cargo xtask",
+    about = "procman's build, test, VM and benchmark driver"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -55,5 +58,8 @@ fn main() {
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

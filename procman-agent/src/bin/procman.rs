@@ -1,1 +1,20 @@
-fn main() {}
+//! `procman`: the command-line client of procman-agent.
+use clap::Parser;
+
+fn main() {
+    let cli = procman_agent::cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("procman: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(procman_agent::cli::run(cli)) {
+        eprintln!("procman: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -101,8 +101,10 @@ fn load(opts: &SourceOptions) -> Result<(Ebpf, Btf)> {
             .program_mut(prog)
             .with_context(|| format!("BPF program {prog} missing from the object"))?
             .try_into()?;
-        p.load(tp, &btf).with_context(|| format!("loading {prog} for tp_btf/{tp}"))?;
-        p.attach().with_context(|| format!("attaching {prog} to tp_btf/{tp}"))?;
+        p.load(tp, &btf)
+            .with_context(|| format!("loading {prog} for tp_btf/{tp}"))?;
+        p.attach()
+            .with_context(|| format!("attaching {prog} to tp_btf/{tp}"))?;
     }
     Ok((ebpf, btf))
 }
@@ -111,13 +113,17 @@ fn load(opts: &SourceOptions) -> Result<(Ebpf, Btf)> {
 pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<SourceInfo> {
     let (mut ebpf, _btf) = load(opts).map_err(explain)?;
     if !opts.urgent_comms.is_empty() {
-        let mut urgent: BpfHashMap<_, [u8; 16], u8> =
-            BpfHashMap::try_from(ebpf.map_mut("urgent_comms").context("map urgent_comms missing")?)?;
+        let mut urgent: BpfHashMap<_, [u8; 16], u8> = BpfHashMap::try_from(
+            ebpf.map_mut("urgent_comms")
+                .context("map urgent_comms missing")?,
+        )?;
         for name in &opts.urgent_comms {
             let mut key = [0u8; 16];
             let n = name.len().min(15);
             key[..n].copy_from_slice(&name.as_bytes()[..n]);
-            urgent.insert(key, 1, 0).with_context(|| format!("adding {name:?} to urgent_comms"))?;
+            urgent
+                .insert(key, 1, 0)
+                .with_context(|| format!("adding {name:?} to urgent_comms"))?;
         }
     }
     let ring = RingBuf::try_from(ebpf.take_map("events").context("map events missing")?)?;
@@ -127,10 +133,25 @@ pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<Source
     // SAFETY: the RingBuf owns the map fd and lives inside the AsyncFd, so the fd stays open
     // for as long as it is registered.
     let afd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| anyhow!("registering the ring buffer with tokio: {}", e.into_parts().1))?;
-    tokio::spawn(reader(afd, counters_map, counters.clone(), opts.poll_interval, tx));
+        .map_err(|e| {
+            anyhow!(
+                "registering the ring buffer with tokio: {}",
+                e.into_parts().1
+            )
+        })?;
+    tokio::spawn(reader(
+        afd,
+        counters_map,
+        counters.clone(),
+        opts.poll_interval,
+        tx,
+    ));
     // The Ebpf object owns the program links: keep it alive as long as the source is.
-    Ok(SourceInfo::new(SourceKind::Bpf, counters, Box::new(std::sync::Mutex::new(ebpf))))
+    Ok(SourceInfo::new(
+        SourceKind::Bpf,
+        counters,
+        Box::new(std::sync::Mutex::new(ebpf)),
+    ))
 }
 
 fn sum_counter(map: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {
@@ -184,9 +205,10 @@ async fn reader(
         }
         if timer {
             let dropped = sum_counter(&counters_map, abi::PM_CNT_DROPPED);
-            counters
-                .kernel_submitted
-                .store(sum_counter(&counters_map, abi::PM_CNT_SUBMITTED), Ordering::Relaxed);
+            counters.kernel_submitted.store(
+                sum_counter(&counters_map, abi::PM_CNT_SUBMITTED),
+                Ordering::Relaxed,
+            );
             counters.dropped.store(dropped, Ordering::Relaxed);
             if dropped > seen_dropped {
                 let lost = dropped - seen_dropped;

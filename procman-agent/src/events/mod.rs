@@ -94,7 +94,12 @@ impl SourceInfo {
         counters: Arc<SourceCounters>,
         guard: Box<dyn Send + Sync>,
     ) -> Self {
-        SourceInfo { kind, fallback_reason: None, counters, _guard: guard }
+        SourceInfo {
+            kind,
+            fallback_reason: None,
+            counters,
+            _guard: guard,
+        }
     }
 }
 

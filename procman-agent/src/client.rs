@@ -1,0 +1,106 @@
+//! The API client the CLI (and the tests) use: HTTP/1.1 over the agent's Unix socket.
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::{BodyExt, Empty};
+use hyper::{body::Incoming, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use procman_common::api::ApiError;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use tokio::net::UnixStream;
+
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    pub fn new(socket: impl Into<PathBuf>) -> Client {
+        Client {
+            socket: socket.into(),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Connects, explaining the usual failures in one sentence each.
+    async fn connect(&self) -> Result<UnixStream> {
+        let s = self.socket.display();
+        UnixStream::connect(&self.socket).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow!(
+                "cannot reach procman-agent: {s} does not exist (is the agent running? start it with \
+                 `sudo procman-agent`, or pass --socket / set PROCMAN_SOCKET if it listens elsewhere)"
+            ),
+            std::io::ErrorKind::ConnectionRefused => anyhow!(
+                "cannot reach procman-agent: nothing listens on {s} (a stale socket; the agent is not running: \
+                 start it with `sudo procman-agent`)"
+            ),
+            std::io::ErrorKind::PermissionDenied => anyhow!(
+                "cannot reach procman-agent: permission denied on {s} (run as root, or as a member of the \
+                 agent's socket_group)"
+            ),
+            _ => anyhow!("cannot reach procman-agent at {s}: {e}"),
+        })
+    }
+
+    async fn send(&self, path_and_query: &str) -> Result<Response<Incoming>> {
+        let stream = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake with procman-agent failed")?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::get(path_and_query)
+            .header(hyper::header::HOST, "procman")
+            .body(Empty::<Bytes>::new())?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .context("request to procman-agent failed")?;
+        if resp.status() != StatusCode::OK {
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            let msg = serde_json::from_slice::<ApiError>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+            bail!("procman-agent: {msg} (HTTP {status})");
+        }
+        Ok(resp)
+    }
+
+    /// GET a JSON document.
+    pub async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T> {
+        let resp = self.send(path_and_query).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&body)
+            .with_context(|| format!("unexpected answer from procman-agent to {path_and_query}"))
+    }
+
+    /// GET an NDJSON stream; `on_line` gets each line until it returns false or the stream ends.
+    pub async fn stream_lines(
+        &self,
+        path_and_query: &str,
+        mut on_line: impl FnMut(&[u8]) -> bool,
+    ) -> Result<()> {
+        let mut body = self.send(path_and_query).await?.into_body();
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("the event stream from procman-agent broke")?;
+            if let Some(data) = frame.data_ref() {
+                buf.extend_from_slice(data);
+                while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                    let line = buf.split_to(nl + 1);
+                    if !on_line(&line[..nl]) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if buf.has_remaining() && !on_line(&buf) {
+            return Ok(());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! The agent's TOML configuration: parsing and validation.
+//!
+//! Every field has a default, so an empty file is a valid config. Unknown keys are errors (a
+//! typo must not silently change behaviour). Validation happens before anything is applied.
+use crate::events::{SourceChoice, SourceOptions};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::{path::PathBuf, time::Duration};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub agent: AgentSection,
+    pub events: EventsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSection {
+    /// Path of the API's Unix socket.
+    pub socket: PathBuf,
+    /// Unix group allowed to use the socket (besides root). Empty: root only.
+    pub socket_group: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// `auto` (BPF, falling back to the netlink proc connector), `bpf` or `netlink`.
+    pub source: SourceChoice,
+    /// Also report thread creation and exit.
+    pub threads: bool,
+    /// BPF ring buffer size, e.g. "8MiB" (power of two, at least 64KiB).
+    pub ring_size: String,
+    /// Records the kernel batches before waking the agent.
+    pub wakeup_batch: u32,
+    /// How often the agent polls the ring anyway, e.g. "50ms".
+    pub poll_interval: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            agent: AgentSection::default(),
+            events: EventsSection::default(),
+        }
+    }
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            socket: PathBuf::from(procman_common::DEFAULT_SOCKET),
+            socket_group: String::new(),
+        }
+    }
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        EventsSection {
+            source: SourceChoice::Auto,
+            threads: false,
+            ring_size: "8MiB".into(),
+            wakeup_batch: 64,
+            poll_interval: "50ms".into(),
+        }
+    }
+}
+
+/// Parses a byte size: `4096`, `64K`, `8M`, `8MiB`, `1G` (all 1024-based, as systemd does).
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid size {s:?}: expected a number with an optional unit, e.g. 512K, 8M, 8MiB, 1G"
+        )
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        other => {
+            bail!("invalid size {s:?}: unknown unit {other:?} (use K, M, G or T, e.g. 8M or 8MiB)")
+        }
+    };
+    n.checked_mul(mult)
+        .with_context(|| format!("size {s:?} is too large"))
+}
+
+/// Parses a duration: `50ms`, `2s`, `5m`, `1h`, `250us`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}: expected e.g. 50ms, 2s, 5m, 1h"))?;
+    Ok(match unit.trim() {
+        "us" => Duration::from_micros(n),
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => bail!("invalid duration {s:?}: unknown unit {other:?} (use us, ms, s, m or h)"),
+    })
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &std::path::Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        cfg.source_options()?; // validates the event settings
+        if cfg.agent.socket.as_os_str().is_empty() || !cfg.agent.socket.is_absolute() {
+            bail!(
+                "agent.socket = {:?}: the socket path must be absolute, e.g. \"{}\"",
+                cfg.agent.socket,
+                procman_common::DEFAULT_SOCKET
+            );
+        }
+        Ok(cfg)
+    }
+
+    /// The event source settings, validated.
+    pub fn source_options(&self) -> Result<SourceOptions> {
+        let e = &self.events;
+        let ring = parse_bytes(&e.ring_size).context("events.ring_size")?;
+        if !ring.is_power_of_two() || !(64 << 10..=1 << 30).contains(&ring) {
+            bail!(
+                "events.ring_size = {:?} ({ring} bytes): must be a power of two between 64KiB and 1GiB, e.g. \"8MiB\"",
+                e.ring_size
+            );
+        }
+        if e.wakeup_batch == 0 || e.wakeup_batch > 4096 {
+            bail!(
+                "events.wakeup_batch = {}: must be between 1 and 4096 (default 64)",
+                e.wakeup_batch
+            );
+        }
+        let poll = parse_duration(&e.poll_interval).context("events.poll_interval")?;
+        if poll < Duration::from_millis(1) || poll > Duration::from_secs(10) {
+            bail!(
+                "events.poll_interval = {:?}: must be between 1ms and 10s (default \"50ms\")",
+                e.poll_interval
+            );
+        }
+        Ok(SourceOptions {
+            threads: e.threads,
+            ring_bytes: ring as u32,
+            wakeup_batch: e.wakeup_batch,
+            poll_interval: poll,
+            urgent_comms: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_default() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.events.source, SourceChoice::Auto);
+        assert_eq!(c.source_options().unwrap().ring_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../procman.example.toml");
+        Config::parse(text).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = format!(
+            "{:#}",
+            Config::parse("[events]\nring_size = \"3MiB\"").unwrap_err()
+        );
+        assert!(e.contains("3MiB") && e.contains("power of two"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[events]\nring_size = \"8XB\"").unwrap_err()
+        );
+        assert!(e.contains("8XB"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[events]\npoll_interval = \"1d\"").unwrap_err()
+        );
+        assert!(e.contains("1d"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[events]\nsource = \"dtrace\"").unwrap_err()
+        );
+        assert!(e.contains("dtrace"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[agent]\nsockt = \"/x\"").unwrap_err()
+        );
+        assert!(e.contains("sockt"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[agent]\nsocket = \"rel/x.sock\"").unwrap_err()
+        );
+        assert!(e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_bytes("64K").unwrap(), 65536);
+        assert_eq!(parse_bytes("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_bytes("").is_err());
+    }
+}

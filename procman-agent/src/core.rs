@@ -1,0 +1,117 @@
+//! The agent core: consumes the event source, keeps the process table current, fans events
+//! out to subscribers (the API's event streams) and keeps the counters the API reports.
+//!
+//! One task owns the consuming side; the table sits behind a std RwLock that is only held
+//! for a batch of in-memory updates, never across an await.
+use crate::{
+    events::{SourceInfo, SourceMsg},
+    tree::ProcTable,
+};
+use procman_common::api::{AgentStatus, ProcEvent};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, RwLock,
+    },
+    time::Instant,
+};
+use tokio::sync::{broadcast, mpsc};
+
+/// Capacity of the fan-out channel. A subscriber more than this many events behind is told
+/// how many it missed (`lagged`).
+pub const BROADCAST_CAPACITY: usize = 16 * 1024;
+const BATCH: usize = 512;
+
+/// State shared between the core task and the API.
+pub struct Agent {
+    pub started: Instant,
+    pub source: SourceInfo,
+    pub threads: bool,
+    pub table: RwLock<ProcTable>,
+    pub events: broadcast::Sender<ProcEvent>,
+    pub received: AtomicU64,
+    pub resyncs: AtomicU64,
+    pub resync_corrections: AtomicU64,
+}
+
+impl Agent {
+    pub fn new(source: SourceInfo, threads: bool, table: ProcTable) -> Arc<Agent> {
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Arc::new(Agent {
+            started: Instant::now(),
+            source,
+            threads,
+            table: RwLock::new(table),
+            events,
+            received: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            resync_corrections: AtomicU64::new(0),
+        })
+    }
+
+    pub fn status(&self) -> AgentStatus {
+        AgentStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            source: self.source.kind,
+            fallback_reason: self.source.fallback_reason.clone(),
+            events_received: self.received.load(Ordering::Relaxed),
+            events_dropped: self.source.counters.dropped(),
+            kernel_submitted: self.source.counters.submitted(),
+            resyncs: self.resyncs.load(Ordering::Relaxed),
+            resync_corrections: self.resync_corrections.load(Ordering::Relaxed),
+            processes: self.table.read().map(|t| t.len()).unwrap_or(0),
+            threads: self.threads,
+        }
+    }
+
+    /// Resynchronises the table from /proc after `lost` events were dropped.
+    fn resync(&self, lost: u64) {
+        log::warn!(
+            "{lost} event(s) lost by the kernel side; resynchronising the process table from /proc"
+        );
+        let t0 = Instant::now();
+        let corrections = self.table.write().map(|mut t| t.reconcile()).unwrap_or(0);
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.resync_corrections
+            .fetch_add(corrections, Ordering::Relaxed);
+        log::warn!(
+            "resync done in {:.1} ms: {corrections} correction(s) to the process table",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// Runs until the source closes.
+pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            log::error!("the event source stopped");
+            return;
+        }
+        let mut lost = 0;
+        {
+            let mut table = agent.table.write().unwrap_or_else(|e| e.into_inner());
+            for msg in &batch {
+                match msg {
+                    SourceMsg::Event(ev) => table.apply(ev),
+                    SourceMsg::Lost(n) => lost += n,
+                }
+            }
+        }
+        let mut n = 0;
+        for msg in batch.drain(..) {
+            if let SourceMsg::Event(ev) = msg {
+                n += 1;
+                // An error only means nobody is subscribed.
+                let _ = agent.events.send(ev);
+            }
+        }
+        agent.received.fetch_add(n, Ordering::Relaxed);
+        if lost > 0 {
+            agent.resync(lost);
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The live process table: seeded by one /proc scan, then kept current by events alone.
+//!
+//! Identity is (pid, start time): a pid reused by a new process replaces the old entry, never
+//! merges with it. After a lost event the table is reconciled with /proc and the corrections
+//! are counted.
+use procman_common::api::{Comm, EventKind, ProcEvent};
+use std::{collections::HashMap, sync::Arc};
+
+/// One live process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcEntry {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Start time in clock ticks since boot (/proc/PID/stat field 22); 0 when unknown.
+    pub start_ticks: u64,
+    pub comm: Comm,
+    pub uid: u32,
+    /// The executed file, when an exec was seen (or /proc/PID/exe at seed time).
+    pub exe: Option<Arc<str>>,
+    pub kthread: bool,
+}
+
+/// Clock ticks per second (USER_HZ), to compare BPF's ns start times with /proc's ticks.
+fn ticks_per_sec() -> u64 {
+    procfs::ticks_per_second()
+}
+
+/// Converts a start time in ns since boot to /proc's clock ticks (the kernel truncates the
+/// same way in nsec_to_clock_t).
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    ns / (1_000_000_000 / ticks_per_sec())
+}
+
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+fn entry_from_proc(p: &procfs::process::Process) -> Option<ProcEntry> {
+    let stat = p.stat().ok()?;
+    let uid = p.uid().unwrap_or(u32::MAX);
+    let kthread = stat.flags & PF_KTHREAD != 0;
+    let exe = if kthread {
+        None
+    } else {
+        p.exe()
+            .ok()
+            .map(|e| Arc::from(e.to_string_lossy().as_ref()))
+    };
+    Some(ProcEntry {
+        pid: stat.pid as u32,
+        ppid: stat.ppid as u32,
+        start_ticks: stat.starttime,
+        comm: Comm::from(stat.comm.as_str()),
+        uid,
+        exe,
+        kthread,
+    })
+}
+
+fn scan_proc() -> HashMap<u32, ProcEntry> {
+    let mut map = HashMap::new();
+    if let Ok(all) = procfs::process::all_processes() {
+        for p in all.flatten() {
+            if let Some(e) = entry_from_proc(&p) {
+                map.insert(e.pid, e);
+            }
+        }
+    }
+    map
+}
+
+#[derive(Debug, Default)]
+pub struct ProcTable {
+    procs: HashMap<u32, ProcEntry>,
+}
+
+impl ProcTable {
+    /// Seeds the table with one scan of /proc.
+    pub fn seed() -> ProcTable {
+        ProcTable { procs: scan_proc() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&ProcEntry> {
+        self.procs.get(&pid)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ProcEntry> {
+        self.procs.values()
+    }
+
+    /// Applies one event. Thread events do not change the process table.
+    pub fn apply(&mut self, ev: &ProcEvent) {
+        if ev.thread {
+            return;
+        }
+        let start_ticks = if ev.start_ns != 0 {
+            ns_to_ticks(ev.start_ns)
+        } else {
+            0
+        };
+        match ev.kind {
+            EventKind::Fork => {
+                // A fork event always names a new process: whatever had this pid is gone.
+                let exe = self.procs.get(&ev.ppid).and_then(|p| p.exe.clone());
+                self.procs.insert(
+                    ev.pid,
+                    ProcEntry {
+                        pid: ev.pid,
+                        ppid: ev.ppid,
+                        start_ticks,
+                        comm: ev.comm,
+                        uid: ev.uid,
+                        exe,
+                        kthread: false,
+                    },
+                );
+            }
+            EventKind::Exec => {
+                let e = self.procs.entry(ev.pid).or_insert_with(|| ProcEntry {
+                    pid: ev.pid,
+                    ppid: ev.ppid,
+                    start_ticks,
+                    comm: ev.comm,
+                    uid: ev.uid,
+                    exe: None,
+                    kthread: false,
+                });
+                if start_ticks != 0 && e.start_ticks != 0 && e.start_ticks != start_ticks {
+                    // The fork of this process was missed and the pid was reused.
+                    e.start_ticks = start_ticks;
+                }
+                e.ppid = ev.ppid;
+                e.comm = ev.comm;
+                e.uid = ev.uid;
+                e.exe = ev.filename.clone();
+            }
+            EventKind::Exit => {
+                let same = self.procs.get(&ev.pid).is_some_and(|e| {
+                    start_ticks == 0 || e.start_ticks == 0 || e.start_ticks == start_ticks
+                });
+                if same {
+                    self.procs.remove(&ev.pid);
+                    self.reparent_children_of(ev.pid);
+                }
+            }
+        }
+    }
+
+    /// Children of an exited process were reparented by the kernel (to a subreaper or init):
+    /// read their new parent from /proc (rare, so no per-event cost).
+    fn reparent_children_of(&mut self, pid: u32) {
+        for e in self.procs.values_mut().filter(|e| e.ppid == pid) {
+            e.ppid = procfs::process::Process::new(e.pid as i32)
+                .and_then(|p| p.stat())
+                .map(|s| s.ppid as u32)
+                .unwrap_or(1);
+        }
+    }
+
+    /// Makes the table match /proc; returns the number of corrections (added, removed or
+    /// changed entries).
+    pub fn reconcile(&mut self) -> u64 {
+        let fresh = scan_proc();
+        let mut corrections = 0;
+        self.procs.retain(|pid, _| {
+            let keep = fresh.contains_key(pid);
+            corrections += u64::from(!keep);
+            keep
+        });
+        for (pid, f) in fresh {
+            match self.procs.get_mut(&pid) {
+                Some(e) if e.start_ticks == f.start_ticks && e.ppid == f.ppid => {}
+                Some(e) => {
+                    *e = f;
+                    corrections += 1;
+                }
+                None => {
+                    self.procs.insert(pid, f);
+                    corrections += 1;
+                }
+            }
+        }
+        corrections
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: EventKind, pid: u32, ppid: u32, start_ns: u64) -> ProcEvent {
+        ProcEvent {
+            kind,
+            ts_ns: 0,
+            pid,
+            tid: pid,
+            ppid,
+            uid: 0,
+            gid: 0,
+            cgroup_id: 0,
+            start_ns,
+            comm: Comm::from("x"),
+            filename: (kind == EventKind::Exec).then(|| Arc::from("/bin/x")),
+            exit_code: None,
+            exit_signal: None,
+            thread: false,
+        }
+    }
+
+    #[test]
+    fn fork_exec_exit() {
+        let mut t = ProcTable::default();
+        t.apply(&ev(EventKind::Fork, 4_000_001, 1, 5_000_000_000));
+        assert_eq!(t.get(4_000_001).unwrap().ppid, 1);
+        t.apply(&ev(EventKind::Exec, 4_000_001, 1, 5_000_000_000));
+        assert_eq!(t.get(4_000_001).unwrap().exe.as_deref(), Some("/bin/x"));
+        t.apply(&ev(EventKind::Exit, 4_000_001, 1, 5_000_000_000));
+        assert!(t.get(4_000_001).is_none());
+    }
+
+    #[test]
+    fn exit_of_an_older_process_with_a_reused_pid_keeps_the_new_one() {
+        let mut t = ProcTable::default();
+        t.apply(&ev(EventKind::Fork, 4_000_002, 1, 9_000_000_000));
+        // a late exit record of a previous process with the same pid and another start time
+        t.apply(&ev(EventKind::Exit, 4_000_002, 1, 1_000_000_000));
+        assert!(t.get(4_000_002).is_some());
+    }
+
+    #[test]
+    fn seed_and_reconcile_match_proc() {
+        let mut t = ProcTable::seed();
+        let me = std::process::id();
+        assert!(
+            t.get(me).is_some(),
+            "the test process itself is in the seeded table"
+        );
+        assert!(t.get(1).is_some());
+        // a bogus entry is removed by reconcile
+        t.apply(&ev(EventKind::Fork, 4_000_003, me, 1));
+        let c = t.reconcile();
+        assert!(c >= 1);
+        assert!(t.get(4_000_003).is_none());
+    }
+}
