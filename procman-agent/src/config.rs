@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::{path::PathBuf, time::Duration};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub agent: AgentSection,
@@ -36,15 +36,6 @@ pub struct EventsSection {
     pub wakeup_batch: u32,
     /// How often the agent polls the ring anyway, e.g. "50ms".
     pub poll_interval: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            agent: AgentSection::default(),
-            events: EventsSection::default(),
-        }
-    }
 }
 
 impl Default for AgentSection {

@@ -60,3 +60,185 @@ pub fn bin(name: &str) -> PathBuf {
     );
     p
 }
+
+/// A procman-agent started by a test, on its own socket; stopped (SIGTERM) when dropped.
+pub struct Agent {
+    pub child: std::process::Child,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts the agent with `config` (TOML text; the socket is set by this function) and
+    /// extra arguments, and waits until its API answers.
+    pub fn start(config: &str, args: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("procman.sock");
+        let cfg = dir.path().join("procman.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
+        let child = std::process::Command::new(bin("procman-agent"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start procman-agent");
+        let mut agent = Agent { child, socket, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            // the socket is bound before the event source is attached; the API answers after
+            if api_answers(&agent.socket) {
+                break;
+            }
+            if let Ok(Some(st)) = agent.child.try_wait() {
+                panic!("procman-agent exited early ({st}):\n{}", agent.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent did not start:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        agent
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Runs `procman --socket <this agent> ARGS` to completion.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(bin("procman"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run procman")
+    }
+
+    /// `GET /api/status` through the CLI.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "procman status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// Starts `procman events --json ARGS` and returns a receiver of its parsed lines.
+    pub fn events(&self, args: &[&str]) -> EventStream {
+        let mut child = std::process::Command::new(bin("procman"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("events")
+            .arg("--json")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run procman events");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::with_capacity(1 << 20, stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: serde_json::Value = serde_json::from_str(&line).expect("event JSON");
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        EventStream { child, rx }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `procman events --json`.
+pub struct EventStream {
+    pub child: std::process::Child,
+    pub rx: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl EventStream {
+    /// Receives events until `done` says so or `timeout` passes; returns them all.
+    pub fn collect_until(
+        &self,
+        timeout: std::time::Duration,
+        mut done: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(v) => {
+                    let stop = done(&v);
+                    out.push(v);
+                    if stop {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Blocks until the stream is live: spawns `sh -c 'exit 99'` until its exit shows up.
+    pub fn sync(&self) {
+        for _ in 0..100 {
+            let child = std::process::Command::new("/bin/sh")
+                .args(["-c", "exit 99"])
+                .spawn()
+                .unwrap();
+            let pid = child.id() as u64;
+            let mut child = child;
+            child.wait().unwrap();
+            let got = self.collect_until(std::time::Duration::from_millis(500), |v| {
+                v["kind"] == "exit" && v["pid"] == pid && v["exit_code"] == 99
+            });
+            if got.iter().any(|v| v["kind"] == "exit" && v["pid"] == pid) {
+                return;
+            }
+        }
+        panic!("the event stream never delivered the sync marker");
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True when `GET /api/status` on `socket` answers 200.
+pub fn api_answers(socket: &std::path::Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    if s.write_all(b"GET /api/status HTTP/1.0\r\nHost: procman\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") && &buf[9..12] == b"200"
+}

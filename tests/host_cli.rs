@@ -1,0 +1,125 @@
+//! The binaries' behaviour on bad input: one clear sentence, the right exit status, no
+//! backtrace. Runs the real binaries.
+use procman_tests::{bin, require_root, Agent};
+use std::{os::unix::process::CommandExt, process::Command};
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.env_remove("RUST_BACKTRACE").output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn no_backtrace(stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_flags_are_refused_clearly() {
+    for b in ["procman", "procman-agent"] {
+        let (code, _, err) = run(Command::new(bin(b)).arg("--frobnicate"));
+        assert_eq!(code, 2, "{b}: {err}");
+        assert!(
+            err.contains("unexpected argument '--frobnicate'"),
+            "{b}: {err}"
+        );
+        no_backtrace(&err);
+    }
+    let (code, _, err) = run(Command::new(bin("procman")).args(["events", "--kind", "spawn"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("spawn") && err.contains("fork, exec or exit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_agent_is_one_sentence() {
+    let (code, _, err) =
+        run(Command::new(bin("procman")).args(["--socket", "/nonexistent/procman.sock", "status"]));
+    assert_eq!(code, 1);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("/nonexistent/procman.sock does not exist") && err.contains("procman-agent"),
+        "{err}"
+    );
+    no_backtrace(&err);
+    // a stale socket file with no listener
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let (code, _, err) = run(Command::new(bin("procman"))
+        .arg("--socket")
+        .arg(&sock)
+        .arg("events"));
+    assert_eq!(code, 1);
+    assert!(err.contains("not running"), "{err}");
+}
+
+#[test]
+fn version_and_help_are_informative() {
+    for b in ["procman", "procman-agent"] {
+        let (code, out, _) = run(Command::new(bin(b)).arg("--version"));
+        assert_eq!(code, 0);
+        assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+        let (code, out, _) = run(Command::new(bin(b)).arg("--help"));
+        assert_eq!(code, 0);
+        assert!(out.contains("Usage:") && out.len() > 300, "{out}");
+    }
+    let (_, out, _) = run(Command::new(bin("procman-agent")).arg("--help"));
+    assert!(out.contains("--config") && out.contains("root"), "{out}");
+}
+
+#[test]
+fn agent_refuses_to_start_without_root() {
+    require_root!();
+    let (code, _, err) = run(Command::new(bin("procman-agent"))
+        .args(["--socket", "/tmp/procman-nonroot.sock"])
+        .uid(65534)
+        .gid(65534));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("must run as root"), "{err}");
+    assert!(!std::path::Path::new("/tmp/procman-nonroot.sock").exists());
+}
+
+#[test]
+fn invalid_config_is_refused_with_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[events]\nring_size = \"3MiB\"\n").unwrap();
+    let (code, _, err) = run(Command::new(bin("procman-agent"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check-config"));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("3MiB") && err.contains("power of two"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "[events]\nsource = \"bpf\"\n").unwrap();
+    let (code, out, _) = run(Command::new(bin("procman-agent"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check-config"));
+    assert_eq!(code, 0);
+    assert!(out.contains("configuration OK"));
+}
+
+#[test]
+fn a_second_agent_on_the_same_socket_is_refused() {
+    require_root!();
+    let agent = Agent::start("", &[]);
+    let (code, _, err) = run(Command::new(bin("procman-agent"))
+        .arg("--socket")
+        .arg(&agent.socket));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already serving"), "{err}");
+    // the first one is unharmed
+    assert_eq!(agent.status()["source"], "bpf");
+}
