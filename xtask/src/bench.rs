@@ -1,10 +1,307 @@
-//! `cargo xtask bench` (to be written).
-use anyhow::{bail, Result};
-use clap::Args;
+//! `cargo xtask bench <name>`: benchmarks that print tables.
+//!
+//! - `events`: spawn-storm rate without and with the agent (same run, alternating rounds),
+//!   agent CPU per 10k events, events lost, agent CPU at a paced 1k exec/s, BPF cost per run.
+use crate::{deps, run::build_bins};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Bench {
+    /// Event capture overhead and loss.
+    Events,
+}
 
 #[derive(Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    pub bench: Bench,
+    /// Rounds of (without agent, with agent).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Spawns per storm.
+    #[arg(long, default_value_t = 6000)]
+    pub spawns: usize,
+}
 
-pub fn run(_a: BenchArgs) -> Result<()> {
-    bail!("not implemented yet")
+pub fn run(a: BenchArgs) -> Result<()> {
+    if !deps::nix_is_root() {
+        bail!("benchmarks load BPF programs: run as root");
+    }
+    deps::ensure(deps::BUILD)?;
+    match a.bench {
+        Bench::Events => events(&a),
+    }
+}
+
+/// Spawns `n` `/bin/true` from `workers` threads; returns spawns per second.
+fn storm(n: usize, workers: usize) -> f64 {
+    let t0 = Instant::now();
+    let hs: Vec<_> = (0..workers)
+        .map(|_| {
+            let per = n / workers;
+            std::thread::spawn(move || {
+                for _ in 0..per {
+                    let _ = Command::new("/bin/true").status();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        let _ = h.join();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Spawns `/bin/true` at `rate` per second for `secs` seconds (one paced thread).
+fn paced(rate: u32, secs: u32) -> usize {
+    let t0 = Instant::now();
+    let total = (rate * secs) as usize;
+    for i in 0..total {
+        let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let _ = Command::new("/bin/true").status();
+    }
+    total
+}
+
+struct RunningAgent {
+    child: Child,
+    socket: PathBuf,
+    procman: PathBuf,
+    _dir: PathBuf,
+}
+
+impl RunningAgent {
+    fn start(bin: &Path) -> Result<RunningAgent> {
+        let dir = std::env::temp_dir().join(format!("procman-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let socket = dir.join("procman.sock");
+        let child = Command::new(bin.join("procman-agent"))
+            .args(["--source", "bpf", "--socket"])
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting procman-agent")?;
+        let a = RunningAgent {
+            child,
+            socket,
+            procman: bin.join("procman"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while a.status().is_err() {
+            if Instant::now() > deadline {
+                bail!("procman-agent did not come up");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(a)
+    }
+
+    fn status(&self) -> Result<serde_json::Value> {
+        let out = Command::new(&self.procman)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["status", "--json"])
+            .output()?;
+        if !out.status.success() {
+            bail!("status failed");
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// utime + stime of the agent, in seconds.
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+        // SAFETY: sysconf has no preconditions.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    /// (run_time_ns, run_cnt) summed over the agent's BPF program fds (needs bpf_stats_enabled).
+    fn bpf_stats(&self) -> (u64, u64) {
+        let mut t = (0, 0);
+        let Ok(rd) = std::fs::read_dir(format!("/proc/{}/fdinfo", self.child.id())) else {
+            return t;
+        };
+        for e in rd.flatten() {
+            let s = std::fs::read_to_string(e.path()).unwrap_or_default();
+            if !s.contains("prog_type") {
+                continue;
+            }
+            for l in s.lines() {
+                if let Some(v) = l.strip_prefix("run_time_ns:") {
+                    t.0 += v.trim().parse::<u64>().unwrap_or(0);
+                }
+                if let Some(v) = l.strip_prefix("run_cnt:") {
+                    t.1 += v.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+        t
+    }
+
+    /// Waits until the agent has received everything the kernel submitted.
+    fn settle(&self) -> Result<serde_json::Value> {
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..100 {
+            let s = self.status()?;
+            if s["events_received"] == s["kernel_submitted"] {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.status()
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Enables kernel.bpf_stats_enabled for the bench and restores the old value on drop.
+struct BpfStats(String);
+impl BpfStats {
+    fn enable() -> BpfStats {
+        let old = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+            .unwrap_or_else(|_| "0".into());
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+        BpfStats(old.trim().to_string())
+    }
+}
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
+    }
+}
+
+fn events(a: &BenchArgs) -> Result<()> {
+    let bin = build_bins(true)?;
+    let _stats = BpfStats::enable();
+    let workers = 2;
+    println!(
+        "bench events: {} rounds x {} spawns of /bin/true from {workers} workers, alternating",
+        a.rounds, a.spawns
+    );
+    println!();
+    println!(
+        "{:<6} {:<8} {:>10} {:>12} {:>10} {:>8} {:>9}",
+        "round", "agent", "spawns/s", "agent CPU s", "events", "lost", "ns/BPF run"
+    );
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    let (mut cpu_total, mut ev_total, mut lost_total) = (0.0, 0u64, 0u64);
+    let (mut bpf_ns, mut bpf_runs) = (0u64, 0u64);
+    storm(500, workers); // warm-up
+    for r in 0..a.rounds {
+        // alternate the order so drift on a noisy machine hits both sides alike
+        let order = if r % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for with_agent in order {
+            if !with_agent {
+                let rate = storm(a.spawns, workers);
+                without.push(rate);
+                println!(
+                    "{:<6} {:<8} {:>10.0} {:>12} {:>10} {:>8} {:>9}",
+                    r + 1,
+                    "off",
+                    rate,
+                    "-",
+                    "-",
+                    "-",
+                    "-"
+                );
+                continue;
+            }
+            let agent = RunningAgent::start(&bin)?;
+            let s0 = agent.settle()?;
+            let c0 = agent.cpu_secs();
+            let b0 = agent.bpf_stats();
+            let rate = storm(a.spawns, workers);
+            let s1 = agent.settle()?;
+            let cpu = agent.cpu_secs() - c0;
+            let b1 = agent.bpf_stats();
+            let events = s1["events_received"].as_u64().unwrap_or(0)
+                - s0["events_received"].as_u64().unwrap_or(0);
+            let lost = s1["events_dropped"].as_u64().unwrap_or(0)
+                - s0["events_dropped"].as_u64().unwrap_or(0);
+            let per_run = (b1.0 - b0.0) as f64 / (b1.1 - b0.1).max(1) as f64;
+            bpf_ns += b1.0 - b0.0;
+            bpf_runs += b1.1 - b0.1;
+            with.push(rate);
+            cpu_total += cpu;
+            ev_total += events;
+            lost_total += lost;
+            println!(
+                "{:<6} {:<8} {:>10.0} {:>12.3} {:>10} {:>8} {:>9.0}",
+                r + 1,
+                "on",
+                rate,
+                cpu,
+                events,
+                lost,
+                per_run
+            );
+        }
+    }
+    // agent CPU at a paced 1k exec/s
+    let agent = RunningAgent::start(&bin)?;
+    let c0 = agent.cpu_secs();
+    let t0 = Instant::now();
+    let n = paced(1000, 10);
+    let secs = t0.elapsed().as_secs_f64();
+    let paced_cpu = agent.cpu_secs() - c0;
+    drop(agent);
+
+    let (m_off, m_on) = (median(&mut without), median(&mut with));
+    println!();
+    println!("{:<44} {:>12}", "metric", "value");
+    println!("{:<44} {:>12.0}", "median spawns/s without agent", m_off);
+    println!("{:<44} {:>12.0}", "median spawns/s with agent", m_on);
+    println!(
+        "{:<44} {:>11.1}%",
+        "slowdown (goal <= 3%)",
+        (1.0 - m_on / m_off) * 100.0
+    );
+    println!(
+        "{:<44} {:>12.3}",
+        "agent CPU s per 10k events",
+        cpu_total / ev_total.max(1) as f64 * 10_000.0
+    );
+    println!("{:<44} {:>12}", "events lost (goal 0)", lost_total);
+    println!(
+        "{:<44} {:>12.0}",
+        "BPF ns per program run",
+        bpf_ns as f64 / bpf_runs.max(1) as f64
+    );
+    println!(
+        "{:<44} {:>11.2}%",
+        format!("agent CPU at {:.0} exec/s (goal <= 5%)", n as f64 / secs),
+        paced_cpu / secs * 100.0
+    );
+    Ok(())
 }

@@ -30,3 +30,11 @@ pub fn test(_a: VmTestArgs) -> Result<()> {
 pub fn run(_a: VmRunArgs) -> Result<()> {
     bail!("vm-run is not implemented yet")
 }
+
+/// `vm-test --kernel all` (what `cargo xtask test` runs).
+pub fn test_all() -> Result<()> {
+    test(VmTestArgs {
+        kernel: "all".into(),
+        filter: Vec::new(),
+    })
+}
