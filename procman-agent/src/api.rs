@@ -5,7 +5,9 @@
 //! - `GET /api/events?pid=1,2&comm=a,b&kind=exec,exit&threads=1`: a never-ending NDJSON stream
 //!   of [`EventStreamItem`], filtered server side.
 use crate::core::Agent;
+use crate::query::{self, Sort};
 use anyhow::{bail, Context, Result};
+use axum::extract::Path as UrlPath;
 use axum::{
     body::Body,
     extract::{Query, State},
@@ -14,7 +16,9 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use procman_common::api::{ApiError, EventKind, EventStreamItem, ProcEvent};
+use procman_common::api::{
+    ApiError, EventKind, EventStreamItem, ProcEvent, ProcessDetail, SystemInfo,
+};
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -30,6 +34,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .route("/api/status", get(status))
         .route("/api/events", get(events))
+        .route("/api/processes", get(processes))
+        .route("/api/processes/{pid}", get(process))
+        .route("/api/processes/{pid}/tree", get(process_tree))
+        .route("/api/tree", get(whole_tree))
+        .route("/api/system", get(system))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -128,6 +137,173 @@ async fn events(State(agent): State<Arc<Agent>>, Query(q): Query<EventQuery>) ->
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct ListQuery {
+    sort: Option<String>,
+    limit: Option<usize>,
+    user: Option<String>,
+    filter: Option<String>,
+}
+
+fn snapshot(agent: &Agent) -> Vec<procman_common::api::ProcessInfo> {
+    let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
+    query::all(&table, &agent.monitor)
+}
+
+async fn processes(State(agent): State<Arc<Agent>>, Query(q): Query<ListQuery>) -> Response {
+    let mut all = snapshot(&agent);
+    let full = q.sort.is_some() || q.limit.is_some() || q.user.is_some() || q.filter.is_some();
+    if !full {
+        return Json(query::overview(all, &agent.monitor)).into_response();
+    }
+    if let Some(f) = &q.filter {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("filter {f:?}: filter expressions are not supported yet"),
+        );
+    }
+    let key: Sort = match q.sort.as_deref().unwrap_or("cpu").parse() {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if let Some(u) = &q.user {
+        all.retain(|p| &p.user == u || p.uid.to_string() == *u);
+    }
+    let mut list = all.clone();
+    query::sort(&mut list, key);
+    if let Some(n) = q.limit {
+        list.truncate(n);
+    }
+    let mut overview = query::overview(all, &agent.monitor);
+    overview.processes = Some(list);
+    Json(overview).into_response()
+}
+
+fn parse_pid(s: &str) -> Result<u32, Response> {
+    s.parse::<u32>().ok().filter(|p| *p > 0).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid pid {s:?}: expected a positive number"),
+        )
+    })
+}
+
+fn not_found(pid: u32) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no process with pid {pid}"))
+}
+
+/// fds and sockets of a process (reads /proc/PID/fd: on demand only).
+fn count_fds(pid: u32) -> (Option<u32>, Option<u32>) {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return (None, None);
+    };
+    let (mut fds, mut socks) = (0, 0);
+    for e in rd.flatten() {
+        fds += 1;
+        if std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")) {
+            socks += 1;
+        }
+    }
+    (Some(fds), Some(socks))
+}
+
+async fn process(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<String>) -> Response {
+    let pid = match parse_pid(&pid) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let (info, children) = {
+        let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = table.get(pid) else {
+            return not_found(pid);
+        };
+        let u = agent.monitor.get(pid);
+        let kids: Vec<u32> = table
+            .iter()
+            .filter(|c| c.ppid == pid && c.pid != pid)
+            .map(|c| c.pid)
+            .collect();
+        (query::process_info(e, u.as_ref()), kids)
+    };
+    let (fds, sockets) = count_fds(pid);
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
+    let mut children = children;
+    children.sort_unstable();
+    Json(ProcessDetail {
+        process: info,
+        fds,
+        sockets,
+        cwd,
+        children,
+    })
+    .into_response()
+}
+
+async fn process_tree(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<String>) -> Response {
+    let pid = match parse_pid(&pid) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let all = snapshot(&agent);
+    let Some(me) = all.iter().find(|p| p.pid == pid) else {
+        return not_found(pid);
+    };
+    let parent = all.iter().find(|p| p.pid == me.ppid).cloned();
+    let node = query::tree(all, Some(pid)).into_iter().next();
+    Json(serde_json::json!({ "parent": parent, "tree": node })).into_response()
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct TreeQuery {
+    root: Option<String>,
+}
+
+async fn whole_tree(State(agent): State<Arc<Agent>>, Query(q): Query<TreeQuery>) -> Response {
+    let root = match q.root.as_deref().map(parse_pid).transpose() {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let all = snapshot(&agent);
+    if let Some(r) = root {
+        if !all.iter().any(|p| p.pid == r) {
+            return not_found(r);
+        }
+    }
+    Json(query::tree(all, root)).into_response()
+}
+
+async fn system(State(agent): State<Arc<Agent>>) -> Response {
+    let s = agent
+        .monitor
+        .system
+        .read()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let processes = agent.table.read().map(|t| t.len()).unwrap_or(0);
+    Json(SystemInfo {
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        cpu_pct: s.cpu_pct,
+        cpus: s.cpus,
+        mem_total_bytes: s.mem_total_bytes,
+        mem_available_bytes: s.mem_available_bytes,
+        mem_used_pct: s.mem_used_pct,
+        swap_total_bytes: s.swap_total_bytes,
+        swap_free_bytes: s.swap_free_bytes,
+        load: s.load,
+        psi_cpu_some10: s.psi_cpu_some10,
+        psi_memory_some10: s.psi_memory_some10,
+        psi_io_some10: s.psi_io_some10,
+        uptime_s: s.uptime_s,
+        processes,
+    })
+    .into_response()
 }
 
 /// Binds the API socket: creates its directory, refuses to start if another agent answers on

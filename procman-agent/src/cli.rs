@@ -2,7 +2,10 @@
 use crate::client::Client;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use procman_common::api::{AgentStatus, EventKind, EventStreamItem, ProcEvent};
+use procman_common::api::{
+    AgentStatus, EventKind, EventStreamItem, ProcEvent, ProcessDetail, ProcessInfo, ProcessList,
+    TreeNode,
+};
 use std::io::Write;
 
 #[derive(Parser)]
@@ -29,6 +32,48 @@ pub enum Cmd {
     Events(EventsArgs),
     /// Show the agent's state: event source, counters, drops.
     Status(StatusArgs),
+    /// List processes with their usage, like ps.
+    Ps(PsArgs),
+    /// Show one process in detail.
+    Info(InfoArgs),
+    /// Show the process tree.
+    Tree(TreeArgs),
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Sort key: cpu, mem, io (biggest first), pid, age (oldest first).
+    #[arg(long, default_value = "cpu")]
+    pub sort: String,
+    /// Show only the first N processes.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Only processes of this user (name or uid).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// The process id.
+    #[arg(required_unless_present = "name", conflicts_with = "name")]
+    pub pid: Option<u32>,
+    /// Look the process up by name (comm) instead; all matches are shown.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct TreeArgs {
+    /// Show only the subtree under this pid.
+    #[arg(long, value_name = "PID")]
+    pub root_pid: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -61,6 +106,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Events(a) => events(&client, a).await,
         Cmd::Status(a) => status(&client, a).await,
+        Cmd::Ps(a) => ps(&client, a).await,
+        Cmd::Info(a) => info(&client, a).await,
+        Cmd::Tree(a) => tree(&client, a).await,
     }
 }
 
@@ -231,5 +279,251 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
     );
     println!("processes:        {}", s.processes);
     println!("thread events:    {}", if s.threads { "on" } else { "off" });
+    Ok(())
+}
+
+/// Bytes in the 1024-based units the rest of procman accepts (`512M`, `2.0G`).
+pub fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else if v < 10.0 {
+        format!("{v:.1}{}", U[i])
+    } else {
+        format!("{v:.0}{}", U[i])
+    }
+}
+
+fn human_age(s: f64) -> String {
+    let s = s as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn ps_header() -> String {
+    format!(
+        "{:>7} {:>7} {:<10} {:>1} {:>6} {:>5} {:>7} {:>8} {:>8} {:>4} {:>8}  {}",
+        "PID",
+        "PPID",
+        "USER",
+        "S",
+        "%CPU",
+        "%MEM",
+        "RSS",
+        "READ/s",
+        "WRITE/s",
+        "THR",
+        "AGE",
+        "COMMAND"
+    )
+}
+
+fn ps_line(p: &ProcessInfo) -> String {
+    let cmd = if p.cmdline.is_empty() {
+        format!("[{}]", p.name)
+    } else {
+        p.cmdline.clone()
+    };
+    let user: String = p.user.chars().take(10).collect();
+    format!(
+        "{:>7} {:>7} {:<10} {:>1} {:>6.1} {:>5.1} {:>7} {:>8} {:>8} {:>4} {:>8}  {}",
+        p.pid,
+        p.ppid,
+        user,
+        p.state,
+        p.cpu_pct,
+        p.mem_pct,
+        human_bytes(p.rss_bytes),
+        human_bytes(p.read_bps as u64),
+        human_bytes(p.write_bps as u64),
+        p.threads,
+        human_age(p.age_s),
+        cmd
+    )
+}
+
+fn percent_query(pairs: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", percent_encode(v))))
+        .collect();
+    q.join("&")
+}
+
+async fn ps(client: &Client, a: PsArgs) -> Result<()> {
+    let q = percent_query(&[
+        ("sort", Some(a.sort.clone())),
+        ("limit", a.top.map(|n| n.to_string())),
+        ("user", a.user.clone()),
+    ]);
+    let list: ProcessList = client.get(&format!("/api/processes?{q}")).await?;
+    let procs = list.processes.unwrap_or_default();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&procs)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", ps_header());
+    for p in &procs {
+        if writeln!(out, "{}", ps_line(p)).is_err() {
+            break; // stdout closed (`| head`)
+        }
+    }
+    Ok(())
+}
+
+fn print_detail(d: &ProcessDetail) {
+    let p = &d.process;
+    let opt = |o: Option<u32>| o.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    println!("pid {}  ({})", p.pid, p.name);
+    println!(
+        "  command:   {}",
+        if p.cmdline.is_empty() {
+            "-"
+        } else {
+            &p.cmdline
+        }
+    );
+    println!("  exe:       {}", p.exe.as_deref().unwrap_or("-"));
+    println!("  cwd:       {}", d.cwd.as_deref().unwrap_or("-"));
+    println!("  parent:    {}", p.ppid);
+    println!(
+        "  children:  {}",
+        if d.children.is_empty() {
+            "-".into()
+        } else {
+            join(&d.children)
+        }
+    );
+    println!("  user:      {} (uid {})", p.user, p.uid);
+    println!(
+        "  state:     {}{}",
+        p.state,
+        if p.kthread { " (kernel thread)" } else { "" }
+    );
+    println!("  started:   {} ago", human_age(p.age_s));
+    println!(
+        "  cpu:       {:.1}% now, {:.1}s total",
+        p.cpu_pct, p.cpu_time_s
+    );
+    println!(
+        "  memory:    {} RSS ({:.1}% of RAM)",
+        human_bytes(p.rss_bytes),
+        p.mem_pct
+    );
+    println!(
+        "  io:        read {}/s, write {}/s (total {} / {})",
+        human_bytes(p.read_bps as u64),
+        human_bytes(p.write_bps as u64),
+        human_bytes(p.read_bytes),
+        human_bytes(p.write_bytes)
+    );
+    println!("  threads:   {}   nice: {}", p.threads, p.nice);
+    println!("  fds:       {} ({} sockets)", opt(d.fds), opt(d.sockets));
+    println!("  cgroup:    {}", p.cgroup.as_deref().unwrap_or("-"));
+}
+
+async fn info(client: &Client, a: InfoArgs) -> Result<()> {
+    let pids: Vec<u32> = match (a.pid, &a.name) {
+        (Some(pid), _) => vec![pid],
+        (None, Some(name)) => {
+            let list: ProcessList = client.get("/api/processes?sort=pid").await?;
+            let found: Vec<u32> = list
+                .processes
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| &p.name == name)
+                .map(|p| p.pid)
+                .collect();
+            if found.is_empty() {
+                anyhow::bail!("no process named {name:?} (names are the 15-character comm, as in `procman ps`)");
+            }
+            found
+        }
+        (None, None) => unreachable!("clap requires a pid or --name"),
+    };
+    let mut details = Vec::new();
+    for pid in pids {
+        let d: ProcessDetail = client.get(&format!("/api/processes/{pid}")).await?;
+        details.push(d);
+    }
+    if a.json {
+        let v = if details.len() == 1 {
+            serde_json::to_value(&details[0])?
+        } else {
+            serde_json::to_value(&details)?
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for (i, d) in details.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_detail(d);
+    }
+    Ok(())
+}
+
+fn print_tree(
+    out: &mut impl Write,
+    n: &TreeNode,
+    prefix: &str,
+    last: bool,
+    top: bool,
+) -> std::io::Result<()> {
+    let p = &n.process;
+    let branch = if top {
+        ""
+    } else if last {
+        "└─ "
+    } else {
+        "├─ "
+    };
+    writeln!(
+        out,
+        "{prefix}{branch}{} {} [{:.1}% {}]",
+        p.pid,
+        p.name,
+        p.cpu_pct,
+        human_bytes(p.rss_bytes)
+    )?;
+    let child_prefix = if top {
+        prefix.to_string()
+    } else {
+        format!("{prefix}{}", if last { "   " } else { "│  " })
+    };
+    for (i, c) in n.children.iter().enumerate() {
+        print_tree(out, c, &child_prefix, i + 1 == n.children.len(), false)?;
+    }
+    Ok(())
+}
+
+async fn tree(client: &Client, a: TreeArgs) -> Result<()> {
+    let path = match a.root_pid {
+        Some(r) => format!("/api/tree?root={r}"),
+        None => "/api/tree".into(),
+    };
+    let nodes: Vec<TreeNode> = client.get(&path).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for n in &nodes {
+        if print_tree(&mut out, n, "", true, true).is_err() {
+            break;
+        }
+    }
     Ok(())
 }

@@ -12,6 +12,22 @@ use std::{path::PathBuf, time::Duration};
 pub struct Config {
     pub agent: AgentSection,
     pub events: EventsSection,
+    pub monitor: MonitorSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSection {
+    /// How often usage is sampled from /proc, e.g. "2s".
+    pub interval: String,
+}
+
+impl Default for MonitorSection {
+    fn default() -> Self {
+        MonitorSection {
+            interval: "2s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +130,7 @@ impl Config {
         let cfg: Config =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
         cfg.source_options()?; // validates the event settings
+        cfg.sample_interval()?;
         if cfg.agent.socket.as_os_str().is_empty() || !cfg.agent.socket.is_absolute() {
             bail!(
                 "agent.socket = {:?}: the socket path must be absolute, e.g. \"{}\"",
@@ -122,6 +139,18 @@ impl Config {
             );
         }
         Ok(cfg)
+    }
+
+    /// The sampling interval, validated (100ms..1h).
+    pub fn sample_interval(&self) -> Result<Duration> {
+        let d = parse_duration(&self.monitor.interval).context("monitor.interval")?;
+        if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+            bail!(
+                "monitor.interval = {:?}: must be between 100ms and 1h (default \"2s\")",
+                self.monitor.interval
+            );
+        }
+        Ok(d)
     }
 
     /// The event source settings, validated.

@@ -5,6 +5,7 @@
 //! for a batch of in-memory updates, never across an await.
 use crate::{
     events::{SourceInfo, SourceMsg},
+    monitor::Monitor,
     tree::ProcTable,
 };
 use procman_common::api::{AgentStatus, ProcEvent};
@@ -32,6 +33,7 @@ pub struct Agent {
     pub received: AtomicU64,
     pub resyncs: AtomicU64,
     pub resync_corrections: AtomicU64,
+    pub monitor: Monitor,
 }
 
 impl Agent {
@@ -46,6 +48,7 @@ impl Agent {
             received: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
             resync_corrections: AtomicU64::new(0),
+            monitor: Monitor::default(),
         })
     }
 
@@ -112,6 +115,19 @@ pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
         agent.received.fetch_add(n, Ordering::Relaxed);
         if lost > 0 {
             agent.resync(lost);
+        }
+    }
+}
+
+/// Samples usage every `interval` on a blocking thread (the /proc reads), forever.
+pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let a = agent.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || a.monitor.sample(&a.table)).await {
+            log::error!("the sampler failed: {e}");
         }
     }
 }

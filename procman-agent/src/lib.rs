@@ -8,4 +8,6 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod events;
+pub mod monitor;
+pub mod query;
 pub mod tree;

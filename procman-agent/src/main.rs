@@ -79,11 +79,13 @@ async fn run(cfg: Config) -> Result<()> {
     let table = ProcTable::seed();
     log::info!("process table seeded from /proc: {} processes", table.len());
     let agent = core::Agent::new(source, opts.threads, table);
+    let sample_every = cfg.sample_interval()?;
     log::info!("API listening on {}", cfg.agent.socket.display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = core::run(agent.clone(), rx) => bail!("the event source stopped unexpectedly"),
+        _ = core::run_sampler(agent.clone(), sample_every) => bail!("the sampler stopped unexpectedly"),
         r = api::serve(listener, agent.clone()) => r,
         _ = tokio::signal::ctrl_c() => { log::info!("interrupted; exiting"); Ok(()) }
         _ = term.recv() => { log::info!("terminated; exiting"); Ok(()) }

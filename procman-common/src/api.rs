@@ -225,3 +225,92 @@ pub enum EventStreamItem {
     Event(ProcEvent),
     Lagged { lagged: u64 },
 }
+
+/// One process as the read API shows it (`GET /api/processes`, `procman ps --json`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// The comm (kernel process name, at most 15 bytes).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(default)]
+    pub cmdline: String,
+    pub user: String,
+    pub uid: u32,
+    /// One-letter state as in ps (R, S, D, Z, T, I, ...); "?" before the first sample.
+    pub state: String,
+    pub cpu_pct: f32,
+    pub mem_pct: f32,
+    pub rss_bytes: u64,
+    pub threads: u32,
+    pub nice: i32,
+    pub read_bps: f64,
+    pub write_bps: f64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub cpu_time_s: f64,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time: f64,
+    pub age_s: f64,
+    /// The cgroup v2 path (from /proc/PID/cgroup), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    pub kthread: bool,
+}
+
+/// `GET /api/processes`: the overview, plus the full (filtered, sorted, limited) list when
+/// asked with `?filter=`, `?sort=` or `?limit=`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct ProcessList {
+    /// Seconds since the Unix epoch of the latest sample.
+    pub timestamp: f64,
+    pub total_processes: usize,
+    pub zombie_count: usize,
+    pub top_cpu: Vec<ProcessInfo>,
+    pub top_ram: Vec<ProcessInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<ProcessInfo>>,
+}
+
+/// A node of `GET /api/tree` and `GET /api/processes/{pid}/tree`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct TreeNode {
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    pub children: Vec<TreeNode>,
+}
+
+/// `GET /api/processes/{pid}`: a process with the facts that are read on demand.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ProcessDetail {
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    /// Open file descriptors (None when /proc/PID/fd is unreadable).
+    pub fds: Option<u32>,
+    /// Of those, sockets.
+    pub sockets: Option<u32>,
+    pub cwd: Option<String>,
+    /// Children in the process table.
+    pub children: Vec<u32>,
+}
+
+/// `GET /api/system`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct SystemInfo {
+    pub timestamp: f64,
+    pub cpu_pct: f32,
+    pub cpus: usize,
+    pub mem_total_bytes: u64,
+    pub mem_available_bytes: u64,
+    pub mem_used_pct: f32,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+    pub load: [f64; 3],
+    pub psi_cpu_some10: Option<f64>,
+    pub psi_memory_some10: Option<f64>,
+    pub psi_io_some10: Option<f64>,
+    pub uptime_s: f64,
+    pub processes: usize,
+}

@@ -1,0 +1,241 @@
+//! The sampler: per-process usage (CPU%, RSS, IO rates, threads, state, nice) and system
+//! totals, read from /proc on its own cadence (default every 2 s), never on the event path.
+//!
+//! Which processes exist comes from the process table (kept by events); the sampler only
+//! measures them. Expensive per-process facts (open fds, sockets, cwd) are not sampled for
+//! every process: they are read on demand for the detail view (`info`), because walking
+//! /proc/PID/fd of 10,000 processes every 2 s would cost more than everything else together.
+use crate::tree::ProcTable;
+use procfs::{Current, CurrentSI};
+use serde::Serialize;
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+/// The latest sample of one process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    #[serde(skip)]
+    pub start_ticks: u64,
+    /// One-letter state as in ps (R, S, D, Z, T, I, ...).
+    pub state: char,
+    /// Percent of one CPU over the last interval (can exceed 100 for multi-threaded processes).
+    pub cpu_pct: f32,
+    pub rss_bytes: u64,
+    /// RSS as a percentage of the machine's memory.
+    pub mem_pct: f32,
+    pub threads: u32,
+    pub nice: i32,
+    /// Cumulative storage bytes (/proc/PID/io read_bytes, write_bytes; 0 when unreadable).
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    /// Rates over the last interval, bytes per second.
+    pub read_bps: f64,
+    pub write_bps: f64,
+    /// Total CPU time used, seconds.
+    pub cpu_time_s: f64,
+    /// The command line (read once per process: it only changes at exec).
+    pub cmdline: Arc<str>,
+    /// The cgroup v2 path (`0::` line of /proc/PID/cgroup).
+    pub cgroup: Option<Arc<str>>,
+    #[serde(skip)]
+    cpu_ticks: u64,
+    #[serde(skip)]
+    at: Option<Instant>,
+}
+
+/// System totals.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SystemUsage {
+    /// Percent of all CPUs busy over the last interval.
+    pub cpu_pct: f32,
+    pub cpus: usize,
+    pub mem_total_bytes: u64,
+    pub mem_available_bytes: u64,
+    pub mem_used_pct: f32,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+    pub load: [f64; 3],
+    /// Pressure stall information, `some avg10` percentages (None where PSI is off).
+    pub psi_cpu_some10: Option<f64>,
+    pub psi_memory_some10: Option<f64>,
+    pub psi_io_some10: Option<f64>,
+    pub uptime_s: f64,
+    #[serde(skip)]
+    cpu_busy_total: (u64, u64),
+}
+
+#[derive(Default)]
+pub struct Monitor {
+    pub usage: RwLock<HashMap<u32, Usage>>,
+    pub system: RwLock<SystemUsage>,
+}
+
+fn page_size() -> u64 {
+    procfs::page_size()
+}
+
+fn ticks() -> f64 {
+    procfs::ticks_per_second() as f64
+}
+
+/// Reads one process's usage; `prev` gives the deltas for rates.
+fn sample_process(
+    pid: u32,
+    start_ticks: u64,
+    prev: Option<&Usage>,
+    mem_total: u64,
+    now: Instant,
+) -> Option<Usage> {
+    let p = procfs::process::Process::new(pid as i32).ok()?;
+    let stat = p.stat().ok()?;
+    if start_ticks != 0 && stat.starttime != start_ticks {
+        return None; // the pid now names another process; the table will learn it from events
+    }
+    let cpu_ticks = stat.utime + stat.stime;
+    let rss_bytes = stat.rss * page_size();
+    let (read_bytes, write_bytes) = p
+        .io()
+        .map(|io| (io.read_bytes, io.write_bytes))
+        .unwrap_or((0, 0));
+    let prev = prev.filter(|u| u.start_ticks == stat.starttime);
+    let cmdline: Arc<str> = match prev {
+        Some(u) => u.cmdline.clone(),
+        None => p.cmdline().map(|v| v.join(" ")).unwrap_or_default().into(),
+    };
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| Arc::from(p.trim())))
+        });
+    let (cpu_pct, read_bps, write_bps) = match prev.and_then(|u| u.at.map(|at| (u, now - at))) {
+        Some((u, dt)) if dt > Duration::from_millis(10) => {
+            let secs = dt.as_secs_f64();
+            (
+                (cpu_ticks.saturating_sub(u.cpu_ticks) as f64 / ticks() / secs * 100.0) as f32,
+                read_bytes.saturating_sub(u.read_bytes) as f64 / secs,
+                write_bytes.saturating_sub(u.write_bytes) as f64 / secs,
+            )
+        }
+        _ => (0.0, 0.0, 0.0),
+    };
+    Some(Usage {
+        start_ticks: stat.starttime,
+        state: stat.state,
+        cpu_pct,
+        rss_bytes,
+        mem_pct: if mem_total > 0 {
+            (rss_bytes as f64 / mem_total as f64 * 100.0) as f32
+        } else {
+            0.0
+        },
+        threads: stat.num_threads.max(0) as u32,
+        nice: stat.nice as i32,
+        read_bytes,
+        write_bytes,
+        read_bps,
+        write_bps,
+        cpu_time_s: cpu_ticks as f64 / ticks(),
+        cmdline,
+        cgroup,
+        cpu_ticks,
+        at: Some(now),
+    })
+}
+
+fn psi_some10(resource: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/pressure/{resource}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("some"))?;
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("avg10="))
+        .and_then(|v| v.parse().ok())
+}
+
+fn sample_system(prev: &SystemUsage) -> SystemUsage {
+    let mut s = SystemUsage {
+        cpus: procfs::CpuInfo::current()
+            .map(|c| c.num_cores())
+            .unwrap_or(1),
+        ..Default::default()
+    };
+    if let Ok(m) = procfs::Meminfo::current() {
+        s.mem_total_bytes = m.mem_total;
+        s.mem_available_bytes = m.mem_available.unwrap_or(m.mem_free);
+        s.mem_used_pct = if m.mem_total > 0 {
+            ((m.mem_total - s.mem_available_bytes) as f64 / m.mem_total as f64 * 100.0) as f32
+        } else {
+            0.0
+        };
+        s.swap_total_bytes = m.swap_total;
+        s.swap_free_bytes = m.swap_free;
+    }
+    if let Ok(l) = procfs::LoadAverage::current() {
+        s.load = [l.one as f64, l.five as f64, l.fifteen as f64];
+    }
+    if let Ok(k) = procfs::KernelStats::current() {
+        let t = &k.total;
+        let idle = t.idle + t.iowait.unwrap_or(0);
+        let total = t.user
+            + t.nice
+            + t.system
+            + idle
+            + t.irq.unwrap_or(0)
+            + t.softirq.unwrap_or(0)
+            + t.steal.unwrap_or(0);
+        let busy = total - idle;
+        s.cpu_busy_total = (busy, total);
+        let (pb, pt) = prev.cpu_busy_total;
+        if total > pt && pt > 0 {
+            s.cpu_pct = ((busy - pb) as f64 / (total - pt) as f64 * 100.0) as f32;
+        }
+    }
+    s.psi_cpu_some10 = psi_some10("cpu");
+    s.psi_memory_some10 = psi_some10("memory");
+    s.psi_io_some10 = psi_some10("io");
+    s.uptime_s = procfs::Uptime::current().map(|u| u.uptime).unwrap_or(0.0);
+    s
+}
+
+impl Monitor {
+    /// Samples every process in the table and the system totals (blocking /proc reads).
+    pub fn sample(&self, table: &RwLock<ProcTable>) {
+        let now = Instant::now();
+        let prev_sys = self.system.read().map(|s| s.clone()).unwrap_or_default();
+        let sys = sample_system(&prev_sys);
+        // Which processes to sample: a snapshot of the table, taken without holding the lock
+        // during the /proc reads.
+        let ids: Vec<(u32, u64, bool)> = table
+            .read()
+            .map(|t| {
+                t.iter()
+                    .map(|e| (e.pid, e.start_ticks, e.kthread))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut next = HashMap::with_capacity(ids.len());
+        {
+            // readers (the API) share this lock; only the swap below excludes them
+            let prev = self.usage.read().unwrap_or_else(|e| e.into_inner());
+            for (pid, start, _kthread) in ids {
+                if let Some(u) =
+                    sample_process(pid, start, prev.get(&pid), sys.mem_total_bytes, now)
+                {
+                    next.insert(pid, u);
+                }
+            }
+        }
+        if let Ok(mut u) = self.usage.write() {
+            *u = next;
+        }
+        if let Ok(mut s) = self.system.write() {
+            *s = sys;
+        }
+    }
+
+    pub fn get(&self, pid: u32) -> Option<Usage> {
+        self.usage.read().ok()?.get(&pid).cloned()
+    }
+}
