@@ -262,18 +262,18 @@ pub struct TreeQuery {
     root: Option<String>,
 }
 
-async fn whole_tree(State(agent): State<Arc<Agent>>, Query(q): Query<TreeQuery>) -> Response {
-    let root = match q.root.as_deref().map(parse_pid).transpose() {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn whole_tree(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<TreeQuery>,
+) -> Result<Response, ApiErr> {
+    let root = q.root.as_deref().map(parse_pid).transpose()?;
     let all = snapshot(&agent);
     if let Some(r) = root {
         if !all.iter().any(|p| p.pid == r) {
-            return not_found(r);
+            return Err(not_found(r));
         }
     }
-    Json(query::tree(all, root)).into_response()
+    Ok(Json(query::tree(all, root)).into_response())
 }
 
 async fn system(State(agent): State<Arc<Agent>>) -> Response {
