@@ -181,17 +181,26 @@ async fn processes(State(agent): State<Arc<Agent>>, Query(q): Query<ListQuery>) 
     Json(overview).into_response()
 }
 
-fn parse_pid(s: &str) -> Result<u32, Response> {
+/// An error answer: status + message, rendered as `{"error": ...}`.
+pub struct ApiErr(StatusCode, String);
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+fn parse_pid(s: &str) -> Result<u32, ApiErr> {
     s.parse::<u32>().ok().filter(|p| *p > 0).ok_or_else(|| {
-        error(
+        ApiErr(
             StatusCode::BAD_REQUEST,
             format!("invalid pid {s:?}: expected a positive number"),
         )
     })
 }
 
-fn not_found(pid: u32) -> Response {
-    error(StatusCode::NOT_FOUND, format!("no process with pid {pid}"))
+fn not_found(pid: u32) -> ApiErr {
+    ApiErr(StatusCode::NOT_FOUND, format!("no process with pid {pid}"))
 }
 
 /// fds and sockets of a process (reads /proc/PID/fd: on demand only).
