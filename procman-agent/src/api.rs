@@ -221,12 +221,12 @@ fn count_fds(pid: u32) -> (Option<u32>, Option<u32>) {
 async fn process(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<String>) -> Response {
     let pid = match parse_pid(&pid) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (info, children) = {
         let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
         let Some(e) = table.get(pid) else {
-            return not_found(pid);
+            return not_found(pid).into_response();
         };
         let u = agent.monitor.get(pid);
         let kids: Vec<u32> = table
@@ -255,11 +255,11 @@ async fn process(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<String>)
 async fn process_tree(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<String>) -> Response {
     let pid = match parse_pid(&pid) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let all = snapshot(&agent);
     let Some(me) = all.iter().find(|p| p.pid == pid) else {
-        return not_found(pid);
+        return not_found(pid).into_response();
     };
     let parent = all.iter().find(|p| p.pid == me.ppid).cloned();
     let node = query::tree(all, Some(pid)).into_iter().next();
