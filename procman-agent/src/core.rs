@@ -90,9 +90,35 @@ impl Agent {
 pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        if rx.recv_many(&mut batch, BATCH).await == 0 {
+        let pending = agent
+            .table
+            .read()
+            .map(|t| t.has_pending_reparents())
+            .unwrap_or(false);
+        let received = if pending {
+            // orphans wait for the kernel to reparent them: look again shortly even if idle
+            match tokio::time::timeout(
+                std::time::Duration::from_millis(20),
+                rx.recv_many(&mut batch, BATCH),
+            )
+            .await
+            {
+                Ok(n) => Some(n),
+                Err(_) => None,
+            }
+        } else {
+            Some(rx.recv_many(&mut batch, BATCH).await)
+        };
+        if received == Some(0) {
             log::error!("the event source stopped");
             return;
+        }
+        if pending {
+            agent
+                .table
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .fix_pending_reparents();
         }
         let mut lost = 0;
         {

@@ -70,12 +70,18 @@ fn scan_proc() -> HashMap<u32, ProcEntry> {
 #[derive(Debug, Default)]
 pub struct ProcTable {
     procs: HashMap<u32, ProcEntry>,
+    /// Orphans whose new parent the kernel had not set yet when their parent's exit was
+    /// processed (the exit tracepoint fires before exit_notify reparents): child -> dead parent.
+    pending_reparent: HashMap<u32, u32>,
 }
 
 impl ProcTable {
     /// Seeds the table with one scan of /proc.
     pub fn seed() -> ProcTable {
-        ProcTable { procs: scan_proc() }
+        ProcTable {
+            procs: scan_proc(),
+            pending_reparent: HashMap::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -152,15 +158,44 @@ impl ProcTable {
         }
     }
 
-    /// Children of an exited process were reparented by the kernel (to a subreaper or init):
-    /// read their new parent from /proc (rare, so no per-event cost).
+    /// Children of an exited process are reparented by the kernel (to a subreaper or init):
+    /// read their new parent from /proc (rare, so no per-event cost). The exit tracepoint fires
+    /// before the kernel reparents, so a child may still show the dead parent: it is retried by
+    /// [`ProcTable::fix_pending_reparents`].
     fn reparent_children_of(&mut self, pid: u32) {
-        for e in self.procs.values_mut().filter(|e| e.ppid == pid) {
-            e.ppid = procfs::process::Process::new(e.pid as i32)
-                .and_then(|p| p.stat())
-                .map(|s| s.ppid as u32)
-                .unwrap_or(1);
+        let kids: Vec<u32> = self
+            .procs
+            .values()
+            .filter(|e| e.ppid == pid)
+            .map(|e| e.pid)
+            .collect();
+        for kid in kids {
+            self.pending_reparent.insert(kid, pid);
         }
+        self.fix_pending_reparents();
+    }
+
+    /// Whether some orphans still wait for their new parent.
+    pub fn has_pending_reparents(&self) -> bool {
+        !self.pending_reparent.is_empty()
+    }
+
+    /// Re-reads the parent of orphans the kernel had not reparented yet.
+    pub fn fix_pending_reparents(&mut self) {
+        let procs = &mut self.procs;
+        self.pending_reparent.retain(|kid, dead| {
+            let Some(e) = procs.get_mut(kid) else {
+                return false;
+            };
+            match procfs::process::Process::new(*kid as i32).and_then(|p| p.stat()) {
+                Ok(st) if st.ppid as u32 != *dead => {
+                    e.ppid = st.ppid as u32;
+                    false
+                }
+                Ok(_) => true,   // not reparented yet
+                Err(_) => false, // gone; its exit event removes it
+            }
+        });
     }
 
     /// Makes the table match /proc; returns the number of corrections (added, removed or

@@ -242,3 +242,23 @@ pub fn api_answers(socket: &std::path::Path) -> bool {
     let mut buf = [0u8; 12];
     s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") && &buf[9..12] == b"200"
 }
+
+/// One HTTP GET on the agent's socket through the project's client: (status, JSON body).
+pub fn http_get(socket: &std::path::Path, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect to the agent");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: procman\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read answer");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}

@@ -1,0 +1,212 @@
+//! Host tests of the process table and the read API, against the real agent and socket.
+use procman_tests::{http_get, require_root, Agent};
+use serde_json::Value;
+use std::{
+    collections::HashSet,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn proc_pids() -> HashSet<u64> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect()
+}
+
+fn api_pids(agent: &Agent) -> Vec<Value> {
+    let (code, v) = http_get(&agent.socket, "/api/processes?sort=pid&limit=1000000");
+    assert_eq!(code, 200, "{v}");
+    v["processes"].as_array().unwrap().clone()
+}
+
+/// After a storm of 5,000 short-lived processes (and 50 that stay), the agent's table holds
+/// the same live pids as /proc, with the right parents; none of the storm's pids linger.
+#[test]
+fn table_matches_proc_after_a_storm() {
+    require_root!();
+    let agent = Agent::start("", &["--source", "bpf"]);
+    let me = std::process::id() as u64;
+    let mut sleepers: Vec<_> = (0..50)
+        .map(|_| {
+            Command::new("sleep")
+                .arg("60")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(|| {
+                (0..2500)
+                    .map(|_| {
+                        let mut c = Command::new("/bin/true").spawn().unwrap();
+                        let pid = c.id() as u64;
+                        c.wait().unwrap();
+                        pid
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let storm: HashSet<u64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    // let the agent drain its ring (batched wakeups + 50 ms poll)
+    // Compare with /proc read just before and just after the table: a pid that appears or
+    // vanishes in between (other tests, host churn; pids wrap quickly) proves nothing either way.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = agent.status();
+        let before = proc_pids();
+        let table: Vec<Value> = api_pids(&agent);
+        let after = proc_pids();
+        let tset: HashSet<u64> = table.iter().map(|p| p["pid"].as_u64().unwrap()).collect();
+        let extra: Vec<&Value> = table
+            .iter()
+            .filter(|p| {
+                let pid = p["pid"].as_u64().unwrap();
+                !before.contains(&pid) && !after.contains(&pid)
+            })
+            .collect();
+        let missing: Vec<&u64> = before
+            .intersection(&after)
+            .filter(|p| !tset.contains(p))
+            .collect();
+        let lingering: Vec<&u64> = storm
+            .iter()
+            .filter(|p| tset.contains(p) && !before.contains(p) && !after.contains(p))
+            .collect();
+        let settled = s["events_received"] == s["kernel_submitted"];
+        if settled && extra.is_empty() && missing.is_empty() {
+            for sl in &sleepers {
+                let p = table
+                    .iter()
+                    .find(|p| p["pid"] == sl.id() as u64)
+                    .expect("sleeper in the table");
+                assert_eq!(p["ppid"], me);
+                assert_eq!(p["name"], "sleep");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "table vs /proc: missing {missing:?}, extra {extra:?}, lingering storm pids {lingering:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for s in &mut sleepers {
+        s.kill().unwrap();
+        s.wait().unwrap();
+    }
+}
+
+/// A process whose parent exits is reparented (here to the test process, a subreaper): the
+/// table shows the new parent.
+#[test]
+fn orphans_are_reparented_to_the_subreaper() {
+    require_root!();
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes this process's reaper flag.
+    assert_eq!(
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
+        0
+    );
+    let agent = Agent::start("", &["--source", "bpf"]);
+    let me = std::process::id() as u64;
+    let out = Command::new("/bin/sh")
+        .args(["-c", "sleep 30 >/dev/null 2>&1 & echo $!"])
+        .output()
+        .unwrap();
+    let orphan: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ppid = Value::Null;
+    while Instant::now() < deadline {
+        let (code, v) = http_get(&agent.socket, &format!("/api/processes/{orphan}"));
+        if code == 200 {
+            ppid = v["ppid"].clone();
+            if ppid == me {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill + waitpid of our own (adopted) child.
+    unsafe {
+        libc::kill(orphan as i32, libc::SIGKILL);
+        libc::waitpid(orphan as i32, std::ptr::null_mut(), 0);
+    }
+    assert_eq!(
+        ppid, me,
+        "the orphan {orphan} was reparented to the subreaper {me}"
+    );
+}
+
+/// The read API answers 200 with the documented shape, 404 for an unknown pid and 400 for
+/// malformed input, each with an `error` message.
+#[test]
+fn read_api_status_codes_and_shapes() {
+    require_root!();
+    let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &[]);
+    let me = std::process::id();
+    std::thread::sleep(Duration::from_millis(700)); // two samples, so rates exist
+    let (code, v) = http_get(&agent.socket, "/api/processes");
+    assert_eq!(code, 200);
+    for k in [
+        "top_cpu",
+        "top_ram",
+        "total_processes",
+        "zombie_count",
+        "timestamp",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    assert!(v["total_processes"].as_u64().unwrap() > 10);
+    assert!(
+        v.get("processes").is_none(),
+        "the overview has no full list"
+    );
+    let (code, v) = http_get(&agent.socket, &format!("/api/processes/{me}"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["pid"], me);
+    assert!(v["rss_bytes"].as_u64().unwrap() > 0, "sampled: {v}");
+    assert!(v["fds"].as_u64().unwrap() >= 3);
+    assert!(v["cmdline"].as_str().unwrap().contains("host_monitor"));
+    let (code, v) = http_get(&agent.socket, &format!("/api/processes/{me}/tree"));
+    assert_eq!(code, 200);
+    assert_eq!(v["tree"]["pid"], me);
+    assert!(v["parent"]["pid"].as_u64().is_some());
+    let (code, v) = http_get(&agent.socket, &format!("/api/tree?root={me}"));
+    assert_eq!(code, 200);
+    assert_eq!(v[0]["pid"], me);
+    let (code, v) = http_get(&agent.socket, "/api/system");
+    assert_eq!(code, 200);
+    assert!(
+        v["mem_total_bytes"].as_u64().unwrap() > 0 && v["cpus"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    let (code, v) = http_get(&agent.socket, "/api/processes?sort=cpu&limit=3");
+    assert_eq!(code, 200);
+    assert_eq!(v["processes"].as_array().unwrap().len(), 3);
+
+    for (path, want) in [
+        ("/api/processes/4194999", 404),
+        ("/api/processes/4194999/tree", 404),
+        ("/api/tree?root=4194999", 404),
+        ("/api/processes/abc", 400),
+        ("/api/processes?sort=colour", 400),
+        ("/api/events?pid=x", 400),
+        ("/api/nothing", 404),
+    ] {
+        let (code, v) = http_get(&agent.socket, path);
+        assert_eq!(code, want, "{path}: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {v}"
+        );
+    }
+    let (_, v) = http_get(&agent.socket, "/api/processes?sort=colour");
+    assert!(v["error"].as_str().unwrap().contains("colour"));
+}
