@@ -294,3 +294,65 @@ fn procfs_count() -> i64 {
         })
         .count() as i64
 }
+
+/// A process whose last thread to exit is not its leader (the leader left first with
+/// exit(2); a renamed worker calls exit_group later): the exit record still carries the
+/// process's identity (start time, comm), and the table drops the process.
+#[test]
+fn exit_by_a_non_leader_thread_keeps_the_process_identity() {
+    require_root!();
+    let agent = Agent::start("", &["--source", "bpf"]);
+    let stream = agent.events(&[]);
+    stream.sync();
+    let script = r#"
+import ctypes, os, threading, time
+libc = ctypes.CDLL(None)
+def worker():
+    libc.prctl(15, b"pm-worker", 0, 0, 0)
+    time.sleep(0.3)
+    os._exit(5)
+threading.Thread(target=worker).start()
+libc.syscall(60, 0)  # SYS_exit: only the leader thread leaves
+"#;
+    let mut c = Command::new("python3")
+        .args(["-c", script])
+        .spawn()
+        .expect("python3");
+    let pid = c.id() as u64;
+    let st = c.wait().unwrap();
+    assert_eq!(st.code(), Some(5));
+    let evs = stream.collect_until(Duration::from_secs(10), |v| {
+        kind(v) == "exit" && v["pid"] == pid
+    });
+    let exec = evs
+        .iter()
+        .rev()
+        .find(|v| kind(v) == "exec" && v["pid"] == pid)
+        .expect("exec event");
+    let exit = evs
+        .iter()
+        .find(|v| kind(v) == "exit" && v["pid"] == pid)
+        .expect("exit event");
+    assert_eq!(exit["exit_code"], 5);
+    assert_eq!(
+        exit["start_ns"], exec["start_ns"],
+        "exit carries the process start time, not the thread's"
+    );
+    assert_eq!(
+        exit["comm"], exec["comm"],
+        "exit carries the process comm, not the worker's"
+    );
+    assert_eq!(exit["thread"], false);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, _) = procman_tests::http_get(&agent.socket, &format!("/api/processes/{pid}"));
+        if code == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} still in the table after its exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -97,15 +97,12 @@ pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
             .unwrap_or(false);
         let received = if pending {
             // orphans wait for the kernel to reparent them: look again shortly even if idle
-            match tokio::time::timeout(
+            tokio::time::timeout(
                 std::time::Duration::from_millis(20),
                 rx.recv_many(&mut batch, BATCH),
             )
             .await
-            {
-                Ok(n) => Some(n),
-                Err(_) => None,
-            }
+            .ok()
         } else {
             Some(rx.recv_many(&mut batch, BATCH).await)
         };

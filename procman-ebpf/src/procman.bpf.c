@@ -65,8 +65,14 @@ static __always_inline void submit(struct pm_event *e, bool urgent)
 	count(PM_CNT_SUBMITTED);
 }
 
-static __always_inline void fill_task(struct pm_event *e, struct task_struct *task)
+/*
+ * `task` may be any thread of the process (at exit, the last thread to leave is often not the
+ * leader): the process's identity (start time) and name come from the group leader, whose
+ * task_struct lives until the whole group is gone. Thread records keep the thread's own comm.
+ */
+static __always_inline void fill_task(struct pm_event *e, struct task_struct *task, bool thread)
 {
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	__u64 ugid = bpf_get_current_uid_gid();
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = BPF_CORE_READ(task, pid);
@@ -75,11 +81,14 @@ static __always_inline void fill_task(struct pm_event *e, struct task_struct *ta
 	e->uid = (__u32)ugid;
 	e->gid = (__u32)(ugid >> 32);
 	e->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	e->start_ns = BPF_CORE_READ(task, start_boottime);
+	e->start_ns = BPF_CORE_READ(leader, start_boottime);
 	e->exit_code = 0;
 	e->flags = 0;
 	e->filename[0] = 0;
-	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	if (thread)
+		BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	else
+		BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -92,7 +101,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	if (!e)
 		return 0;
 	/* the child has not run yet: uid/gid and comm are the parent's, which the child shares */
-	fill_task(e, child);
+	fill_task(e, child, thread);
 	e->kind = PM_EV_FORK;
 	/* for a thread the "parent" is its own process; for a process, the forking process */
 	e->ppid = BPF_CORE_READ(parent, tgid);
@@ -108,7 +117,7 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	struct pm_event *e = reserve();
 	if (!e)
 		return 0;
-	fill_task(e, task);
+	fill_task(e, task, false);
 	e->kind = PM_EV_EXEC;
 	const char *fname = BPF_CORE_READ(bprm, filename);
 	long n = bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), fname);
@@ -135,7 +144,7 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	struct pm_event *e = reserve();
 	if (!e)
 		return 0;
-	fill_task(e, task);
+	fill_task(e, task, thread);
 	e->kind = PM_EV_EXIT;
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	if (thread)
