@@ -33,6 +33,8 @@ pub struct Agent {
     pub received: AtomicU64,
     pub resyncs: AtomicU64,
     pub resync_corrections: AtomicU64,
+    /// Entries dropped because their process vanished without an exit event.
+    pub vanished: AtomicU64,
     pub monitor: Monitor,
 }
 
@@ -48,6 +50,7 @@ impl Agent {
             received: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
             resync_corrections: AtomicU64::new(0),
+            vanished: AtomicU64::new(0),
             monitor: Monitor::default(),
         })
     }
@@ -64,6 +67,7 @@ impl Agent {
             kernel_submitted: self.source.counters.submitted(),
             resyncs: self.resyncs.load(Ordering::Relaxed),
             resync_corrections: self.resync_corrections.load(Ordering::Relaxed),
+            vanished: self.vanished.load(Ordering::Relaxed),
             processes: self.table.read().map(|t| t.len()).unwrap_or(0),
             threads: self.threads,
         }
@@ -149,8 +153,20 @@ pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
     loop {
         tick.tick().await;
         let a = agent.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || a.monitor.sample(&a.table)).await {
-            log::error!("the sampler failed: {e}");
+        match tokio::task::spawn_blocking(move || a.monitor.sample(&a.table)).await {
+            Ok(vanished) if !vanished.is_empty() => {
+                let n = agent
+                    .table
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drop_vanished(&vanished);
+                if n > 0 {
+                    agent.vanished.fetch_add(n, Ordering::Relaxed);
+                    log::debug!("{n} process(es) vanished without an exit event (reaped zombies seen at start)");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("the sampler failed: {e}"),
         }
     }
 }

@@ -71,6 +71,8 @@ pub struct SystemUsage {
 pub struct Monitor {
     pub usage: RwLock<HashMap<u32, Usage>>,
     pub system: RwLock<SystemUsage>,
+    /// Table entries whose process could not be found at the last sample.
+    missing: std::sync::Mutex<std::collections::HashSet<(u32, u64)>>,
 }
 
 fn page_size() -> u64 {
@@ -201,7 +203,11 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
 
 impl Monitor {
     /// Samples every process in the table and the system totals (blocking /proc reads).
-    pub fn sample(&self, table: &RwLock<ProcTable>) {
+    ///
+    /// Returns the table entries (pid, start ticks) whose process was missing from /proc at
+    /// this sample and the previous one: no exit event will come for them (e.g. a zombie seen
+    /// by the seed scan whose exit happened before the agent attached, reaped later).
+    pub fn sample(&self, table: &RwLock<ProcTable>) -> Vec<(u32, u64)> {
         let now = Instant::now();
         let prev_sys = self.system.read().map(|s| s.clone()).unwrap_or_default();
         let sys = sample_system(&prev_sys);
@@ -216,23 +222,34 @@ impl Monitor {
             })
             .unwrap_or_default();
         let mut next = HashMap::with_capacity(ids.len());
+        let mut missing = std::collections::HashSet::new();
         {
             // readers (the API) share this lock; only the swap below excludes them
             let prev = self.usage.read().unwrap_or_else(|e| e.into_inner());
             for (pid, start, _kthread) in ids {
-                if let Some(u) =
-                    sample_process(pid, start, prev.get(&pid), sys.mem_total_bytes, now)
-                {
-                    next.insert(pid, u);
+                match sample_process(pid, start, prev.get(&pid), sys.mem_total_bytes, now) {
+                    Some(u) => {
+                        next.insert(pid, u);
+                    }
+                    None => {
+                        missing.insert((pid, start));
+                    }
                 }
             }
         }
+        let vanished = {
+            let mut prev_missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+            let v = missing.intersection(&prev_missing).copied().collect();
+            *prev_missing = missing;
+            v
+        };
         if let Ok(mut u) = self.usage.write() {
             *u = next;
         }
         if let Ok(mut s) = self.system.write() {
             *s = sys;
         }
+        vanished
     }
 
     pub fn get(&self, pid: u32) -> Option<Usage> {

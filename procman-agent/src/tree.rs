@@ -198,6 +198,18 @@ impl ProcTable {
         });
     }
 
+    /// Removes entries whose process vanished without an exit event; returns how many.
+    pub fn drop_vanished(&mut self, vanished: &[(u32, u64)]) -> u64 {
+        let mut n = 0;
+        for (pid, start) in vanished {
+            if self.procs.get(pid).is_some_and(|e| e.start_ticks == *start) {
+                self.procs.remove(pid);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Makes the table match /proc; returns the number of corrections (added, removed or
     /// changed entries).
     pub fn reconcile(&mut self) -> u64 {

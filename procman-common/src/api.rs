@@ -182,6 +182,10 @@ pub struct AgentStatus {
     pub resyncs: u64,
     /// Corrections those resyncs made (processes added, removed or fixed).
     pub resync_corrections: u64,
+    /// Table entries dropped because their process vanished from /proc without an exit
+    /// event (zombies found at start and reaped later; anything else here is a bug).
+    #[serde(default)]
+    pub vanished: u64,
     /// Live processes in the agent's table.
     pub processes: usize,
     /// Whether thread events are reported.
