@@ -2,4 +2,5 @@
 //!
 //! Data flows one way: `events` (kernel -> ProcEvent stream) -> `core` (process table,
 //! broadcast) -> `api` (HTTP/JSON on a Unix socket) -> `client` / `cli`.
+pub mod cgroup;
 pub mod events;
