@@ -637,3 +637,46 @@ fn vm_unknown_device_is_refused_before_writing() {
     let io_max = std::fs::read_to_string(m.slice_path("p").unwrap().join("io.max")).unwrap();
     assert_eq!(io_max.trim(), "");
 }
+
+#[test]
+fn vm_restart_readopts_slices_and_keeps_limits() {
+    procman_tests::require_vm!();
+    let _g = serial();
+    let t = open(
+        "adopt",
+        &[Controller::Memory, Controller::Cpu, Controller::Pids],
+    );
+    let m = &t.m;
+    let l = limits(&[
+        "MemoryMax=64M",
+        "CPUQuota=20%",
+        "CPUWeight=300",
+        "TasksMax=10",
+    ]);
+    m.ensure_slice("svc", &l).unwrap();
+    let pid = spawn_in(m, "svc", || unsafe {
+        libc::pause();
+        0
+    });
+    // A restarted agent: a new Manager on the same subtree.
+    let mount = Cgroup2Mount::discover().unwrap();
+    let m2 = Manager::open(mount, m.root().file_name().unwrap()).unwrap();
+    assert_eq!(m2.list_slices().unwrap(), ["svc"]);
+    assert_eq!(
+        m2.read_limits("svc").unwrap(),
+        l,
+        "limits survive the agent"
+    );
+    assert_eq!(
+        m2.ensure_slice("svc", &l).unwrap(),
+        procman_agent::cgroup::Ensured::Adopted
+    );
+    assert_eq!(
+        m2.pids("svc").unwrap(),
+        [pid as u32],
+        "re-apply moves nothing"
+    );
+    drop(m2);
+    m.kill("svc").unwrap();
+    wait_for(pid, Duration::from_secs(10)).expect("killed");
+}
