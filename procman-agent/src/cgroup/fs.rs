@@ -14,7 +14,7 @@ use super::error::{CgroupError, Result};
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// The controllers procman enforces limits with. Others (`cpuset`, `hugetlb`, `rdma`, `misc`)
-/// are reported in [`Capabilities::other_controllers`] but not used.
+/// are reported in [`super::Capabilities::other_controllers`] but not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Controller {
