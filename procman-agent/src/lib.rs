@@ -2,7 +2,10 @@
 //!
 //! Data flows one way: `events` (kernel -> ProcEvent stream) -> `core` (process table,
 //! fan-out, counters) -> `api` (HTTP/JSON on a Unix socket) -> `client` -> `cli`.
+//! `monitor` samples usage for the table's processes; `query` joins both for the read API;
+//! `cgroup` is the cgroup v2 layer (slices, limits, moves) that enforcement builds on.
 pub mod api;
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod config;
