@@ -52,6 +52,8 @@ pub struct EventsSection {
     pub wakeup_batch: u32,
     /// How often the agent polls the ring anyway, e.g. "50ms".
     pub poll_interval: String,
+    /// Per-process on-CPU time and run-queue wait, aggregated in the kernel (sched_switch).
+    pub sched_stats: bool,
 }
 
 impl Default for AgentSection {
@@ -71,6 +73,7 @@ impl Default for EventsSection {
             ring_size: "8MiB".into(),
             wakeup_batch: 64,
             poll_interval: "50ms".into(),
+            sched_stats: true,
         }
     }
 }
@@ -182,6 +185,7 @@ impl Config {
             wakeup_batch: e.wakeup_batch,
             poll_interval: poll,
             urgent_comms: Vec::new(),
+            sched_stats: e.sched_stats,
         })
     }
 }

@@ -153,7 +153,11 @@ pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
     loop {
         tick.tick().await;
         let a = agent.clone();
-        match tokio::task::spawn_blocking(move || a.monitor.sample(&a.table)).await {
+        match tokio::task::spawn_blocking(move || {
+            a.monitor.sample(&a.table, a.source.sched.as_deref())
+        })
+        .await
+        {
             Ok(vanished) if !vanished.is_empty() => {
                 let n = agent
                     .table
@@ -162,7 +166,9 @@ pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
                     .drop_vanished(&vanished);
                 if n > 0 {
                     agent.vanished.fetch_add(n, Ordering::Relaxed);
-                    log::debug!("{n} process(es) vanished without an exit event (reaped zombies seen at start)");
+                    log::debug!(
+                        "{n} process(es) vanished without an exit event (reaped zombies seen at start)"
+                    );
                 }
             }
             Ok(_) => {}

@@ -5,8 +5,9 @@
 //! measures them. Expensive per-process facts (open fds, sockets, cwd) are not sampled for
 //! every process: they are read on demand for the detail view (`info`), because walking
 //! /proc/PID/fd of 10,000 processes every 2 s would cost more than everything else together.
-use crate::tree::ProcTable;
+use crate::{events::bpf::SchedReader, tree::ProcTable};
 use procfs::{Current, CurrentSI};
+use procman_common::api::SchedInfo as Sched;
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -40,6 +41,8 @@ pub struct Usage {
     pub cmdline: Arc<str>,
     /// The cgroup v2 path (`0::` line of /proc/PID/cgroup).
     pub cgroup: Option<Arc<str>>,
+    /// In-kernel scheduling statistics (BPF `sched_switch`), when collected.
+    pub sched: Option<Sched>,
     #[serde(skip)]
     cpu_ticks: u64,
     #[serde(skip)]
@@ -90,6 +93,7 @@ fn sample_process(
     prev: Option<&Usage>,
     mem_total: u64,
     now: Instant,
+    sched: Option<&SchedReader>,
 ) -> Option<Usage> {
     let p = procfs::process::Process::new(pid as i32).ok()?;
     let stat = p.stat().ok()?;
@@ -124,7 +128,24 @@ fn sample_process(
         }
         _ => (0.0, 0.0, 0.0),
     };
+    let sched = sched.and_then(|r| r.get(pid)).map(|st| {
+        let runq_wait_s = st.runq_ns as f64 / 1e9;
+        let runq_wait_pct = match prev.and_then(|u| u.sched.map(|s| (s, u.at))) {
+            Some((ps, Some(at))) if now > at => {
+                ((runq_wait_s - ps.runq_wait_s).max(0.0) / (now - at).as_secs_f64() * 100.0) as f32
+            }
+            _ => 0.0,
+        };
+        Sched {
+            oncpu_s: st.oncpu_ns as f64 / 1e9,
+            runq_wait_s,
+            runq_waits: st.runq_count,
+            runq_max_ms: st.runq_max_ns as f64 / 1e6,
+            runq_wait_pct,
+        }
+    });
     Some(Usage {
+        sched,
         start_ticks: stat.starttime,
         state: stat.state,
         cpu_pct,
@@ -207,7 +228,11 @@ impl Monitor {
     /// Returns the table entries (pid, start ticks) whose process was missing from /proc at
     /// this sample and the previous one: no exit event will come for them (e.g. a zombie seen
     /// by the seed scan whose exit happened before the agent attached, reaped later).
-    pub fn sample(&self, table: &RwLock<ProcTable>) -> Vec<(u32, u64)> {
+    pub fn sample(
+        &self,
+        table: &RwLock<ProcTable>,
+        sched: Option<&SchedReader>,
+    ) -> Vec<(u32, u64)> {
         let now = Instant::now();
         let prev_sys = self.system.read().map(|s| s.clone()).unwrap_or_default();
         let sys = sample_system(&prev_sys);
@@ -227,7 +252,7 @@ impl Monitor {
             // readers (the API) share this lock; only the swap below excludes them
             let prev = self.usage.read().unwrap_or_else(|e| e.into_inner());
             for (pid, start, _kthread) in ids {
-                match sample_process(pid, start, prev.get(&pid), sys.mem_total_bytes, now) {
+                match sample_process(pid, start, prev.get(&pid), sys.mem_total_bytes, now, sched) {
                     Some(u) => {
                         next.insert(pid, u);
                     }

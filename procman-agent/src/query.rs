@@ -65,6 +65,7 @@ pub fn process_info(e: &ProcEntry, u: Option<&Usage>) -> ProcessInfo {
         p.cpu_time_s = u.cpu_time_s;
         p.cmdline = u.cmdline.to_string();
         p.cgroup = u.cgroup.as_deref().map(String::from);
+        p.sched = u.sched;
     }
     p
 }

@@ -44,4 +44,12 @@ struct pm_event {
 	char filename[PM_FILENAME_LEN]; /* exec: bprm->filename, NUL-terminated */
 };
 
+/* value of the "sched_stats" map (key: tgid): scheduling totals of a process's threads */
+struct pm_sched_stat {
+	__u64 oncpu_ns;   /* time on a CPU */
+	__u64 runq_ns;    /* time runnable but waiting for a CPU (run-queue latency) */
+	__u64 runq_count; /* waits counted in runq_ns */
+	__u64 runq_max_ns;/* longest single wait */
+};
+
 #endif

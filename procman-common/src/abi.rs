@@ -37,6 +37,16 @@ pub struct PmEvent {
     pub filename: [u8; PM_FILENAME_LEN],
 }
 
+/// `struct pm_sched_stat`: value of the `sched_stats` map (key: tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmSchedStat {
+    pub oncpu_ns: u64,
+    pub runq_ns: u64,
+    pub runq_count: u64,
+    pub runq_max_ns: u64,
+}
+
 impl PmEvent {
     pub const SIZE: usize = std::mem::size_of::<PmEvent>();
 
@@ -135,6 +145,25 @@ mod tests {
             ("PM_CNT_DROPPED", PM_CNT_DROPPED as u64),
             ("PM_CNT_MAX", PM_CNT_MAX as u64),
         ];
+        for (name, off) in [
+            ("oncpu_ns", std::mem::offset_of!(PmSchedStat, oncpu_ns)),
+            ("runq_ns", std::mem::offset_of!(PmSchedStat, runq_ns)),
+            ("runq_count", std::mem::offset_of!(PmSchedStat, runq_count)),
+            (
+                "runq_max_ns",
+                std::mem::offset_of!(PmSchedStat, runq_max_ns),
+            ),
+        ] {
+            line(
+                format!("offsetof(struct pm_sched_stat, {name}) == {off}"),
+                format!("pm_sched_stat.{name}: offset differs from Rust ({off})"),
+            );
+        }
+        let size = std::mem::size_of::<PmSchedStat>();
+        line(
+            format!("sizeof(struct pm_sched_stat) == {size}"),
+            format!("sizeof(struct pm_sched_stat) != {size} (Rust)"),
+        );
         for (name, v) in consts {
             line(
                 format!("{name} == {v}"),

@@ -262,6 +262,23 @@ pub struct ProcessInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
     pub kthread: bool,
+    /// In-kernel scheduling statistics since the agent started (BPF source only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched: Option<SchedInfo>,
+}
+
+/// Scheduling statistics of a process, aggregated in the kernel over all its threads.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default)]
+pub struct SchedInfo {
+    /// Time on a CPU, seconds.
+    pub oncpu_s: f64,
+    /// Time runnable but waiting for a CPU (run-queue latency), seconds.
+    pub runq_wait_s: f64,
+    pub runq_waits: u64,
+    /// Longest single run-queue wait, milliseconds.
+    pub runq_max_ms: f64,
+    /// Share of the last sampling interval spent waiting for a CPU, percent.
+    pub runq_wait_pct: f32,
 }
 
 /// `GET /api/processes`: the overview, plus the full (filtered, sorted, limited) list when

@@ -11,3 +11,11 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("handle_exec", "sched_process_exec"),
     ("handle_exit", "sched_process_exit"),
 ];
+
+/// The scheduling-statistics programs (optional: `events.sched_stats`), which fill the
+/// `sched_stats` map (per-process on-CPU time and run-queue wait).
+pub const SCHED_PROGRAMS: &[(&str, &str)] = &[
+    ("handle_wakeup", "sched_wakeup"),
+    ("handle_wakeup_new", "sched_wakeup_new"),
+    ("handle_switch", "sched_switch"),
+];

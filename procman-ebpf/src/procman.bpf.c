@@ -152,3 +152,100 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	submit(e, false);
 	return 0;
 }
+
+/*
+ * In-kernel scheduling statistics, aggregated per process in a map (never one ring record per
+ * context switch): on-CPU time and run-queue wait. Loaded only when the agent enables them.
+ */
+#define TASK_RUNNING 0
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* tid */
+	__type(value, __u64); /* when it became runnable */
+} runnable_since SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* tid */
+	__type(value, __u64); /* when it got the CPU */
+} oncpu_since SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32); /* tgid */
+	__type(value, struct pm_sched_stat);
+} sched_stats SEC(".maps");
+
+static __always_inline struct pm_sched_stat *stat_of(__u32 tgid)
+{
+	struct pm_sched_stat *st = bpf_map_lookup_elem(&sched_stats, &tgid);
+	if (st)
+		return st;
+	struct pm_sched_stat zero = {};
+	bpf_map_update_elem(&sched_stats, &tgid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&sched_stats, &tgid);
+}
+
+static __always_inline void mark_runnable(struct task_struct *p)
+{
+	__u32 tid = BPF_CORE_READ(p, pid);
+	__u64 now = bpf_ktime_get_ns();
+	if (tid)
+		bpf_map_update_elem(&runnable_since, &tid, &now, BPF_ANY);
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(handle_wakeup, struct task_struct *p)
+{
+	mark_runnable(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(handle_wakeup_new, struct task_struct *p)
+{
+	mark_runnable(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 prev_tid = BPF_CORE_READ(prev, pid);
+	__u32 next_tid = BPF_CORE_READ(next, pid);
+
+	if (prev_tid) { /* not the idle task */
+		__u64 *since = bpf_map_lookup_elem(&oncpu_since, &prev_tid);
+		if (since && now > *since) {
+			struct pm_sched_stat *st = stat_of(BPF_CORE_READ(prev, tgid));
+			if (st)
+				__sync_fetch_and_add(&st->oncpu_ns, now - *since);
+		}
+		/* preempted while runnable: it waits for a CPU from now on */
+		if (BPF_CORE_READ(prev, __state) == TASK_RUNNING)
+			bpf_map_update_elem(&runnable_since, &prev_tid, &now, BPF_ANY);
+	}
+	if (next_tid) {
+		__u64 *since = bpf_map_lookup_elem(&runnable_since, &next_tid);
+		if (since) {
+			if (now > *since) {
+				__u64 wait = now - *since;
+				struct pm_sched_stat *st = stat_of(BPF_CORE_READ(next, tgid));
+				if (st) {
+					__sync_fetch_and_add(&st->runq_ns, wait);
+					__sync_fetch_and_add(&st->runq_count, 1);
+					if (wait > st->runq_max_ns)
+						st->runq_max_ns = wait;
+				}
+			}
+			bpf_map_delete_elem(&runnable_since, &next_tid);
+		}
+		bpf_map_update_elem(&oncpu_since, &next_tid, &now, BPF_ANY);
+	}
+	return 0;
+}

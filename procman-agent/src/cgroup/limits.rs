@@ -1545,7 +1545,8 @@ mod tests {
 
     #[test]
     fn io_max_helpers() {
-        let cur = "254:0 rbps=2097152 wbps=max riops=max wiops=max\n8:0 rbps=max wbps=1 riops=max wiops=max\n";
+        let cur =
+            "254:0 rbps=2097152 wbps=max riops=max wiops=max\n8:0 rbps=max wbps=1 riops=max wiops=max\n";
         let d = io_max_devices(cur);
         assert_eq!(d.len(), 2);
         assert!(d.contains(&DevNum { major: 8, minor: 0 }));

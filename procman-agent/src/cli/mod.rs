@@ -430,6 +430,12 @@ fn print_detail(d: &ProcessDetail) {
     );
     println!("  threads:   {}   nice: {}", p.threads, p.nice);
     println!("  fds:       {} ({} sockets)", opt(d.fds), opt(d.sockets));
+    if let Some(s) = &p.sched {
+        println!(
+            "  sched:     {:.2}s on CPU, {:.3}s waiting for a CPU over {} waits (max {:.2} ms, {:.1}% of the last interval)",
+            s.oncpu_s, s.runq_wait_s, s.runq_waits, s.runq_max_ms, s.runq_wait_pct
+        );
+    }
     println!("  cgroup:    {}", p.cgroup.as_deref().unwrap_or("-"));
 }
 
@@ -446,7 +452,9 @@ async fn info(client: &Client, a: InfoArgs) -> Result<()> {
                 .map(|p| p.pid)
                 .collect();
             if found.is_empty() {
-                anyhow::bail!("no process named {name:?} (names are the 15-character comm, as in `procman ps`)");
+                anyhow::bail!(
+                    "no process named {name:?} (names are the 15-character comm, as in `procman ps`)"
+                );
             }
             found
         }

@@ -46,6 +46,8 @@ pub struct SourceOptions {
     pub poll_interval: std::time::Duration,
     /// comm names whose exec must be delivered without batching delay.
     pub urgent_comms: Vec<String>,
+    /// Collect per-process scheduling statistics in the kernel (BPF only).
+    pub sched_stats: bool,
 }
 
 impl Default for SourceOptions {
@@ -56,6 +58,7 @@ impl Default for SourceOptions {
             wakeup_batch: 64,
             poll_interval: std::time::Duration::from_millis(50),
             urgent_comms: Vec::new(),
+            sched_stats: true,
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct SourceInfo {
     /// Why BPF is not in use (set when the netlink fallback is active).
     pub fallback_reason: Option<String>,
     pub counters: Arc<SourceCounters>,
+    /// Per-process scheduling statistics, when the source collects them.
+    pub sched: Option<Arc<bpf::SchedReader>>,
     /// Keeps the source alive (BPF links, sockets); dropping it detaches.
     _guard: Box<dyn Send + Sync>,
 }
@@ -98,6 +103,7 @@ impl SourceInfo {
             kind,
             fallback_reason: None,
             counters,
+            sched: None,
             _guard: guard,
         }
     }
@@ -121,7 +127,9 @@ pub fn start(
             Ok(info) => Ok((info, rx)),
             Err(bpf_err) => {
                 let reason = format!("{bpf_err:#}");
-                log::warn!("BPF event source unavailable: {reason}; falling back to the netlink proc connector");
+                log::warn!(
+                    "BPF event source unavailable: {reason}; falling back to the netlink proc connector"
+                );
                 match netlink::start(opts, tx) {
                     Ok(mut info) => {
                         info.fallback_reason = Some(reason);
