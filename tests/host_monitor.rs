@@ -217,9 +217,16 @@ fn read_api_status_codes_and_shapes() {
 fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
     require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"500ms\"\n", &["--source", "bpf"]);
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let mut loops: Vec<_> = (0..cpus + 1)
-        .map(|_| Command::new("/bin/sh").args(["-c", "while :; do :; done"]).spawn().unwrap())
+        .map(|_| {
+            Command::new("/bin/sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap()
+        })
         .collect();
     std::thread::sleep(Duration::from_secs(3));
     let mut total_wait = 0.0;
@@ -231,7 +238,10 @@ fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
         let cpu = v["cpu_time_s"].as_f64().unwrap();
         // /proc's utime+stime (ticks) and the BPF on-CPU sum measure the same thing, sampled
         // at slightly different moments
-        assert!(oncpu > 0.5 && (oncpu - cpu).abs() < 0.35 + 0.2 * cpu, "on-CPU {oncpu}s vs /proc {cpu}s: {v}");
+        assert!(
+            oncpu > 0.5 && (oncpu - cpu).abs() < 0.35 + 0.2 * cpu,
+            "on-CPU {oncpu}s vs /proc {cpu}s: {v}"
+        );
         total_wait += sched["runq_wait_s"].as_f64().unwrap();
         assert!(sched["runq_waits"].as_u64().unwrap() > 0);
     }
@@ -240,5 +250,9 @@ fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
         l.wait().unwrap();
     }
     // cpus+1 loops on cpus CPUs: about one loop's worth of time is spent waiting
-    assert!(total_wait > 0.5, "run-queue wait {total_wait}s with {} loops on {cpus} CPUs", cpus + 1);
+    assert!(
+        total_wait > 0.5,
+        "run-queue wait {total_wait}s with {} loops on {cpus} CPUs",
+        cpus + 1
+    );
 }

@@ -46,7 +46,7 @@ pub struct EventsSection {
     pub source: SourceChoice,
     /// Also report thread creation and exit.
     pub threads: bool,
-    /// BPF ring buffer size, e.g. "8MiB" (power of two, at least 64KiB).
+    /// BPF ring buffer size, e.g. "4MiB" (power of two, at least 64KiB).
     pub ring_size: String,
     /// Records the kernel batches before waking the agent.
     pub wakeup_batch: u32,
@@ -70,7 +70,7 @@ impl Default for EventsSection {
         EventsSection {
             source: SourceChoice::Auto,
             threads: false,
-            ring_size: "8MiB".into(),
+            ring_size: "4MiB".into(),
             wakeup_batch: 64,
             poll_interval: "50ms".into(),
             sched_stats: true,
@@ -198,7 +198,7 @@ mod tests {
     fn empty_config_is_default() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.events.source, SourceChoice::Auto);
-        assert_eq!(c.source_options().unwrap().ring_bytes, 8 << 20);
+        assert_eq!(c.source_options().unwrap().ring_bytes, 4 << 20);
     }
 
     #[test]

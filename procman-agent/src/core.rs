@@ -174,5 +174,15 @@ pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
             Ok(_) => {}
             Err(e) => log::error!("the sampler failed: {e}"),
         }
+        trim_heap(); // the sample replaced every Usage: give the old ones' memory back
+    }
+}
+
+/// Returns freed heap memory to the kernel (see `tame_malloc` in main.rs: bursts on different
+/// threads would otherwise stay resident).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -79,6 +79,7 @@ async fn run(cfg: Config) -> Result<()> {
     let table = ProcTable::seed();
     log::info!("process table seeded from /proc: {} processes", table.len());
     let agent = core::Agent::new(source, opts.threads, table);
+    core::trim_heap(); // BTF parsing and the seed scan are done
     let sample_every = cfg.sample_interval()?;
     log::info!("API listening on {}", cfg.agent.socket.display());
 
@@ -92,7 +93,19 @@ async fn run(cfg: Config) -> Result<()> {
     }
 }
 
+/// Keeps the heap small: glibc gives each thread that allocates its own arena and keeps freed
+/// memory in it; an agent whose bursts (seed scan, BTF parsing, big API answers) happen on
+/// different threads would hold all of those peaks forever. Two arenas and a trim after
+/// bursts keep the RSS near what is live.
+fn tame_malloc() {
+    // SAFETY: mallopt only changes allocator tunables; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() {
+    tame_malloc();
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)

@@ -36,6 +36,14 @@ pub fn user_name(uid: u32) -> String {
         .clone()
 }
 
+/// user name -> uid.
+pub fn uid_of(name: &str) -> Option<u32> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
 pub fn process_info(e: &ProcEntry, u: Option<&Usage>) -> ProcessInfo {
     let start_time = boot_time() + e.start_ticks as f64 / procfs::ticks_per_second() as f64;
     let mut p = ProcessInfo {
@@ -98,68 +106,73 @@ impl std::str::FromStr for Sort {
     }
 }
 
-/// Sorts: cpu, mem, io descending (biggest first), pid ascending, age descending (oldest first).
-pub fn sort(list: &mut [ProcessInfo], key: Sort) {
-    let f = |x: f64| ordered(x);
+/// The sort key of a row: smaller sorts first (descending keys are negated), ties by pid.
+/// cpu, mem, io: biggest first; pid: ascending; age: oldest first.
+fn sort_key(e: &ProcEntry, u: Option<&Usage>, key: Sort) -> f64 {
     match key {
-        Sort::Cpu => list.sort_by(|a, b| {
-            f(b.cpu_pct as f64)
-                .cmp(&f(a.cpu_pct as f64))
-                .then(a.pid.cmp(&b.pid))
-        }),
-        Sort::Mem => list.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid))),
-        Sort::Io => list.sort_by(|a, b| {
-            f(b.read_bps + b.write_bps)
-                .cmp(&f(a.read_bps + a.write_bps))
-                .then(a.pid.cmp(&b.pid))
-        }),
-        Sort::Pid => list.sort_by_key(|p| p.pid),
-        Sort::Age => list.sort_by(|a, b| f(b.age_s).cmp(&f(a.age_s)).then(a.pid.cmp(&b.pid))),
+        Sort::Cpu => -(u.map_or(0.0, |u| u.cpu_pct as f64)),
+        Sort::Mem => -(u.map_or(0.0, |u| u.rss_bytes as f64)),
+        Sort::Io => -(u.map_or(0.0, |u| u.read_bps + u.write_bps)),
+        Sort::Pid => e.pid as f64,
+        Sort::Age => e.start_ticks as f64,
     }
 }
 
-/// Total order for floats (NaN last).
-fn ordered(x: f64) -> i64 {
-    if x.is_nan() {
-        i64::MIN
-    } else {
-        (x * 1000.0) as i64
-    }
+/// The latest usage of a table entry (only if it measured the same process).
+pub fn usage_of<'a>(map: &'a HashMap<u32, Usage>, e: &ProcEntry) -> Option<&'a Usage> {
+    map.get(&e.pid)
+        .filter(|u| u.start_ticks == e.start_ticks || e.start_ticks == 0)
 }
 
-/// Every process as [`ProcessInfo`].
-pub fn all(table: &ProcTable, mon: &Monitor) -> Vec<ProcessInfo> {
+/// The processes accepted by `keep`, sorted by `key`, at most `limit`. It sorts compact
+/// (key, pid) pairs and builds [`ProcessInfo`] only for the rows returned, so a `--top 10`
+/// over 10,000 processes allocates for 10.
+pub fn select(
+    table: &ProcTable,
+    mon: &Monitor,
+    key: Sort,
+    limit: Option<usize>,
+    keep: impl Fn(&ProcEntry, Option<&Usage>) -> bool,
+) -> Vec<ProcessInfo> {
     let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
-    table
+    let mut keys: Vec<(f64, u32)> = table
         .iter()
-        .map(|e| {
-            process_info(
-                e,
-                usage
-                    .get(&e.pid)
-                    .filter(|u| u.start_ticks == e.start_ticks || e.start_ticks == 0),
-            )
-        })
+        .filter(|e| keep(e, usage_of(&usage, e)))
+        .map(|e| (sort_key(e, usage_of(&usage, e), key), e.pid))
+        .collect();
+    let cmp = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    let n = limit.unwrap_or(keys.len()).min(keys.len());
+    if n > 0 && n < keys.len() {
+        keys.select_nth_unstable_by(n - 1, cmp);
+    }
+    keys.truncate(n);
+    keys.sort_unstable_by(cmp);
+    keys.iter()
+        .filter_map(|(_, pid)| table.get(*pid))
+        .map(|e| process_info(e, usage_of(&usage, e)))
         .collect()
 }
 
-/// The overview (`top_cpu`, `top_ram` with 5 entries each, counts).
-pub fn overview(all: Vec<ProcessInfo>, mon: &Monitor) -> ProcessList {
-    let zombie_count = all.iter().filter(|p| p.state == "Z").count();
-    let total_processes = all.len();
-    let mut by_cpu = all.clone();
-    sort(&mut by_cpu, Sort::Cpu);
-    by_cpu.truncate(5);
-    let mut by_mem = all;
-    sort(&mut by_mem, Sort::Mem);
-    by_mem.truncate(5);
-    let _ = mon;
+/// Every process as [`ProcessInfo`], by pid (for the tree view).
+pub fn all(table: &ProcTable, mon: &Monitor) -> Vec<ProcessInfo> {
+    select(table, mon, Sort::Pid, None, |_, _| true)
+}
+
+/// The overview: counts, and the 5 biggest by CPU and by memory.
+pub fn overview(table: &ProcTable, mon: &Monitor) -> ProcessList {
+    let zombie_count = {
+        let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .iter()
+            .filter(|e| usage_of(&usage, e).is_some_and(|u| u.state == 'Z'))
+            .count()
+    };
     ProcessList {
         timestamp: now_epoch(),
-        total_processes,
+        total_processes: table.len(),
         zombie_count,
-        top_cpu: by_cpu,
-        top_ram: by_mem,
+        top_cpu: select(table, mon, Sort::Cpu, Some(5), |_, _| true),
+        top_ram: select(table, mon, Sort::Mem, Some(5), |_, _| true),
         processes: None,
     }
 }

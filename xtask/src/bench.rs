@@ -15,6 +15,8 @@ use std::{
 pub enum Bench {
     /// Event capture overhead and loss.
     Events,
+    /// `procman ps --top 10` against `ps` with ~10,000 live processes; the agent's RSS.
+    Ps,
 }
 
 #[derive(Args)]
@@ -23,9 +25,9 @@ pub struct BenchArgs {
     /// Rounds of (without agent, with agent).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Spawns per storm.
-    #[arg(long, default_value_t = 6000)]
-    pub spawns: usize,
+    /// Spawns per storm (events), live sleepers (ps).
+    #[arg(long)]
+    pub spawns: Option<usize>,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -35,6 +37,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     deps::ensure(deps::BUILD)?;
     match a.bench {
         Bench::Events => events(&a),
+        Bench::Ps => ps(&a),
     }
 }
 
@@ -201,9 +204,10 @@ fn events(a: &BenchArgs) -> Result<()> {
     let bin = build_bins(true)?;
     let _stats = BpfStats::enable();
     let workers = 2;
+    let spawns = a.spawns.unwrap_or(6000);
     println!(
-        "bench events: {} rounds x {} spawns of /bin/true from {workers} workers, alternating",
-        a.rounds, a.spawns
+        "bench events: {} rounds x {spawns} spawns of /bin/true from {workers} workers, alternating",
+        a.rounds
     );
     println!();
     println!(
@@ -223,7 +227,7 @@ fn events(a: &BenchArgs) -> Result<()> {
         };
         for with_agent in order {
             if !with_agent {
-                let rate = storm(a.spawns, workers);
+                let rate = storm(spawns, workers);
                 without.push(rate);
                 println!(
                     "{:<6} {:<8} {:>10.0} {:>12} {:>10} {:>8} {:>9}",
@@ -241,7 +245,7 @@ fn events(a: &BenchArgs) -> Result<()> {
             let s0 = agent.settle()?;
             let c0 = agent.cpu_secs();
             let b0 = agent.bpf_stats();
-            let rate = storm(a.spawns, workers);
+            let rate = storm(spawns, workers);
             let s1 = agent.settle()?;
             let cpu = agent.cpu_secs() - c0;
             let b1 = agent.bpf_stats();
@@ -304,4 +308,92 @@ fn events(a: &BenchArgs) -> Result<()> {
         paced_cpu / secs * 100.0
     );
     Ok(())
+}
+
+/// Resident set size of a process, bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Median wall time of `n` runs of a shell command line (output discarded).
+fn time_cmd(cmdline: &str) -> Result<Duration> {
+    let t0 = Instant::now();
+    let st = Command::new("/bin/sh")
+        .args(["-c", cmdline])
+        .stdout(Stdio::null())
+        .status()?;
+    if !st.success() {
+        bail!("`{cmdline}` failed ({st})");
+    }
+    Ok(t0.elapsed())
+}
+
+fn ps(a: &BenchArgs) -> Result<()> {
+    let bin = build_bins(true)?;
+    let n = a.spawns.unwrap_or(10_000);
+    println!(
+        "bench ps: {n} sleepers, {} alternating runs each",
+        a.rounds.max(5)
+    );
+    let mut sleepers = Vec::with_capacity(n);
+    for _ in 0..n {
+        match Command::new("sleep")
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => sleepers.push(c),
+            Err(e) => {
+                eprintln!("xtask: spawned {} sleepers, then: {e}", sleepers.len());
+                break;
+            }
+        }
+    }
+    let result = (|| -> Result<()> {
+        let agent = RunningAgent::start(&bin)?;
+        std::thread::sleep(Duration::from_millis(4500)); // two samples: CPU% needs a delta
+        let procman = format!(
+            "{} --socket {} ps --top 10 --sort cpu",
+            bin.join("procman").display(),
+            agent.socket.display()
+        );
+        let ps = "ps -eo pid,comm,%cpu,rss --sort=-%cpu | head";
+        let (mut t_pm, mut t_ps) = (Vec::new(), Vec::new());
+        for _ in 0..a.rounds.max(5) {
+            t_pm.push(time_cmd(&procman)?.as_secs_f64() * 1e3);
+            t_ps.push(time_cmd(ps)?.as_secs_f64() * 1e3);
+        }
+        let live = agent.status()?["processes"].as_u64().unwrap_or(0);
+        let rss = rss_bytes(agent.child.id());
+        let (m_pm, m_ps) = (median(&mut t_pm), median(&mut t_ps));
+        println!();
+        println!("{:<52} {:>12}", "metric", "value");
+        println!("{:<52} {:>12}", "processes in the agent's table", live);
+        println!(
+            "{:<52} {:>10.1}ms",
+            "median `procman ps --top 10 --sort cpu`", m_pm
+        );
+        println!(
+            "{:<52} {:>10.1}ms",
+            "median `ps -eo pid,comm,%cpu,rss --sort=-%cpu | head`", m_ps
+        );
+        println!("{:<52} {:>11.1}x", "speedup (goal >= 10x)", m_ps / m_pm);
+        println!(
+            "{:<52} {:>10.1}MB",
+            "agent RSS (goal <= 30 MB)",
+            rss as f64 / 1e6
+        );
+        Ok(())
+    })();
+    for mut s in sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    result
 }

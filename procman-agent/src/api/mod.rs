@@ -153,11 +153,7 @@ fn snapshot(agent: &Agent) -> Vec<procman_common::api::ProcessInfo> {
 }
 
 async fn processes(State(agent): State<Arc<Agent>>, Query(q): Query<ListQuery>) -> Response {
-    let mut all = snapshot(&agent);
     let full = q.sort.is_some() || q.limit.is_some() || q.user.is_some() || q.filter.is_some();
-    if !full {
-        return Json(query::overview(all, &agent.monitor)).into_response();
-    }
     if let Some(f) = &q.filter {
         return error(
             StatusCode::BAD_REQUEST,
@@ -168,16 +164,26 @@ async fn processes(State(agent): State<Arc<Agent>>, Query(q): Query<ListQuery>) 
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if let Some(u) = &q.user {
-        all.retain(|p| &p.user == u || p.uid.to_string() == *u);
+    let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
+    let mut overview = query::overview(&table, &agent.monitor);
+    if full {
+        let user = q.user.as_deref();
+        let uid_of_user = user.and_then(|u| u.parse::<u32>().ok().or_else(|| query::uid_of(u)));
+        if let (Some(u), None) = (user, uid_of_user) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown user {u:?}: give a user name or a uid"),
+            );
+        }
+        overview.processes = Some(query::select(
+            &table,
+            &agent.monitor,
+            key,
+            q.limit,
+            |e, _| uid_of_user.is_none_or(|uid| e.uid == uid),
+        ));
     }
-    let mut list = all.clone();
-    query::sort(&mut list, key);
-    if let Some(n) = q.limit {
-        list.truncate(n);
-    }
-    let mut overview = query::overview(all, &agent.monitor);
-    overview.processes = Some(list);
+    drop(table);
     Json(overview).into_response()
 }
 

@@ -54,7 +54,7 @@ impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions {
             threads: false,
-            ring_bytes: 8 << 20,
+            ring_bytes: 4 << 20,
             wakeup_batch: 64,
             poll_interval: std::time::Duration::from_millis(50),
             urgent_comms: Vec::new(),
