@@ -371,6 +371,10 @@ fn ps(a: &BenchArgs) -> Result<()> {
         }
         let live = agent.status()?["processes"].as_u64().unwrap_or(0);
         let rss = rss_bytes(agent.child.id());
+        // the sampler's cost: agent CPU while nothing else happens
+        let c0 = agent.cpu_secs();
+        std::thread::sleep(Duration::from_secs(10));
+        let idle_cpu = (agent.cpu_secs() - c0) / 10.0 * 100.0;
         let (m_pm, m_ps) = (median(&mut t_pm), median(&mut t_ps));
         println!();
         println!("{:<52} {:>12}", "metric", "value");
