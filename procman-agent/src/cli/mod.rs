@@ -1,4 +1,6 @@
 //! The `procman` command-line client: argument parsing and output formatting.
+pub mod top;
+
 use crate::client::Client;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -38,6 +40,8 @@ pub enum Cmd {
     Info(InfoArgs),
     /// Show the process tree.
     Tree(TreeArgs),
+    /// A refreshing full-screen view (sort keys, filter, tree toggle), like top/htop.
+    Top(top::TopArgs),
 }
 
 #[derive(Args)]
@@ -109,6 +113,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Ps(a) => ps(&client, a).await,
         Cmd::Info(a) => info(&client, a).await,
         Cmd::Tree(a) => tree(&client, a).await,
+        Cmd::Top(a) => top::run(&client, a).await,
     }
 }
 
@@ -140,7 +145,7 @@ pub fn events_query(pids: &[u32], comms: &[String], kinds: &[EventKind]) -> Stri
     }
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -300,7 +305,7 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-fn human_age(s: f64) -> String {
+pub(crate) fn human_age(s: f64) -> String {
     let s = s as u64;
     match s {
         0..=59 => format!("{s}s"),
