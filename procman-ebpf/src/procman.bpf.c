@@ -69,32 +69,33 @@ static __always_inline void submit(struct pm_event *e, bool urgent)
  * `task` may be any thread of the process (at exit, the last thread to leave is often not the
  * leader): the process's identity (start time) and name come from the group leader, whose
  * task_struct lives until the whole group is gone. Thread records keep the thread's own comm.
+ *
+ * tp_btf programs get BTF-typed pointers, so fields are read with plain (CO-RE relocated)
+ * loads that the verifier turns into fault-safe PROBE_MEM loads: much cheaper than one
+ * bpf_probe_read_kernel() call per field.
  */
 static __always_inline void fill_task(struct pm_event *e, struct task_struct *task, bool thread)
 {
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	struct task_struct *leader = task->group_leader;
 	__u64 ugid = bpf_get_current_uid_gid();
 	e->ts_ns = bpf_ktime_get_ns();
-	e->pid = BPF_CORE_READ(task, pid);
-	e->tgid = BPF_CORE_READ(task, tgid);
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->pid = task->pid;
+	e->tgid = task->tgid;
+	e->ppid = task->real_parent->tgid;
 	e->uid = (__u32)ugid;
 	e->gid = (__u32)(ugid >> 32);
-	e->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	e->start_ns = BPF_CORE_READ(leader, start_boottime);
+	e->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+	e->start_ns = leader->start_boottime;
 	e->exit_code = 0;
 	e->flags = 0;
 	e->filename[0] = 0;
-	if (thread)
-		BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
-	else
-		BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
+	bpf_probe_read_kernel(&e->comm, sizeof(e->comm), thread ? task->comm : leader->comm);
 }
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
-	bool thread = BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid);
+	bool thread = child->pid != child->tgid;
 	if (thread && !emit_threads)
 		return 0;
 	struct pm_event *e = reserve();
@@ -104,7 +105,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	fill_task(e, child, thread);
 	e->kind = PM_EV_FORK;
 	/* for a thread the "parent" is its own process; for a process, the forking process */
-	e->ppid = BPF_CORE_READ(parent, tgid);
+	e->ppid = parent->tgid;
 	if (thread)
 		e->flags |= PM_F_THREAD;
 	submit(e, false);
@@ -119,8 +120,7 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 		return 0;
 	fill_task(e, task, false);
 	e->kind = PM_EV_EXEC;
-	const char *fname = BPF_CORE_READ(bprm, filename);
-	long n = bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), fname);
+	long n = bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), bprm->filename);
 	if (n == sizeof(e->filename))
 		e->flags |= PM_F_TRUNCATED; /* may be an exact fit; the agent re-reads /proc if it cares */
 	bool urgent = bpf_map_lookup_elem(&urgent_comms, &e->comm) != NULL;
@@ -137,8 +137,7 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	 * The tracepoint fires once per exiting thread, after signal->live was decremented: the
 	 * thread that brings it to zero ends the process.
 	 */
-	int live = BPF_CORE_READ(task, signal, live.counter);
-	bool thread = live != 0;
+	bool thread = task->signal->live.counter != 0;
 	if (thread && !emit_threads)
 		return 0;
 	struct pm_event *e = reserve();
@@ -146,7 +145,7 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 		return 0;
 	fill_task(e, task, thread);
 	e->kind = PM_EV_EXIT;
-	e->exit_code = BPF_CORE_READ(task, exit_code);
+	e->exit_code = task->exit_code;
 	if (thread)
 		e->flags |= PM_F_THREAD;
 	submit(e, false);
@@ -159,19 +158,18 @@ int BPF_PROG(handle_exit, struct task_struct *task)
  */
 #define TASK_RUNNING 0
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);   /* tid */
-	__type(value, __u64); /* when it became runnable */
-} runnable_since SEC(".maps");
+/* per-thread timestamps, in task-local storage (no hashing, no preallocated table) */
+struct pm_task_ts {
+	__u64 runnable_since; /* 0: not waiting for a CPU */
+	__u64 oncpu_since;    /* 0: not known to be on a CPU */
+};
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);   /* tid */
-	__type(value, __u64); /* when it got the CPU */
-} oncpu_since SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pm_task_ts);
+} task_ts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -190,12 +188,18 @@ static __always_inline struct pm_sched_stat *stat_of(__u32 tgid)
 	return bpf_map_lookup_elem(&sched_stats, &tgid);
 }
 
+static __always_inline struct pm_task_ts *ts_of(struct task_struct *p)
+{
+	return bpf_task_storage_get(&task_ts, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+}
+
 static __always_inline void mark_runnable(struct task_struct *p)
 {
-	__u32 tid = BPF_CORE_READ(p, pid);
-	__u64 now = bpf_ktime_get_ns();
-	if (tid)
-		bpf_map_update_elem(&runnable_since, &tid, &now, BPF_ANY);
+	if (!p->pid)
+		return;
+	struct pm_task_ts *ts = ts_of(p);
+	if (ts)
+		ts->runnable_since = bpf_ktime_get_ns();
 }
 
 SEC("tp_btf/sched_wakeup")
@@ -216,26 +220,26 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u32 prev_tid = BPF_CORE_READ(prev, pid);
-	__u32 next_tid = BPF_CORE_READ(next, pid);
 
-	if (prev_tid) { /* not the idle task */
-		__u64 *since = bpf_map_lookup_elem(&oncpu_since, &prev_tid);
-		if (since && now > *since) {
-			struct pm_sched_stat *st = stat_of(BPF_CORE_READ(prev, tgid));
-			if (st)
-				__sync_fetch_and_add(&st->oncpu_ns, now - *since);
+	if (prev->pid) { /* not the idle task */
+		struct pm_task_ts *ts = ts_of(prev);
+		if (ts) {
+			if (ts->oncpu_since && now > ts->oncpu_since) {
+				struct pm_sched_stat *st = stat_of(prev->tgid);
+				if (st)
+					__sync_fetch_and_add(&st->oncpu_ns, now - ts->oncpu_since);
+			}
+			ts->oncpu_since = 0;
+			/* preempted while runnable: it waits for a CPU from now on */
+			ts->runnable_since = prev->__state == TASK_RUNNING ? now : 0;
 		}
-		/* preempted while runnable: it waits for a CPU from now on */
-		if (BPF_CORE_READ(prev, __state) == TASK_RUNNING)
-			bpf_map_update_elem(&runnable_since, &prev_tid, &now, BPF_ANY);
 	}
-	if (next_tid) {
-		__u64 *since = bpf_map_lookup_elem(&runnable_since, &next_tid);
-		if (since) {
-			if (now > *since) {
-				__u64 wait = now - *since;
-				struct pm_sched_stat *st = stat_of(BPF_CORE_READ(next, tgid));
+	if (next->pid) {
+		struct pm_task_ts *ts = ts_of(next);
+		if (ts) {
+			if (ts->runnable_since && now > ts->runnable_since) {
+				__u64 wait = now - ts->runnable_since;
+				struct pm_sched_stat *st = stat_of(next->tgid);
 				if (st) {
 					__sync_fetch_and_add(&st->runq_ns, wait);
 					__sync_fetch_and_add(&st->runq_count, 1);
@@ -243,9 +247,9 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 						st->runq_max_ns = wait;
 				}
 			}
-			bpf_map_delete_elem(&runnable_since, &next_tid);
+			ts->runnable_since = 0;
+			ts->oncpu_since = now;
 		}
-		bpf_map_update_elem(&oncpu_since, &next_tid, &now, BPF_ANY);
 	}
 	return 0;
 }

@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Spawns per storm (events), live sleepers (ps).
     #[arg(long)]
     pub spawns: Option<usize>,
+    /// Run the agent with the in-kernel scheduling statistics on or off (events.sched_stats).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub sched_stats: bool,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -82,11 +85,15 @@ struct RunningAgent {
 }
 
 impl RunningAgent {
-    fn start(bin: &Path) -> Result<RunningAgent> {
+    fn start(bin: &Path, sched_stats: bool) -> Result<RunningAgent> {
         let dir = std::env::temp_dir().join(format!("procman-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("procman.sock");
+        let config = dir.join("procman.toml");
+        std::fs::write(&config, format!("[events]\nsched_stats = {sched_stats}\n"))?;
         let child = Command::new(bin.join("procman-agent"))
+            .arg("--config")
+            .arg(&config)
             .args(["--source", "bpf", "--socket"])
             .arg(&socket)
             .stdout(Stdio::null())
@@ -206,8 +213,10 @@ fn events(a: &BenchArgs) -> Result<()> {
     let workers = 2;
     let spawns = a.spawns.unwrap_or(6000);
     println!(
-        "bench events: {} rounds x {spawns} spawns of /bin/true from {workers} workers, alternating",
-        a.rounds
+        "bench events: {} rounds x {spawns} spawns of /bin/true from {workers} workers, alternating; \
+         scheduling stats {}",
+        a.rounds,
+        if a.sched_stats { "on" } else { "off" }
     );
     println!();
     println!(
@@ -241,7 +250,7 @@ fn events(a: &BenchArgs) -> Result<()> {
                 );
                 continue;
             }
-            let agent = RunningAgent::start(&bin)?;
+            let agent = RunningAgent::start(&bin, a.sched_stats)?;
             let s0 = agent.settle()?;
             let c0 = agent.cpu_secs();
             let b0 = agent.bpf_stats();
@@ -273,7 +282,7 @@ fn events(a: &BenchArgs) -> Result<()> {
         }
     }
     // agent CPU at a paced 1k exec/s
-    let agent = RunningAgent::start(&bin)?;
+    let agent = RunningAgent::start(&bin, a.sched_stats)?;
     let c0 = agent.cpu_secs();
     let t0 = Instant::now();
     let n = paced(1000, 10);
@@ -356,7 +365,7 @@ fn ps(a: &BenchArgs) -> Result<()> {
         }
     }
     let result = (|| -> Result<()> {
-        let agent = RunningAgent::start(&bin)?;
+        let agent = RunningAgent::start(&bin, a.sched_stats)?;
         std::thread::sleep(Duration::from_millis(4500)); // two samples: CPU% needs a delta
         let procman = format!(
             "{} --socket {} ps --top 10 --sort cpu",

@@ -94,6 +94,9 @@ fn load(opts: &SourceOptions) -> Result<(Ebpf, Btf)> {
         .override_global("emit_threads", &threads, true)
         .override_global("wakeup_bytes", &wakeup_bytes, true)
         .map_max_entries("events", opts.ring_bytes)
+        // task_ts is task-local storage, which aya 0.14 has no Rust type for; only the kernel
+        // side uses it
+        .allow_unsupported_maps()
         .load(procman_ebpf::OBJECT)
         .context("loading the BPF object")?;
     let sched: &[(&str, &str)] = if opts.sched_stats {
