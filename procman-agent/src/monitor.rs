@@ -7,7 +7,7 @@
 //! /proc/PID/fd of 10,000 processes every 2 s would cost more than everything else together.
 use crate::{events::bpf::SchedReader, tree::ProcTable};
 use procfs::{Current, CurrentSI};
-use procman_common::api::SchedInfo as Sched;
+use procman_common::api::{SchedInfo as Sched, SystemInfo};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -49,24 +49,11 @@ pub struct Usage {
     at: Option<Instant>,
 }
 
-/// System totals.
-#[derive(Debug, Clone, Default, Serialize)]
+/// System totals: the API's [`SystemInfo`] plus the /proc/stat counters the next CPU% needs.
+#[derive(Debug, Clone, Default)]
 pub struct SystemUsage {
-    /// Percent of all CPUs busy over the last interval.
-    pub cpu_pct: f32,
-    pub cpus: usize,
-    pub mem_total_bytes: u64,
-    pub mem_available_bytes: u64,
-    pub mem_used_pct: f32,
-    pub swap_total_bytes: u64,
-    pub swap_free_bytes: u64,
-    pub load: [f64; 3],
-    /// Pressure stall information, `some avg10` percentages (None where PSI is off).
-    pub psi_cpu_some10: Option<f64>,
-    pub psi_memory_some10: Option<f64>,
-    pub psi_io_some10: Option<f64>,
-    pub uptime_s: f64,
-    #[serde(skip)]
+    pub info: SystemInfo,
+    /// (busy, total) jiffies of all CPUs at this sample.
     cpu_busy_total: (u64, u64),
 }
 
@@ -178,9 +165,9 @@ fn psi_some10(resource: &str) -> Option<f64> {
 }
 
 fn sample_system(prev: &SystemUsage) -> SystemUsage {
-    let mut s = SystemUsage {
-        cpus: procfs::CpuInfo::current()
-            .map(|c| c.num_cores())
+    let mut s = SystemInfo {
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
             .unwrap_or(1),
         ..Default::default()
     };
@@ -198,6 +185,7 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
     if let Ok(l) = procfs::LoadAverage::current() {
         s.load = [l.one as f64, l.five as f64, l.fifteen as f64];
     }
+    let mut cpu_busy_total = (0, 0);
     if let Ok(k) = procfs::KernelStats::current() {
         let t = &k.total;
         let idle = t.idle + t.iowait.unwrap_or(0);
@@ -209,17 +197,20 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
             + t.softirq.unwrap_or(0)
             + t.steal.unwrap_or(0);
         let busy = total - idle;
-        s.cpu_busy_total = (busy, total);
+        cpu_busy_total = (busy, total);
         let (pb, pt) = prev.cpu_busy_total;
         if total > pt && pt > 0 {
-            s.cpu_pct = ((busy - pb) as f64 / (total - pt) as f64 * 100.0) as f32;
+            s.cpu_pct = (busy.saturating_sub(pb) as f64 / (total - pt) as f64 * 100.0) as f32;
         }
     }
     s.psi_cpu_some10 = psi_some10("cpu");
     s.psi_memory_some10 = psi_some10("memory");
     s.psi_io_some10 = psi_some10("io");
     s.uptime_s = procfs::Uptime::current().map(|u| u.uptime).unwrap_or(0.0);
-    s
+    SystemUsage {
+        info: s,
+        cpu_busy_total,
+    }
 }
 
 impl Monitor {
@@ -252,7 +243,14 @@ impl Monitor {
             // readers (the API) share this lock; only the swap below excludes them
             let prev = self.usage.read().unwrap_or_else(|e| e.into_inner());
             for (pid, start, _kthread) in ids {
-                match sample_process(pid, start, prev.get(&pid), sys.mem_total_bytes, now, sched) {
+                match sample_process(
+                    pid,
+                    start,
+                    prev.get(&pid),
+                    sys.info.mem_total_bytes,
+                    now,
+                    sched,
+                ) {
                     Some(u) => {
                         next.insert(pid, u);
                     }

@@ -16,9 +16,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use procman_common::api::{
-    ApiError, EventKind, EventStreamItem, ProcEvent, ProcessDetail, SystemInfo,
-};
+use procman_common::api::{ApiError, EventKind, EventStreamItem, ProcEvent, ProcessDetail};
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -292,33 +290,18 @@ async fn whole_tree(
 }
 
 async fn system(State(agent): State<Arc<Agent>>) -> Response {
-    let s = agent
+    let mut info = agent
         .monitor
         .system
         .read()
-        .map(|s| s.clone())
+        .map(|s| s.info.clone())
         .unwrap_or_default();
-    let processes = agent.table.read().map(|t| t.len()).unwrap_or(0);
-    Json(SystemInfo {
-        timestamp: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
-        cpu_pct: s.cpu_pct,
-        cpus: s.cpus,
-        mem_total_bytes: s.mem_total_bytes,
-        mem_available_bytes: s.mem_available_bytes,
-        mem_used_pct: s.mem_used_pct,
-        swap_total_bytes: s.swap_total_bytes,
-        swap_free_bytes: s.swap_free_bytes,
-        load: s.load,
-        psi_cpu_some10: s.psi_cpu_some10,
-        psi_memory_some10: s.psi_memory_some10,
-        psi_io_some10: s.psi_io_some10,
-        uptime_s: s.uptime_s,
-        processes,
-    })
-    .into_response()
+    info.timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    info.processes = agent.table.read().map(|t| t.len()).unwrap_or(0);
+    Json(info).into_response()
 }
 
 /// Binds the API socket: creates its directory, refuses to start if another agent answers on
