@@ -402,6 +402,10 @@ fn ps(a: &BenchArgs) -> Result<()> {
             "agent RSS (goal <= 30 MB)",
             rss as f64 / 1e6
         );
+        println!(
+            "{:<52} {:>11.1}%",
+            "agent CPU while sampling every 2 s (of one core)", idle_cpu
+        );
         Ok(())
     })();
     for mut s in sleepers {

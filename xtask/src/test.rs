@@ -62,6 +62,7 @@ pub fn run(a: TestArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     if !a.no_vm {
+        deps::ensure(deps::VM)?;
         vm::test_all()?;
     }
     eprintln!(
