@@ -256,3 +256,46 @@ fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
         cpus + 1
     );
 }
+
+/// An exited process that its parent has not reaped is listed as a zombie (state Z, counted
+/// in zombie_count) and leaves the table once reaped.
+#[test]
+fn zombies_are_listed_until_reaped() {
+    require_root!();
+    let agent = Agent::start("[monitor]\ninterval = \"300ms\"\n", &["--source", "bpf"]);
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "exit 4"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // not reaped yet: wait for the exit without reaping (WNOWAIT)
+    // SAFETY: waitid on our own child with WNOWAIT leaves it a zombie.
+    let rc = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+    };
+    assert_eq!(rc, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, v) = http_get(&agent.socket, &format!("/api/processes/{pid}"));
+        if code == 200 && v["state"] == "Z" {
+            let (_, o) = http_get(&agent.socket, "/api/processes");
+            assert!(o["zombie_count"].as_u64().unwrap() >= 1, "{o}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zombie {pid} not shown as Z: {code} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http_get(&agent.socket, &format!("/api/processes/{pid}")).0 != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "reaped pid {pid} still in the table"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

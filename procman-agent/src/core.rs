@@ -166,9 +166,7 @@ pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
                     .drop_vanished(&vanished);
                 if n > 0 {
                     agent.vanished.fetch_add(n, Ordering::Relaxed);
-                    log::debug!(
-                        "{n} process(es) vanished without an exit event (reaped zombies seen at start)"
-                    );
+                    log::debug!("{n} process(es) vanished from /proc without an exit event");
                 }
             }
             Ok(_) => {}

@@ -156,6 +156,13 @@ fn sample_process(
     })
 }
 
+/// Whether /proc still shows the process (pid, start ticks), zombie or not.
+fn still_there(pid: u32, start_ticks: u64) -> bool {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .is_ok_and(|st| start_ticks == 0 || st.starttime == start_ticks)
+}
+
 fn psi_some10(resource: &str) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/pressure/{resource}")).ok()?;
     let line = text.lines().find(|l| l.starts_with("some"))?;
@@ -216,9 +223,9 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
 impl Monitor {
     /// Samples every process in the table and the system totals (blocking /proc reads).
     ///
-    /// Returns the table entries (pid, start ticks) whose process was missing from /proc at
-    /// this sample and the previous one: no exit event will come for them (e.g. a zombie seen
-    /// by the seed scan whose exit happened before the agent attached, reaped later).
+    /// Returns the table entries (pid, start ticks) that are gone: exited processes (zombies)
+    /// that /proc no longer shows, i.e. were reaped; and live entries missing from /proc at
+    /// this sample and the previous one, for which no exit event will come.
     pub fn sample(
         &self,
         table: &RwLock<ProcTable>,
@@ -229,20 +236,24 @@ impl Monitor {
         let sys = sample_system(&prev_sys);
         // Which processes to sample: a snapshot of the table, taken without holding the lock
         // during the /proc reads.
-        let ids: Vec<(u32, u64, bool)> = table
+        let ids: Vec<(u32, u64, bool)> = table // (pid, start, exited)
             .read()
-            .map(|t| {
-                t.iter()
-                    .map(|e| (e.pid, e.start_ticks, e.kthread))
-                    .collect()
-            })
+            .map(|t| t.iter().map(|e| (e.pid, e.start_ticks, e.exited)).collect())
             .unwrap_or_default();
         let mut next = HashMap::with_capacity(ids.len());
         let mut missing = std::collections::HashSet::new();
+        let mut reaped = Vec::new();
         {
             // readers (the API) share this lock; only the swap below excludes them
             let prev = self.usage.read().unwrap_or_else(|e| e.into_inner());
-            for (pid, start, _kthread) in ids {
+            for (pid, start, exited) in ids {
+                if exited {
+                    // a zombie: nothing to measure; gone from /proc means reaped
+                    if !still_there(pid, start) {
+                        reaped.push((pid, start));
+                    }
+                    continue;
+                }
                 match sample_process(
                     pid,
                     start,
@@ -260,12 +271,13 @@ impl Monitor {
                 }
             }
         }
-        let vanished = {
+        let mut vanished = {
             let mut prev_missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
-            let v = missing.intersection(&prev_missing).copied().collect();
+            let v: Vec<(u32, u64)> = missing.intersection(&prev_missing).copied().collect();
             *prev_missing = missing;
             v
         };
+        vanished.extend(reaped);
         if let Ok(mut u) = self.usage.write() {
             *u = next;
         }

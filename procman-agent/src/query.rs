@@ -75,6 +75,9 @@ pub fn process_info(e: &ProcEntry, u: Option<&Usage>) -> ProcessInfo {
         p.cgroup = u.cgroup.as_deref().map(String::from);
         p.sched = u.sched;
     }
+    if e.exited {
+        p.state = "Z".into(); // exited, not reaped yet
+    }
     p
 }
 
@@ -164,7 +167,7 @@ pub fn overview(table: &ProcTable, mon: &Monitor) -> ProcessList {
         let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
         table
             .iter()
-            .filter(|e| usage_of(&usage, e).is_some_and(|u| u.state == 'Z'))
+            .filter(|e| e.exited || usage_of(&usage, e).is_some_and(|u| u.state == 'Z'))
             .count()
     };
     ProcessList {

@@ -18,6 +18,9 @@ pub struct ProcEntry {
     /// The executed file, when an exec was seen (or /proc/PID/exe at seed time).
     pub exe: Option<Arc<str>>,
     pub kthread: bool,
+    /// The process exited (its exit event was seen) and is a zombie until its parent reaps
+    /// it; the sampler removes it once /proc no longer shows it.
+    pub exited: bool,
 }
 
 /// Clock ticks per second (USER_HZ), to compare BPF's ns start times with /proc's ticks.
@@ -52,6 +55,7 @@ fn entry_from_proc(p: &procfs::process::Process) -> Option<ProcEntry> {
         uid,
         exe,
         kthread,
+        exited: stat.state == 'Z',
     })
 }
 
@@ -124,6 +128,7 @@ impl ProcTable {
                         uid: ev.uid,
                         exe,
                         kthread: false,
+                        exited: false,
                     },
                 );
             }
@@ -136,6 +141,7 @@ impl ProcTable {
                     uid: ev.uid,
                     exe: None,
                     kthread: false,
+                    exited: false,
                 });
                 if start_ticks != 0 && e.start_ticks != 0 && e.start_ticks != start_ticks {
                     // The fork of this process was missed and the pid was reused.
@@ -150,8 +156,8 @@ impl ProcTable {
                 let same = self.procs.get(&ev.pid).is_some_and(|e| {
                     start_ticks == 0 || e.start_ticks == 0 || e.start_ticks == start_ticks
                 });
-                if same {
-                    self.procs.remove(&ev.pid);
+                if let Some(e) = self.procs.get_mut(&ev.pid).filter(|_| same) {
+                    e.exited = true;
                     self.reparent_children_of(ev.pid);
                 }
             }
@@ -198,16 +204,17 @@ impl ProcTable {
         });
     }
 
-    /// Removes entries whose process vanished without an exit event; returns how many.
+    /// Removes entries whose process is gone from /proc: reaped zombies, and processes that
+    /// vanished without an exit event. Returns how many of the latter there were.
     pub fn drop_vanished(&mut self, vanished: &[(u32, u64)]) -> u64 {
-        let mut n = 0;
+        let mut without_exit = 0;
         for (pid, start) in vanished {
             if self.procs.get(pid).is_some_and(|e| e.start_ticks == *start) {
-                self.procs.remove(pid);
-                n += 1;
+                let e = self.procs.remove(pid);
+                without_exit += u64::from(e.is_some_and(|e| !e.exited));
             }
         }
-        n
+        without_exit
     }
 
     /// Makes the table match /proc; returns the number of corrections (added, removed or
@@ -268,6 +275,12 @@ mod tests {
         t.apply(&ev(EventKind::Exec, 4_000_001, 1, 5_000_000_000));
         assert_eq!(t.get(4_000_001).unwrap().exe.as_deref(), Some("/bin/x"));
         t.apply(&ev(EventKind::Exit, 4_000_001, 1, 5_000_000_000));
+        assert!(t.get(4_000_001).unwrap().exited, "a zombie until reaped");
+        assert_eq!(
+            t.drop_vanished(&[(4_000_001, ns_to_ticks(5_000_000_000))]),
+            0,
+            "reaped, not vanished"
+        );
         assert!(t.get(4_000_001).is_none());
     }
 
@@ -277,7 +290,7 @@ mod tests {
         t.apply(&ev(EventKind::Fork, 4_000_002, 1, 9_000_000_000));
         // a late exit record of a previous process with the same pid and another start time
         t.apply(&ev(EventKind::Exit, 4_000_002, 1, 1_000_000_000));
-        assert!(t.get(4_000_002).is_some());
+        assert!(!t.get(4_000_002).unwrap().exited);
     }
 
     #[test]
