@@ -93,7 +93,7 @@ pub fn run_job(k: &Kernel, body: &str, run_dir: &Path, opts: &BootOptions) -> Re
     script += "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n";
     script += &format!("export PROCMAN_VM_KERNEL={}\n", shell_quote(&k.series));
     for var in ["RUST_BACKTRACE", "RUST_LOG"] {
-        let v = std::env::var(var).unwrap_or_else(|_| if var == "RUST_BACKTRACE" { "1".into() } else { String::new() });
+        let v = std::env::var(var).unwrap_or_default();
         if !v.is_empty() {
             script += &format!("export {var}={}\n", shell_quote(&v));
         }
@@ -104,7 +104,7 @@ pub fn run_job(k: &Kernel, body: &str, run_dir: &Path, opts: &BootOptions) -> Re
     fs::write(share.join("job.sh"), script)?;
 
     let mut append = String::from(
-        "console=ttyS0 quiet panic=-1 cgroup_no_v1=all mitigations=off tsc=reliable \
+        "console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all mitigations=off tsc=reliable \
          cryptomgr.notests=1 rdinit=/init",
     );
     if opts.panic {
