@@ -95,7 +95,11 @@ impl Child {
             libc::close(fds[0]);
             let child = Child { pid, reaped: false };
             cg.write("cgroup.procs", &pid.to_string());
-            assert_eq!(libc::write(fds[1], [1u8].as_ptr().cast(), 1), 1, "releasing the child");
+            assert_eq!(
+                libc::write(fds[1], [1u8].as_ptr().cast(), 1),
+                1,
+                "releasing the child"
+            );
             libc::close(fds[1]);
             child
         }
@@ -113,7 +117,8 @@ impl Child {
 
     /// CPU time (utime + stime, clock ticks) from /proc/PID/stat.
     fn cpu_ticks(&self) -> u64 {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).expect("reading /proc/PID/stat");
+        let stat =
+            fs::read_to_string(format!("/proc/{}/stat", self.pid)).expect("reading /proc/PID/stat");
         let after = &stat[stat.rfind(')').expect("comm") + 2..];
         let f: Vec<&str> = after.split_whitespace().collect();
         // after ")": field 3 (state) is f[0]; utime = field 14 -> f[11], stime -> f[12].
@@ -143,7 +148,10 @@ fn busy_loop() -> i32 {
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         sleep(Duration::from_millis(20));
     }
 }
@@ -185,9 +193,18 @@ fn memory_max_oom_kills_an_over_allocating_child() {
         "the child should be SIGKILLed by the OOM killer, wait status {status:#x}"
     );
     let kills = cg.keyed("memory.events", "oom_kill");
-    let peak = cg.file("memory.peak").exists().then(|| cg.read("memory.peak").trim().to_string());
-    println!("memory.max=32MiB: child SIGKILLed, memory.events oom_kill={kills}, memory.peak={peak:?}");
-    assert!(kills >= 1, "memory.events oom_kill should count the kill:\n{}", cg.read("memory.events"));
+    let peak = cg
+        .file("memory.peak")
+        .exists()
+        .then(|| cg.read("memory.peak").trim().to_string());
+    println!(
+        "memory.max=32MiB: child SIGKILLed, memory.events oom_kill={kills}, memory.peak={peak:?}"
+    );
+    assert!(
+        kills >= 1,
+        "memory.events oom_kill should count the kill:\n{}",
+        cg.read("memory.events")
+    );
 }
 
 #[test]
@@ -213,9 +230,18 @@ fn cpu_max_holds_a_busy_loop_near_its_quota() {
         "cpu.max=20%: busy loop share unlimited {unlimited:.3} CPU, limited {limited:.3} CPU, \
          throttled {throttled} periods"
     );
-    assert!(unlimited > 0.5, "an unlimited busy loop should use most of a CPU, got {unlimited:.3}");
-    assert!((0.10..=0.30).contains(&limited), "20% quota: measured share {limited:.3} outside 0.10..0.30");
-    assert!(throttled > 0, "cpu.stat nr_throttled should grow under the quota");
+    assert!(
+        unlimited > 0.5,
+        "an unlimited busy loop should use most of a CPU, got {unlimited:.3}"
+    );
+    assert!(
+        (0.10..=0.30).contains(&limited),
+        "20% quota: measured share {limited:.3} outside 0.10..0.30"
+    );
+    assert!(
+        throttled > 0,
+        "cpu.stat nr_throttled should grow under the quota"
+    );
 }
 
 #[test]
@@ -238,7 +264,11 @@ fn pids_max_refuses_forks() {
                 }
                 if pid < 0 {
                     let errno = *libc::__errno_location();
-                    result = if errno == libc::EAGAIN { n as i32 } else { 100 + errno };
+                    result = if errno == libc::EAGAIN {
+                        n as i32
+                    } else {
+                        100 + errno
+                    };
                     break;
                 }
                 kids[n] = pid;
@@ -255,13 +285,23 @@ fn pids_max_refuses_forks() {
         result
     });
     let status = child.wait();
-    assert!(libc::WIFEXITED(status), "child died: wait status {status:#x}");
+    assert!(
+        libc::WIFEXITED(status),
+        "child died: wait status {status:#x}"
+    );
     let code = libc::WEXITSTATUS(status);
     let refused = cg.keyed("pids.events", "max");
     println!("pids.max=5: {code} forks succeeded before EAGAIN, pids.events max={refused}");
-    assert!(code < 99, "fork failed with errno {} instead of EAGAIN (99 = never refused)", code - 100);
+    assert!(
+        code < 99,
+        "fork failed with errno {} instead of EAGAIN (99 = never refused)",
+        code - 100
+    );
     assert_eq!(code, 4, "with pids.max=5 the child plus 4 forks fit");
-    assert!(refused >= 1, "pids.events max should count the refused fork");
+    assert!(
+        refused >= 1,
+        "pids.events max should count the refused fork"
+    );
 }
 
 /// Bytes per second of `total` bytes of direct IO by a child in `cg`.
@@ -309,21 +349,30 @@ fn direct_io_rate(cg: &Cg, disk: &Path, write: bool, total: usize) -> f64 {
     let secs = t0.elapsed().as_secs_f64();
     // SAFETY: unmapping our own mapping.
     unsafe { libc::munmap(buf, BLOCK) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "direct IO child failed: {status:#x}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "direct IO child failed: {status:#x}"
+    );
     total as f64 / secs
 }
 
 #[test]
 fn io_max_limits_direct_io_on_the_virtio_disk() {
     procman_tests::require_vm!();
-    let disk = PathBuf::from(std::env::var("PROCMAN_VM_DISK").expect("PROCMAN_VM_DISK is set by vm-test"));
-    let rdev = fs::metadata(&disk).unwrap_or_else(|e| panic!("{}: {e}", disk.display())).rdev();
+    let disk =
+        PathBuf::from(std::env::var("PROCMAN_VM_DISK").expect("PROCMAN_VM_DISK is set by vm-test"));
+    let rdev = fs::metadata(&disk)
+        .unwrap_or_else(|e| panic!("{}: {e}", disk.display()))
+        .rdev();
     let dev = format!("{}:{}", libc::major(rdev), libc::minor(rdev));
     let cg = Cg::new("io");
     const MIB: f64 = 1048576.0;
     let base_w = direct_io_rate(&cg, &disk, true, 16 << 20) / MIB;
     let base_r = direct_io_rate(&cg, &disk, false, 16 << 20) / MIB;
-    cg.write("io.max", &format!("{dev} wbps={} rbps={}", 4 << 20, 2 << 20));
+    cg.write(
+        "io.max",
+        &format!("{dev} wbps={} rbps={}", 4 << 20, 2 << 20),
+    );
     let w = direct_io_rate(&cg, &disk, true, 8 << 20) / MIB;
     let r = direct_io_rate(&cg, &disk, false, 4 << 20) / MIB;
     let stat = cg.read("io.stat");
@@ -333,12 +382,30 @@ fn io_max_limits_direct_io_on_the_virtio_disk() {
         disk.display(),
         stat.trim()
     );
-    assert!(stat.contains(&dev), "io.stat should account IO on {dev}:\n{stat}");
-    assert!(w <= 4.0 * 1.3, "write rate {w:.2} MiB/s exceeds the 4 MiB/s limit");
-    assert!(r <= 2.0 * 1.3, "read rate {r:.2} MiB/s exceeds the 2 MiB/s limit");
-    assert!(w >= 4.0 * 0.3 && r >= 2.0 * 0.3, "throttled IO far below its limit: {w:.2}/{r:.2}");
-    assert!(base_w > 4.0 * 1.5, "unlimited write {base_w:.1} MiB/s too slow to prove the limit");
-    assert!(base_r > 2.0 * 1.5, "unlimited read {base_r:.1} MiB/s too slow to prove the limit");
+    assert!(
+        stat.contains(&dev),
+        "io.stat should account IO on {dev}:\n{stat}"
+    );
+    assert!(
+        w <= 4.0 * 1.3,
+        "write rate {w:.2} MiB/s exceeds the 4 MiB/s limit"
+    );
+    assert!(
+        r <= 2.0 * 1.3,
+        "read rate {r:.2} MiB/s exceeds the 2 MiB/s limit"
+    );
+    assert!(
+        w >= 4.0 * 0.3 && r >= 2.0 * 0.3,
+        "throttled IO far below its limit: {w:.2}/{r:.2}"
+    );
+    assert!(
+        base_w > 4.0 * 1.5,
+        "unlimited write {base_w:.1} MiB/s too slow to prove the limit"
+    );
+    assert!(
+        base_r > 2.0 * 1.5,
+        "unlimited read {base_r:.1} MiB/s too slow to prove the limit"
+    );
 }
 
 #[test]
@@ -348,12 +415,16 @@ fn cgroup_freeze_stops_a_process() {
     let child = Child::spawn_in(&cg, busy_loop);
     sleep(Duration::from_millis(500));
     cg.write("cgroup.freeze", "1");
-    wait_for("cgroup.events frozen 1", Duration::from_secs(10), || cg.keyed("cgroup.events", "frozen") == 1);
+    wait_for("cgroup.events frozen 1", Duration::from_secs(10), || {
+        cg.keyed("cgroup.events", "frozen") == 1
+    });
     let t1 = child.cpu_ticks();
     sleep(Duration::from_millis(1500));
     let t2 = child.cpu_ticks();
     cg.write("cgroup.freeze", "0");
-    wait_for("cgroup.events frozen 0", Duration::from_secs(10), || cg.keyed("cgroup.events", "frozen") == 0);
+    wait_for("cgroup.events frozen 0", Duration::from_secs(10), || {
+        cg.keyed("cgroup.events", "frozen") == 0
+    });
     sleep(Duration::from_millis(1500));
     let t3 = child.cpu_ticks();
     println!("cgroup.freeze: CPU ticks frozen {t1} -> {t2} over 1.5 s, thawed -> {t3}");
@@ -366,12 +437,20 @@ fn bpf_reports_exec_and_exit_in_the_guest() {
     procman_tests::require_vm!();
     use procman_agent::events::{bpf, SourceMsg, SourceOptions, CHANNEL_CAPACITY};
     use procman_common::api::{EventKind, SourceKind};
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL_CAPACITY);
-        let info = bpf::start(&SourceOptions::default(), tx).expect("the BPF object loads and attaches");
+        let info =
+            bpf::start(&SourceOptions::default(), tx).expect("the BPF object loads and attaches");
         assert_eq!(info.kind, SourceKind::Bpf);
-        let status = std::process::Command::new("/bin/sh").args(["-c", "exit 7"]).spawn().unwrap();
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
         let pid = status.id();
         let out = status.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(7));
@@ -408,7 +487,11 @@ fn bpf_reports_exec_and_exit_in_the_guest() {
         assert_eq!(exit.exit_code, Some(7));
         assert_eq!(exit.exit_signal, None);
         if let Some(f) = fork {
-            assert_eq!(f.ppid, std::process::id(), "fork event names the test as the parent");
+            assert_eq!(
+                f.ppid,
+                std::process::id(),
+                "fork event names the test as the parent"
+            );
         }
     });
 }

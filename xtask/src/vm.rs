@@ -87,12 +87,20 @@ fn cargo() -> Command {
 
 /// Builds the test executables and returns the `vm_*` ones as (target name, path).
 fn build_vm_tests() -> Result<Vec<(String, PathBuf)>> {
-    let st = cargo().args(["build", "--quiet", "-p", "procman-agent", "--bins"]).status()?;
+    let st = cargo()
+        .args(["build", "--quiet", "-p", "procman-agent", "--bins"])
+        .status()?;
     if !st.success() {
         bail!("building the workspace binaries failed ({st})");
     }
     let out = cargo()
-        .args(["test", "--no-run", "--message-format=json", "-p", "procman-tests"])
+        .args([
+            "test",
+            "--no-run",
+            "--message-format=json",
+            "-p",
+            "procman-tests",
+        ])
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("running cargo test --no-run")?;
@@ -101,7 +109,9 @@ fn build_vm_tests() -> Result<Vec<(String, PathBuf)>> {
     }
     let mut found = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if v["reason"] != "compiler-artifact" || !v["profile"]["test"].as_bool().unwrap_or(false) {
             continue;
         }
@@ -145,10 +155,19 @@ pub fn test(a: VmTestArgs) -> Result<()> {
     };
     let mut results = Vec::new();
     for k in &kernels {
-        println!("vm-test: booting {} ({}), running {} test binary(ies)", k.series, k.release, bins.len());
+        println!(
+            "vm-test: booting {} ({}), running {} test binary(ies)",
+            k.series,
+            k.release,
+            bins.len()
+        );
         let o = qemu::run_job(k, &body, &run_dir(&k.series), &opts)?;
         if let Some(p) = o.problem() {
-            eprintln!("vm-test: {}: FAILED: {p}; console log: {}", k.series, o.console.display());
+            eprintln!(
+                "vm-test: {}: FAILED: {p}; console log: {}",
+                k.series,
+                o.console.display()
+            );
         }
         results.push((k, o));
     }
@@ -186,21 +205,36 @@ pub fn run(a: VmRunArgs) -> Result<()> {
     if series.len() != 1 {
         bail!("vm-run boots one kernel: pass --kernel 6.1 or --kernel 6.12");
     }
-    let k = assets::ensure(&series, true)?.into_iter().next().context("no kernel available")?;
+    let k = assets::ensure(&series, true)?
+        .into_iter()
+        .next()
+        .context("no kernel available")?;
     if !a.no_build {
         let st = cargo().args(["build", "--quiet", "--bins"]).status()?;
         if !st.success() {
             bail!("building the workspace binaries failed ({st})");
         }
     }
-    let opts = qemu::BootOptions { mem_mb: a.mem, timeout: Duration::from_secs(a.timeout), ..Default::default() };
+    let opts = qemu::BootOptions {
+        mem_mb: a.mem,
+        timeout: Duration::from_secs(a.timeout),
+        ..Default::default()
+    };
     let body = format!("{}\n", qemu::quote_all(&a.cmd));
     let o = qemu::run_job(&k, &body, &run_dir(&format!("run-{}", k.series)), &opts)?;
-    eprintln!("vm-run: {} ({}) finished in {:.1} s", k.series, k.release, o.wall.as_secs_f64());
+    eprintln!(
+        "vm-run: {} ({}) finished in {:.1} s",
+        k.series,
+        k.release,
+        o.wall.as_secs_f64()
+    );
     match (o.exit_code, o.problem()) {
         (Some(0), _) => Ok(()),
         (Some(c), _) if !o.timed_out && !o.kernel_panic => {
-            eprintln!("vm-run: the command exited with {c}; console log: {}", o.console.display());
+            eprintln!(
+                "vm-run: the command exited with {c}; console log: {}",
+                o.console.display()
+            );
             std::process::exit(c.clamp(1, 255));
         }
         (_, p) => bail!(

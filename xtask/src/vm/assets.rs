@@ -75,7 +75,12 @@ pub fn select(sel: &str) -> Result<Vec<&'static str>> {
             .iter()
             .find(|k| **k == s)
             .map(|k| vec![*k])
-            .ok_or_else(|| anyhow!("unknown kernel {s:?}: use one of {} or all", SERIES.join(", "))),
+            .ok_or_else(|| {
+                anyhow!(
+                    "unknown kernel {s:?}: use one of {} or all",
+                    SERIES.join(", ")
+                )
+            }),
     }
 }
 
@@ -83,14 +88,21 @@ pub fn select(sel: &str) -> Result<Vec<&'static str>> {
 /// rebuilds the assets.
 fn recipe() -> String {
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in INIT.bytes().chain(ROOT_MODULES.join(",").bytes()).chain(b"v1".iter().copied()) {
+    for b in INIT
+        .bytes()
+        .chain(ROOT_MODULES.join(",").bytes())
+        .chain(b"v1".iter().copied())
+    {
         h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
     }
     format!("{h:016x}")
 }
 
 fn numbers(s: &str) -> Vec<u64> {
-    s.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).filter_map(|p| p.parse().ok()).collect()
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 fn apt_candidates(series: &str) -> Result<Vec<String>> {
@@ -105,9 +117,11 @@ fn apt_candidates(series: &str) -> Result<Vec<String>> {
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| {
             // linux-image-<release>-unsigned, release = 6.1.0-56-amd64 | 6.12.107+deb12-amd64
-            n.strip_prefix("linux-image-").and_then(|r| r.strip_suffix("-unsigned")).is_some_and(|r| {
-                r.ends_with("-amd64") && !r.contains("-rt-") && !r.contains("-cloud-")
-            })
+            n.strip_prefix("linux-image-")
+                .and_then(|r| r.strip_suffix("-unsigned"))
+                .is_some_and(|r| {
+                    r.ends_with("-amd64") && !r.contains("-rt-") && !r.contains("-cloud-")
+                })
         })
         .map(str::to_string)
         .collect();
@@ -122,7 +136,10 @@ fn resolve(series: &str, updated: &mut bool) -> Result<Option<String>> {
     if c.is_empty() && !*updated {
         eprintln!("vm-assets: apt knows no linux-image-{series}.* package; running apt-get update");
         *updated = true;
-        let st = Command::new("apt-get").args(["update", "-q"]).status().context("running apt-get update")?;
+        let st = Command::new("apt-get")
+            .args(["update", "-q"])
+            .status()
+            .context("running apt-get update")?;
         if !st.success() {
             eprintln!("vm-assets: warning: apt-get update failed ({st})");
         }
@@ -132,7 +149,9 @@ fn resolve(series: &str, updated: &mut bool) -> Result<Option<String>> {
 }
 
 fn release_of(package: &str) -> &str {
-    package.trim_start_matches("linux-image-").trim_end_matches("-unsigned")
+    package
+        .trim_start_matches("linux-image-")
+        .trim_end_matches("-unsigned")
 }
 
 fn read_stamp(dir: &Path) -> Option<HashMap<String, String>> {
@@ -176,7 +195,8 @@ pub fn ensure(series: &[&str], quiet_when_cached: bool) -> Result<Vec<Kernel>> {
         bail!("{BUSYBOX} is missing: install busybox-static (apt-get install busybox-static)");
     }
     let cache = cache_dir();
-    fs::create_dir_all(&cache).with_context(|| format!("creating the VM cache {}", cache.display()))?;
+    fs::create_dir_all(&cache)
+        .with_context(|| format!("creating the VM cache {}", cache.display()))?;
     let mut updated = false;
     let mut kernels = Vec::new();
     for &s in series {
@@ -184,7 +204,10 @@ pub fn ensure(series: &[&str], quiet_when_cached: bool) -> Result<Vec<Kernel>> {
             Some(p) => p,
             None => {
                 if let Some(k) = cached(&cache, s) {
-                    eprintln!("vm-assets: {s}: apt has no package now; using the cached {}", k.release);
+                    eprintln!(
+                        "vm-assets: {s}: apt has no package now; using the cached {}",
+                        k.release
+                    );
                     kernels.push(k);
                     continue;
                 }
@@ -200,7 +223,12 @@ pub fn ensure(series: &[&str], quiet_when_cached: bool) -> Result<Vec<Kernel>> {
         };
         let release = release_of(&pkg).to_string();
         let dir = cache.join(&release);
-        let k = Kernel { series: s.to_string(), release: release.clone(), package: pkg.clone(), dir };
+        let k = Kernel {
+            series: s.to_string(),
+            release: release.clone(),
+            package: pkg.clone(),
+            dir,
+        };
         let fresh = read_stamp(&k.dir).is_some_and(|st| {
             st.get("package") == Some(&pkg) && st.get("recipe") == Some(&recipe())
         }) && k.initramfs().exists()
@@ -244,8 +272,16 @@ fn build(cache: &Path, k: &Kernel) -> Result<()> {
     let debs = cache.join("debs");
     let _ = fs::remove_dir_all(&debs);
     fs::create_dir_all(&debs)?;
-    run(Command::new("apt-get").args(["download", "-q", "-o", "APT::Sandbox::User=root", &k.package]).current_dir(&debs))
-        .with_context(|| format!("downloading {}", k.package))?;
+    run(Command::new("apt-get")
+        .args([
+            "download",
+            "-q",
+            "-o",
+            "APT::Sandbox::User=root",
+            &k.package,
+        ])
+        .current_dir(&debs))
+    .with_context(|| format!("downloading {}", k.package))?;
     let deb = fs::read_dir(&debs)?
         .flatten()
         .map(|e| e.path())
@@ -258,14 +294,23 @@ fn build(cache: &Path, k: &Kernel) -> Result<()> {
     let _ = fs::remove_dir_all(&k.dir);
     fs::create_dir_all(&k.dir)?;
     let boot = unpack.join("boot");
-    fs::copy(boot.join(format!("vmlinuz-{}", k.release)), k.dir.join("vmlinuz"))
-        .with_context(|| format!("{} has no boot/vmlinuz-{}", k.package, k.release))?;
-    fs::copy(boot.join(format!("config-{}", k.release)), k.dir.join("config"))?;
+    fs::copy(
+        boot.join(format!("vmlinuz-{}", k.release)),
+        k.dir.join("vmlinuz"),
+    )
+    .with_context(|| format!("{} has no boot/vmlinuz-{}", k.package, k.release))?;
+    fs::copy(
+        boot.join(format!("config-{}", k.release)),
+        k.dir.join("config"),
+    )?;
 
     let bz = fs::read(k.dir.join("vmlinuz"))?;
     match extract_vmlinux(&bz) {
         Ok(elf) => fs::write(k.dir.join("vmlinux"), elf)?,
-        Err(e) => eprintln!("vm-assets: {}: cannot extract vmlinux ({e:#}); booting the bzImage", k.series),
+        Err(e) => eprintln!(
+            "vm-assets: {}: cannot extract vmlinux ({e:#}); booting the bzImage",
+            k.series
+        ),
     }
 
     let moddir = unpack.join("lib/modules").join(&k.release);
@@ -273,10 +318,16 @@ fn build(cache: &Path, k: &Kernel) -> Result<()> {
     eprintln!(
         "vm-assets: {}: modules in load order: {}",
         k.series,
-        modules.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ")
+        modules
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let mut c = Cpio::new();
-    for d in ["bin", "dev", "proc", "sys", "modules", "lower", "rw", "newroot", "tmp"] {
+    for d in [
+        "bin", "dev", "proc", "sys", "modules", "lower", "rw", "newroot", "tmp",
+    ] {
         c.dir(d);
     }
     c.chardev("dev/console", 0o600, 5, 1);
@@ -286,7 +337,11 @@ fn build(cache: &Path, k: &Kernel) -> Result<()> {
     c.file("init", 0o755, INIT.as_bytes());
     c.file("config", 0o644, &fs::read(k.dir.join("config"))?);
     let order: Vec<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
-    c.file("modules.order", 0o644, format!("{}\n", order.join("\n")).as_bytes());
+    c.file(
+        "modules.order",
+        0o644,
+        format!("{}\n", order.join("\n")).as_bytes(),
+    );
     for (name, data) in &modules {
         c.file(&format!("modules/{name}.ko"), 0o644, data);
     }
@@ -324,7 +379,12 @@ fn pipe_through(tool: &str, args: &[&str], input: &[u8]) -> Result<(Vec<u8>, boo
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("running {tool} (install it: apt-get install {})", TOOLS.join(" ")))?;
+        .with_context(|| {
+            format!(
+                "running {tool} (install it: apt-get install {})",
+                TOOLS.join(" ")
+            )
+        })?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let input = input.to_vec();
     let writer = std::thread::spawn(move || {
@@ -341,7 +401,10 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>> {
         [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => ("xz", &["-dc", "--single-stream"]),
         [0x28, 0xb5, 0x2f, 0xfd, ..] => ("zstd", &["-dcq"]),
         [0x5d, 0, 0, ..] => ("xz", &["-dc", "--format=lzma"]),
-        _ => bail!("unknown compression (magic {:02x?})", &data[..data.len().min(6)]),
+        _ => bail!(
+            "unknown compression (magic {:02x?})",
+            &data[..data.len().min(6)]
+        ),
     };
     let (out, ok) = pipe_through(tool, args, data)?;
     if !ok && out.is_empty() {
@@ -367,9 +430,12 @@ pub fn extract_vmlinux(bz: &[u8]) -> Result<Vec<u8>> {
     let rd = |o: usize| u32::from_le_bytes(bz[o..o + 4].try_into().unwrap()) as usize;
     let start = (setup_sects + 1) * 512 + rd(0x248);
     let len = rd(0x24c);
-    let payload = bz
-        .get(start..start + len)
-        .ok_or_else(|| anyhow!("payload {start}+{len} lies outside the {}-byte bzImage", bz.len()))?;
+    let payload = bz.get(start..start + len).ok_or_else(|| {
+        anyhow!(
+            "payload {start}+{len} lies outside the {}-byte bzImage",
+            bz.len()
+        )
+    })?;
     let body = &payload[..payload.len().saturating_sub(4)];
     let out = decompress(body)?;
     elf::check_complete(&out).context("the decompressed payload is not a complete ELF vmlinux")?;
@@ -382,12 +448,22 @@ fn collect_modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let builtin: HashSet<String> = fs::read_to_string(moddir.join("modules.builtin"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| Path::new(l).file_name()?.to_str()?.split('.').next().map(|s| s.replace('-', "_")))
+        .filter_map(|l| {
+            Path::new(l)
+                .file_name()?
+                .to_str()?
+                .split('.')
+                .next()
+                .map(|s| s.replace('-', "_"))
+        })
         .collect();
     let mut index: HashMap<String, PathBuf> = HashMap::new();
     let mut stack = vec![moddir.join("kernel")];
     while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?.flatten() {
+        for e in fs::read_dir(&d)
+            .with_context(|| format!("reading {}", d.display()))?
+            .flatten()
+        {
             let p = e.path();
             if e.file_type()?.is_dir() {
                 stack.push(p);
@@ -412,8 +488,14 @@ fn collect_modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
             anyhow!("module {name} is neither built in nor shipped by this kernel package")
         })?;
         let raw = fs::read(path)?;
-        let data = if path.extension().is_some_and(|e| e == "ko") { raw } else { decompress(&raw)? };
-        for dep in elf::module_depends(&data).with_context(|| format!("reading {}", path.display()))? {
+        let data = if path.extension().is_some_and(|e| e == "ko") {
+            raw
+        } else {
+            decompress(&raw)?
+        };
+        for dep in
+            elf::module_depends(&data).with_context(|| format!("reading {}", path.display()))?
+        {
             visit(&dep, index, builtin, seen, out)?;
         }
         out.push((name.to_string(), data));

@@ -10,7 +10,10 @@ pub struct Cpio {
 
 impl Cpio {
     pub fn new() -> Self {
-        Cpio { buf: Vec::new(), ino: 1 }
+        Cpio {
+            buf: Vec::new(),
+            ino: 1,
+        }
     }
 
     fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
@@ -44,7 +47,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -80,7 +83,7 @@ mod tests {
         c.file("/init", 0o755, b"#!/bin/sh\n");
         let mut out = Vec::new();
         c.finish(&mut out).unwrap();
-        assert_eq!(out.len() % 4, 0);
+        assert!(out.len().is_multiple_of(4));
         assert!(out.starts_with(b"070701"));
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("init\0"));

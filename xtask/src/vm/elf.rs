@@ -27,10 +27,22 @@ fn headers(b: &[u8]) -> Result<Shdrs> {
     let entsize = u16_at(b, 0x3a).unwrap_or(0) as usize;
     let num = u16_at(b, 0x3c).unwrap_or(0) as usize;
     let strndx = u16_at(b, 0x3e).unwrap_or(0) as usize;
-    if entsize < 64 || off.checked_add(entsize * num).is_none_or(|end| end > b.len()) {
-        bail!("ELF section header table lies outside the file ({} bytes): truncated?", b.len());
+    if entsize < 64
+        || off
+            .checked_add(entsize * num)
+            .is_none_or(|end| end > b.len())
+    {
+        bail!(
+            "ELF section header table lies outside the file ({} bytes): truncated?",
+            b.len()
+        );
     }
-    Ok(Shdrs { off, entsize, num, strndx })
+    Ok(Shdrs {
+        off,
+        entsize,
+        num,
+        strndx,
+    })
 }
 
 /// Checks that `b` is a complete ELF64 file: every section's contents lie inside it.
@@ -43,7 +55,11 @@ pub fn check_complete(b: &[u8]) -> Result<()> {
         let size = u64_at(b, s + 0x20).unwrap_or(0) as usize;
         // SHT_NOBITS (8) occupies no file space.
         if ty != 8 && off.saturating_add(size) > b.len() {
-            bail!("ELF section {i} ends at {} past the file end {}", off + size, b.len());
+            bail!(
+                "ELF section {i} ends at {} past the file end {}",
+                off + size,
+                b.len()
+            );
         }
     }
     Ok(())
@@ -52,7 +68,8 @@ pub fn check_complete(b: &[u8]) -> Result<()> {
 /// The contents of the section called `want`.
 fn section<'a>(b: &'a [u8], want: &str) -> Result<Option<&'a [u8]>> {
     let h = headers(b)?;
-    let sh = |i: usize, field: usize| u64_at(b, h.off + i * h.entsize + field).unwrap_or(0) as usize;
+    let sh =
+        |i: usize, field: usize| u64_at(b, h.off + i * h.entsize + field).unwrap_or(0) as usize;
     let stroff = sh(h.strndx, 0x18);
     for i in 0..h.num {
         let name_off = u32_at(b, h.off + i * h.entsize).unwrap_or(0) as usize;

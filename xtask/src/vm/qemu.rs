@@ -27,7 +27,13 @@ pub struct BootOptions {
 
 impl Default for BootOptions {
     fn default() -> Self {
-        BootOptions { mem_mb: 1024, cpus: 2, timeout: Duration::from_secs(900), panic: false, disk_mb: 256 }
+        BootOptions {
+            mem_mb: 1024,
+            cpus: 2,
+            timeout: Duration::from_secs(900),
+            panic: false,
+            disk_mb: 256,
+        }
     }
 }
 
@@ -59,9 +65,11 @@ impl Outcome {
         if let Some(f) = &self.init_failure {
             return Some(format!("guest init failed: {f}"));
         }
+        if self.failed > 0 {
+            return Some(format!("{} test(s) failed", self.failed));
+        }
         match self.exit_code {
             None => Some("the VM stopped without reporting an exit code".into()),
-            Some(0) if self.failed > 0 => Some(format!("{} test(s) failed", self.failed)),
             Some(0) => None,
             Some(c) => Some(format!("guest job exited with {c}")),
         }
@@ -74,7 +82,10 @@ fn shell_quote(s: &str) -> String {
 
 /// Quotes a command line for the guest's /bin/sh.
 pub fn quote_all<S: AsRef<str>>(args: &[S]) -> String {
-    args.iter().map(|a| shell_quote(a.as_ref())).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| shell_quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs `body` (shell) inside a fresh VM booted from `k`. `run_dir` receives the job share,
@@ -118,27 +129,55 @@ pub fn run_job(k: &Kernel, body: &str, run_dir: &Path, opts: &BootOptions) -> Re
         )
     };
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", "pc", "-accel", "tcg,thread=multi", "-cpu", "max"])
-        .args(["-smp", &opts.cpus.to_string(), "-m", &opts.mem_mb.to_string()])
-        .args(["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"])
-        .args(["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"])
-        .arg("-kernel")
-        .arg(k.image())
-        .arg("-initrd")
-        .arg(k.initramfs())
-        .args(["-append", &append])
-        .args(["-fsdev", &fsdev("hostroot", Path::new("/"), true)])
-        .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
-        .args(["-fsdev", &fsdev("job", &share, false)])
-        .args(["-device", "virtio-9p-pci,fsdev=job,mount_tag=job"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=none,id=scratch,cache=none,aio=threads", disk.display()))
-        .args(["-device", "virtio-blk-pci,drive=scratch"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+    cmd.args([
+        "-machine",
+        "pc",
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+    ])
+    .args([
+        "-smp",
+        &opts.cpus.to_string(),
+        "-m",
+        &opts.mem_mb.to_string(),
+    ])
+    .args([
+        "-nodefaults",
+        "-no-user-config",
+        "-no-reboot",
+        "-display",
+        "none",
+    ])
+    .args([
+        "-chardev",
+        "stdio,id=con,signal=off",
+        "-serial",
+        "chardev:con",
+    ])
+    .arg("-kernel")
+    .arg(k.image())
+    .arg("-initrd")
+    .arg(k.initramfs())
+    .args(["-append", &append])
+    .args(["-fsdev", &fsdev("hostroot", Path::new("/"), true)])
+    .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
+    .args(["-fsdev", &fsdev("job", &share, false)])
+    .args(["-device", "virtio-9p-pci,fsdev=job,mount_tag=job"])
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=raw,if=none,id=scratch,cache=none,aio=threads",
+        disk.display()
+    ))
+    .args(["-device", "virtio-blk-pci,drive=scratch"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped());
 
     let t0 = Instant::now();
-    let mut child = cmd.spawn().context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+    let mut child = cmd
+        .spawn()
+        .context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let log_path = console.clone();
     let reader = std::thread::spawn(move || -> Outcome {
@@ -170,7 +209,11 @@ pub fn run_job(k: &Kernel, body: &str, run_dir: &Path, opts: &BootOptions) -> Re
             break;
         }
         if t0.elapsed() > opts.timeout {
-            eprintln!("vm: {}: timed out after {} s; killing qemu", k.series, opts.timeout.as_secs());
+            eprintln!(
+                "vm: {}: timed out after {} s; killing qemu",
+                k.series,
+                opts.timeout.as_secs()
+            );
             timed_out = true;
             let _ = child.kill();
             let _ = child.wait();
@@ -205,7 +248,9 @@ fn scan(line: &str, o: &mut Outcome) {
         o.test_binaries += 1;
         for part in rest.split(';') {
             let mut w = part.split_whitespace().rev();
-            let (Some(what), Some(n)) = (w.next(), w.next()) else { continue };
+            let (Some(what), Some(n)) = (w.next(), w.next()) else {
+                continue;
+            };
             let n: u64 = n.parse().unwrap_or(0);
             match what {
                 "passed" => o.passed += n,
@@ -224,9 +269,15 @@ mod tests {
     fn scans_cargo_test_summaries_and_markers() {
         let mut o = Outcome::default();
         scan("test result: ok. 6 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 30.1s", &mut o);
-        scan("test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out", &mut o);
+        scan(
+            "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+            &mut o,
+        );
         scan("PROCMAN-VM-EXIT: 1", &mut o);
-        scan("[   12.3] Kernel panic - not syncing: sysrq triggered crash", &mut o);
+        scan(
+            "[   12.3] Kernel panic - not syncing: sysrq triggered crash",
+            &mut o,
+        );
         assert_eq!((o.passed, o.failed, o.test_binaries), (7, 2, 2));
         assert_eq!(o.exit_code, Some(1));
         assert!(o.kernel_panic);
