@@ -123,7 +123,11 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	long n = bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), bprm->filename);
 	if (n == sizeof(e->filename))
 		e->flags |= PM_F_TRUNCATED; /* may be an exact fit; the agent re-reads /proc if it cares */
-	bool urgent = bpf_map_lookup_elem(&urgent_comms, &e->comm) != NULL;
+	/* Kernels before ~6.5 refuse ring-buffer memory as a map key (verifier: "R2 type=alloc_mem
+	 * expected=fp, ..."; seen on 6.1): look the comm up from a stack copy. */
+	char comm[PM_COMM_LEN];
+	__builtin_memcpy(comm, e->comm, sizeof(comm));
+	bool urgent = bpf_map_lookup_elem(&urgent_comms, comm) != NULL;
 	if (urgent)
 		e->flags |= PM_F_URGENT;
 	submit(e, urgent);
