@@ -145,6 +145,7 @@ fn cpu_share(m: &Manager, slice: &str, window: Duration) -> f64 {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_memory_max_oom_kills_and_counts() {
     procman_tests::require_vm!();
     let _g = serial();
@@ -219,6 +220,7 @@ fn vm_memory_max_oom_kills_and_counts() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_memory_high_throttles_without_killing() {
     procman_tests::require_vm!();
     let _g = serial();
@@ -274,6 +276,7 @@ fn vm_memory_high_throttles_without_killing() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_cpu_quota_20_percent_is_held() {
     procman_tests::require_vm!();
     let _g = serial();
@@ -305,6 +308,7 @@ fn vm_cpu_quota_20_percent_is_held() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_cpu_weight_splits_a_contended_cpu() {
     procman_tests::require_vm!();
     let _g = serial();
@@ -344,6 +348,7 @@ fn vm_cpu_weight_splits_a_contended_cpu() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_tasks_max_refuses_fork_with_eagain() {
     procman_tests::require_vm!();
     let _g = serial();
@@ -388,6 +393,7 @@ fn vm_tasks_max_refuses_fork_with_eagain() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_freeze_stops_progress_and_thaw_resumes() {
     procman_tests::require_vm!();
     let _g = serial();
@@ -417,6 +423,7 @@ fn vm_freeze_stops_progress_and_thaw_resumes() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_kill_empties_the_slice_including_forks() {
     procman_tests::require_vm!();
     let _g = serial();
@@ -554,6 +561,7 @@ fn run_io(m: &Manager, slice: &str, disk: &str, dev: DevNum, write: bool, bs: us
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_io_bandwidth_limits_hold() {
     procman_tests::require_vm!();
     let Some((disk, dev)) = vm_disk(module_path!()) else {
@@ -593,6 +601,7 @@ fn vm_io_bandwidth_limits_hold() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_io_iops_limits_hold() {
     procman_tests::require_vm!();
     let Some((disk, dev)) = vm_disk(module_path!()) else {
@@ -619,6 +628,7 @@ fn vm_io_iops_limits_hold() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_unknown_device_is_refused_before_writing() {
     procman_tests::require_vm!();
     let _g = serial();
@@ -639,6 +649,7 @@ fn vm_unknown_device_is_refused_before_writing() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_restart_readopts_slices_and_keeps_limits() {
     procman_tests::require_vm!();
     let _g = serial();

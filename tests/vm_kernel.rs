@@ -157,6 +157,7 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn memory_max_oom_kills_an_over_allocating_child() {
     procman_tests::require_vm!();
     let cg = Cg::new("mem");
@@ -208,6 +209,7 @@ fn memory_max_oom_kills_an_over_allocating_child() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn cpu_max_holds_a_busy_loop_near_its_quota() {
     procman_tests::require_vm!();
     let cg = Cg::new("cpu");
@@ -245,6 +247,7 @@ fn cpu_max_holds_a_busy_loop_near_its_quota() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn pids_max_refuses_forks() {
     procman_tests::require_vm!();
     let cg = Cg::new("pids");
@@ -357,6 +360,7 @@ fn direct_io_rate(cg: &Cg, disk: &Path, write: bool, total: usize) -> f64 {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn io_max_limits_direct_io_on_the_virtio_disk() {
     procman_tests::require_vm!();
     let disk =
@@ -409,6 +413,7 @@ fn io_max_limits_direct_io_on_the_virtio_disk() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn cgroup_freeze_stops_a_process() {
     procman_tests::require_vm!();
     let cg = Cg::new("freeze");
@@ -433,6 +438,7 @@ fn cgroup_freeze_stops_a_process() {
 }
 
 #[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn bpf_reports_exec_and_exit_in_the_guest() {
     procman_tests::require_vm!();
     use procman_agent::events::{bpf, SourceMsg, SourceOptions, CHANNEL_CAPACITY};

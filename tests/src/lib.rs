@@ -4,8 +4,10 @@
 //! - host tests (`tests/*.rs` not starting with `vm_`): need root on the host (BPF), never
 //!   touch controllers;
 //! - VM tests (`tests/vm_*.rs`): need a real cgroup v2 kernel with controllers; they run inside
-//!   the throwaway VM booted by `cargo xtask vm-test` (which sets `VMTEST=1`). On the host they
-//!   print why they are skipped and return.
+//!   the throwaway VM booted by `cargo xtask vm-test` (which sets `VMTEST=1` and runs them
+//!   with `--include-ignored`). They are `#[ignore = "needs the cgroup v2 test VM ..."]`, so a
+//!   host `cargo test` lists them as ignored with that reason; `require_vm!()` guards them if
+//!   someone runs `--ignored` on the host.
 use std::path::PathBuf;
 
 /// True inside the test VM (`cargo xtask vm-test` sets VMTEST=1).

@@ -142,7 +142,7 @@ pub fn test(a: VmTestArgs) -> Result<()> {
         let exe = exe.to_string_lossy();
         body += &format!(
             "echo \"procman-vm: running {name}\"\n\
-             {} --test-threads=1 --show-output {filter} || {{ rc=$?; echo \"procman-vm: {name} failed (exit $rc)\"; failed=1; }}\n",
+             {} --include-ignored --test-threads=1 --show-output {filter} || {{ rc=$?; echo \"procman-vm: {name} failed (exit $rc)\"; failed=1; }}\n",
             qemu::quote_all(&[exe.as_ref()])
         );
     }

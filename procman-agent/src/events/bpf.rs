@@ -70,15 +70,29 @@ fn preflight() -> Result<()> {
 /// Rewrites a load error into one sentence about its cause.
 fn explain(err: anyhow::Error) -> anyhow::Error {
     let text = format!("{err:#}");
+    // EPERM is a missing privilege; EACCES from BPF_PROG_LOAD is the verifier rejecting a
+    // program, which is a bug (or an unsupported kernel), not a permission problem.
     let eperm = err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)))
+            .is_some_and(|e| e.raw_os_error() == Some(libc::EPERM))
     }) || text.contains("Operation not permitted");
     if eperm {
         let euid = nix::unistd::geteuid();
         return anyhow!(
             "the kernel refused to load BPF programs (permission denied; running as uid {euid}: \
              run procman-agent as root or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE)"
+        );
+    }
+    if text.contains("Verifier output") || text.contains("verifier") {
+        // keep the verifier's conclusion (its last lines), not the whole instruction dump
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+        return anyhow!(
+            "the kernel's BPF verifier rejected a procman program (kernel {}); please report \
+             this with the output below:\n{tail}",
+            nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default()
         );
     }
     err
