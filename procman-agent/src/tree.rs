@@ -74,6 +74,9 @@ fn scan_proc() -> HashMap<u32, ProcEntry> {
 #[derive(Debug, Default)]
 pub struct ProcTable {
     procs: HashMap<u32, ProcEntry>,
+    /// ppid -> pids of its children in `procs` (kept with every insert, removal and
+    /// reparenting, so exit handling and descendant walks never scan the whole table).
+    children: HashMap<u32, std::collections::HashSet<u32>>,
     /// Orphans whose new parent the kernel had not set yet when their parent's exit was
     /// processed (the exit tracepoint fires before exit_notify reparents): child -> dead parent.
     pending_reparent: HashMap<u32, u32>,
@@ -82,10 +85,87 @@ pub struct ProcTable {
 impl ProcTable {
     /// Seeds the table with one scan of /proc.
     pub fn seed() -> ProcTable {
-        ProcTable {
+        let mut t = ProcTable {
             procs: scan_proc(),
-            pending_reparent: HashMap::new(),
+            ..Default::default()
+        };
+        t.rebuild_children();
+        t
+    }
+
+    fn rebuild_children(&mut self) {
+        self.children.clear();
+        for e in self.procs.values() {
+            self.children.entry(e.ppid).or_default().insert(e.pid);
         }
+    }
+
+    fn link(&mut self, pid: u32, ppid: u32) {
+        self.children.entry(ppid).or_default().insert(pid);
+    }
+
+    fn unlink(&mut self, pid: u32, ppid: u32) {
+        if let Some(set) = self.children.get_mut(&ppid) {
+            set.remove(&pid);
+            if set.is_empty() {
+                self.children.remove(&ppid);
+            }
+        }
+    }
+
+    /// Inserts or replaces an entry, keeping the children index.
+    fn put(&mut self, e: ProcEntry) {
+        let (pid, ppid) = (e.pid, e.ppid);
+        if let Some(old) = self.procs.insert(pid, e) {
+            self.unlink(pid, old.ppid);
+        }
+        self.link(pid, ppid);
+    }
+
+    fn set_ppid(&mut self, pid: u32, ppid: u32) {
+        let Some(e) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        let old = std::mem::replace(&mut e.ppid, ppid);
+        if old != ppid {
+            self.unlink(pid, old);
+            self.link(pid, ppid);
+        }
+    }
+
+    fn take(&mut self, pid: u32) -> Option<ProcEntry> {
+        let e = self.procs.remove(&pid)?;
+        self.unlink(pid, e.ppid);
+        Some(e)
+    }
+
+    /// Pids of the direct children of `pid` in the table.
+    pub fn children_of(&self, pid: u32) -> impl Iterator<Item = u32> + '_ {
+        self.children
+            .get(&pid)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |&c| c != pid)
+    }
+
+    /// Every descendant of `pid` (children, their children, ...), breadth first.
+    pub fn descendants(&self, pid: u32) -> Vec<u32> {
+        let mut seen = std::collections::HashSet::from([pid]);
+        let mut out: Vec<u32> = Vec::new();
+        let mut cur = pid;
+        let mut i = 0;
+        loop {
+            for c in self.children_of(cur) {
+                if seen.insert(c) {
+                    out.push(c);
+                }
+            }
+            let Some(&next) = out.get(i) else { break };
+            cur = next;
+            i += 1;
+        }
+        out
     }
 
     pub fn len(&self) -> usize {
@@ -118,36 +198,38 @@ impl ProcTable {
             EventKind::Fork => {
                 // A fork event always names a new process: whatever had this pid is gone.
                 let exe = self.procs.get(&ev.ppid).and_then(|p| p.exe.clone());
-                self.procs.insert(
-                    ev.pid,
-                    ProcEntry {
-                        pid: ev.pid,
-                        ppid: ev.ppid,
-                        start_ticks,
-                        comm: ev.comm,
-                        uid: ev.uid,
-                        exe,
-                        kthread: false,
-                        exited: false,
-                    },
-                );
-            }
-            EventKind::Exec => {
-                let e = self.procs.entry(ev.pid).or_insert_with(|| ProcEntry {
+                self.put(ProcEntry {
                     pid: ev.pid,
                     ppid: ev.ppid,
                     start_ticks,
                     comm: ev.comm,
                     uid: ev.uid,
-                    exe: None,
+                    exe,
                     kthread: false,
                     exited: false,
                 });
+            }
+            EventKind::Exec => {
+                if !self.procs.contains_key(&ev.pid) {
+                    self.put(ProcEntry {
+                        pid: ev.pid,
+                        ppid: ev.ppid,
+                        start_ticks,
+                        comm: ev.comm,
+                        uid: ev.uid,
+                        exe: None,
+                        kthread: false,
+                        exited: false,
+                    });
+                }
+                self.set_ppid(ev.pid, ev.ppid);
+                let Some(e) = self.procs.get_mut(&ev.pid) else {
+                    return;
+                };
                 if start_ticks != 0 && e.start_ticks != 0 && e.start_ticks != start_ticks {
                     // The fork of this process was missed and the pid was reused.
                     e.start_ticks = start_ticks;
                 }
-                e.ppid = ev.ppid;
                 e.comm = ev.comm;
                 e.uid = ev.uid;
                 e.exe = ev.filename.clone();
@@ -169,12 +251,7 @@ impl ProcTable {
     /// before the kernel reparents, so a child may still show the dead parent: it is retried by
     /// [`ProcTable::fix_pending_reparents`].
     fn reparent_children_of(&mut self, pid: u32) {
-        let kids: Vec<u32> = self
-            .procs
-            .values()
-            .filter(|e| e.ppid == pid)
-            .map(|e| e.pid)
-            .collect();
+        let kids: Vec<u32> = self.children_of(pid).collect();
         for kid in kids {
             self.pending_reparent.insert(kid, pid);
         }
@@ -188,20 +265,24 @@ impl ProcTable {
 
     /// Re-reads the parent of orphans the kernel had not reparented yet.
     pub fn fix_pending_reparents(&mut self) {
-        let procs = &mut self.procs;
+        let mut moved = Vec::new();
+        let procs = &self.procs;
         self.pending_reparent.retain(|kid, dead| {
-            let Some(e) = procs.get_mut(kid) else {
+            if !procs.contains_key(kid) {
                 return false;
-            };
+            }
             match procfs::process::Process::new(*kid as i32).and_then(|p| p.stat()) {
                 Ok(st) if st.ppid as u32 != *dead => {
-                    e.ppid = st.ppid as u32;
+                    moved.push((*kid, st.ppid as u32));
                     false
                 }
                 Ok(_) => true,   // not reparented yet
                 Err(_) => false, // gone; its exit event removes it
             }
         });
+        for (kid, ppid) in moved {
+            self.set_ppid(kid, ppid);
+        }
     }
 
     /// Removes entries whose process is gone from /proc: reaped zombies, and processes that
@@ -210,7 +291,7 @@ impl ProcTable {
         let mut without_exit = 0;
         for (pid, start) in vanished {
             if self.procs.get(pid).is_some_and(|e| e.start_ticks == *start) {
-                let e = self.procs.remove(pid);
+                let e = self.take(*pid);
                 without_exit += u64::from(e.is_some_and(|e| !e.exited));
             }
         }
@@ -240,6 +321,7 @@ impl ProcTable {
                 }
             }
         }
+        self.rebuild_children();
         corrections
     }
 }
@@ -291,6 +373,25 @@ mod tests {
         // a late exit record of a previous process with the same pid and another start time
         t.apply(&ev(EventKind::Exit, 4_000_002, 1, 1_000_000_000));
         assert!(!t.get(4_000_002).unwrap().exited);
+    }
+
+    #[test]
+    fn children_index_follows_forks_reparenting_and_removal() {
+        let mut t = ProcTable::default();
+        t.apply(&ev(EventKind::Fork, 4_100_001, 4_100_000, 1));
+        t.apply(&ev(EventKind::Fork, 4_100_002, 4_100_001, 2));
+        t.apply(&ev(EventKind::Fork, 4_100_003, 4_100_002, 3));
+        assert_eq!(
+            t.children_of(4_100_001).collect::<Vec<_>>(),
+            vec![4_100_002]
+        );
+        assert_eq!(t.descendants(4_100_001), vec![4_100_002, 4_100_003]);
+        // pid reuse: a new process with pid 4_100_002 under another parent
+        t.apply(&ev(EventKind::Fork, 4_100_002, 4_100_000, 9_000_000_000));
+        assert_eq!(t.children_of(4_100_001).count(), 0);
+        assert!(t.children_of(4_100_000).any(|c| c == 4_100_002));
+        t.drop_vanished(&[(4_100_002, ns_to_ticks(9_000_000_000))]);
+        assert!(!t.children_of(4_100_000).any(|c| c == 4_100_002));
     }
 
     #[test]

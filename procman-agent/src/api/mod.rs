@@ -233,11 +233,7 @@ async fn process(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<String>)
             return not_found(pid).into_response();
         };
         let u = agent.monitor.get(pid);
-        let kids: Vec<u32> = table
-            .iter()
-            .filter(|c| c.ppid == pid && c.pid != pid)
-            .map(|c| c.pid)
-            .collect();
+        let kids: Vec<u32> = table.children_of(pid).collect();
         (query::process_info(e, u.as_ref()), kids)
     };
     let (fds, sockets) = count_fds(pid);
