@@ -156,6 +156,17 @@ fn sample_process(
     })
 }
 
+/// The pids /proc lists right now.
+fn live_pids() -> std::collections::HashSet<u32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether /proc still shows the process (pid, start ticks), zombie or not.
 fn still_there(pid: u32, start_ticks: u64) -> bool {
     procfs::process::Process::new(pid as i32)
@@ -246,7 +257,18 @@ impl Monitor {
         {
             // readers (the API) share this lock; only the swap below excludes them
             let prev = self.usage.read().unwrap_or_else(|e| e.into_inner());
+            // One readdir of /proc tells which pids exist: entries of processes that are gone
+            // (most exited ones during a spawn storm) cost no per-process open.
+            let live = live_pids();
             for (pid, start, exited) in ids {
+                if !live.contains(&pid) {
+                    if exited {
+                        reaped.push((pid, start));
+                    } else {
+                        missing.insert((pid, start));
+                    }
+                    continue;
+                }
                 if exited {
                     // a zombie: nothing to measure; gone from /proc means reaped
                     if !still_there(pid, start) {
