@@ -299,3 +299,54 @@ fn zombies_are_listed_until_reaped() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The history endpoint returns the samples of a busy process with window statistics that
+/// reflect it; bad windows are 400, unknown pids 404.
+#[test]
+fn history_of_a_busy_loop() {
+    require_root!();
+    let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
+    let mut busy = Command::new("/bin/sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let (code, v) = http_get(
+        &agent.socket,
+        &format!("/api/processes/{}/history?hours=1", busy.id()),
+    );
+    busy.kill().unwrap();
+    busy.wait().unwrap();
+    assert_eq!(code, 200, "{v}");
+    let n = v["stats"]["samples"].as_u64().unwrap();
+    assert!(n >= 6, "about 12 samples in 2.5 s at 200 ms: {v}");
+    let entries: u64 = v["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["repeat"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        entries, n,
+        "entries with their repeat counts add up to the sample count"
+    );
+    assert!(
+        v["stats"]["cpu_pct"]["max"].as_f64().unwrap() > 50.0,
+        "a busy loop: {v}"
+    );
+    assert!(
+        v["stats"]["cpu_pct"]["p95"].as_f64().unwrap()
+            >= v["stats"]["cpu_pct"]["avg"].as_f64().unwrap()
+    );
+    assert!(v["stats"]["rss_bytes"]["min"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["exited"], false);
+    for (path, want) in [
+        ("/api/processes/1/history?hours=0", 400),
+        ("/api/processes/1/history?hours=x", 400),
+        ("/api/processes/4194999/history", 404),
+    ] {
+        let (code, v) = http_get(&agent.socket, path);
+        assert_eq!(code, want, "{path}: {v}");
+        assert!(v["error"].is_string());
+    }
+}

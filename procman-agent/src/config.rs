@@ -20,12 +20,18 @@ pub struct Config {
 pub struct MonitorSection {
     /// How often usage is sampled from /proc, e.g. "2s".
     pub interval: String,
+    /// Samples kept per process (a bounded ring; identical consecutive samples share one entry).
+    pub history_samples: usize,
+    /// How long the history of an exited process is kept, e.g. "1h" (at most 48h).
+    pub history_retention: String,
 }
 
 impl Default for MonitorSection {
     fn default() -> Self {
         MonitorSection {
             interval: "2s".into(),
+            history_samples: 1000,
+            history_retention: "1h".into(),
         }
     }
 }
@@ -134,6 +140,7 @@ impl Config {
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
         cfg.source_options()?; // validates the event settings
         cfg.sample_interval()?;
+        cfg.history()?;
         if cfg.agent.socket.as_os_str().is_empty() || !cfg.agent.socket.is_absolute() {
             bail!(
                 "agent.socket = {:?}: the socket path must be absolute, e.g. \"{}\"",
@@ -154,6 +161,25 @@ impl Config {
             );
         }
         Ok(d)
+    }
+
+    /// (samples per process, retention of exited processes), validated.
+    pub fn history(&self) -> Result<(usize, Duration)> {
+        let m = &self.monitor;
+        if !(10..=100_000).contains(&m.history_samples) {
+            bail!(
+                "monitor.history_samples = {}: must be between 10 and 100000 (default 1000)",
+                m.history_samples
+            );
+        }
+        let r = parse_duration(&m.history_retention).context("monitor.history_retention")?;
+        if r > Duration::from_secs(48 * 3600) {
+            bail!(
+                "monitor.history_retention = {:?}: at most 48h (default \"1h\")",
+                m.history_retention
+            );
+        }
+        Ok((m.history_samples, r))
     }
 
     /// The event source settings, validated.

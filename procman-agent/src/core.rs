@@ -39,7 +39,12 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(source: SourceInfo, threads: bool, table: ProcTable) -> Arc<Agent> {
+    pub fn new(
+        source: SourceInfo,
+        threads: bool,
+        table: ProcTable,
+        monitor: Monitor,
+    ) -> Arc<Agent> {
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
             started: Instant::now(),
@@ -51,7 +56,7 @@ impl Agent {
             resyncs: AtomicU64::new(0),
             resync_corrections: AtomicU64::new(0),
             vanished: AtomicU64::new(0),
-            monitor: Monitor::default(),
+            monitor,
         })
     }
 

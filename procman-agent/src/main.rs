@@ -78,7 +78,9 @@ async fn run(cfg: Config) -> Result<()> {
     // Seed after the source is attached, so nothing that starts in between is missed.
     let table = ProcTable::seed();
     log::info!("process table seeded from /proc: {} processes", table.len());
-    let agent = core::Agent::new(source, opts.threads, table);
+    let (samples, retention) = cfg.history()?;
+    let monitor = procman_agent::monitor::Monitor::new(samples, retention.as_secs() as u32);
+    let agent = core::Agent::new(source, opts.threads, table, monitor);
     core::trim_heap(); // BTF parsing and the seed scan are done
     let sample_every = cfg.sample_interval()?;
     log::info!("API listening on {}", cfg.agent.socket.display());

@@ -5,7 +5,11 @@
 //! measures them. Expensive per-process facts (open fds, sockets, cwd) are not sampled for
 //! every process: they are read on demand for the detail view (`info`), because walking
 //! /proc/PID/fd of 10,000 processes every 2 s would cost more than everything else together.
-use crate::{events::bpf::SchedReader, tree::ProcTable};
+use crate::{
+    events::bpf::SchedReader,
+    history::{History, Sample},
+    tree::ProcTable,
+};
 use procfs::{Current, CurrentSI};
 use procman_common::api::{SchedInfo as Sched, SystemInfo};
 use serde::Serialize;
@@ -57,8 +61,9 @@ pub struct SystemUsage {
     cpu_busy_total: (u64, u64),
 }
 
-#[derive(Default)]
 pub struct Monitor {
+    /// Per-process usage history (bounded rings, see `history`).
+    pub history: std::sync::Mutex<History>,
     pub usage: RwLock<HashMap<u32, Usage>>,
     pub system: RwLock<SystemUsage>,
     /// Table entries whose process could not be found at the last sample.
@@ -154,6 +159,14 @@ fn sample_process(
         cpu_ticks,
         at: Some(now),
     })
+}
+
+/// Unix time, seconds.
+pub fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
 }
 
 /// The pids /proc lists right now.
@@ -260,7 +273,7 @@ impl Monitor {
             // One readdir of /proc tells which pids exist: entries of processes that are gone
             // (most exited ones during a spawn storm) cost no per-process open.
             let live = live_pids();
-            for (pid, start, exited) in ids {
+            for &(pid, start, exited) in &ids {
                 if !live.contains(&pid) {
                     if exited {
                         reaped.push((pid, start));
@@ -300,6 +313,7 @@ impl Monitor {
             v
         };
         vanished.extend(reaped);
+        self.record_history(&next, &ids, &vanished);
         if let Ok(mut u) = self.usage.write() {
             *u = next;
         }
@@ -307,6 +321,49 @@ impl Monitor {
             *s = sys;
         }
         vanished
+    }
+
+    pub fn new(history_samples: usize, history_retention_s: u32) -> Monitor {
+        Monitor {
+            history: std::sync::Mutex::new(History::new(history_samples, history_retention_s)),
+            usage: Default::default(),
+            system: Default::default(),
+            missing: Default::default(),
+        }
+    }
+
+    /// Appends this sample to each process's history; marks ended processes.
+    fn record_history(
+        &self,
+        usage: &HashMap<u32, Usage>,
+        ids: &[(u32, u64, bool)],
+        gone: &[(u32, u64)],
+    ) {
+        let now = unix_now();
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        for u in usage.iter().map(|(pid, u)| ((*pid, u.start_ticks), u)) {
+            let (id, u) = u;
+            h.push(
+                id,
+                Sample {
+                    t: now,
+                    repeat: 1,
+                    cpu_pct: u.cpu_pct,
+                    rss_kib: (u.rss_bytes / 1024).min(u32::MAX as u64) as u32,
+                    read_bps: u.read_bps as f32,
+                    write_bps: u.write_bps as f32,
+                },
+            );
+        }
+        for &(pid, start, exited) in ids {
+            if exited {
+                h.mark_exited((pid, start), now);
+            }
+        }
+        for &id in gone {
+            h.mark_exited(id, now);
+        }
+        h.prune(now);
     }
 
     pub fn get(&self, pid: u32) -> Option<Usage> {

@@ -315,6 +315,9 @@ pub struct ProcessDetail {
     pub cwd: Option<String>,
     /// Children in the process table.
     pub children: Vec<u32>,
+    /// Set when RSS has been growing steadily ("leak suspected").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak_suspected: Option<LeakReport>,
 }
 
 /// `GET /api/system`.
@@ -334,4 +337,66 @@ pub struct SystemInfo {
     pub psi_io_some10: Option<f64>,
     pub uptime_s: f64,
     pub processes: usize,
+}
+
+// ---- usage history (`GET /api/processes/{pid}/history`) ----
+
+/// One sample (or a run of identical ones).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Unix time of the (first) sample, seconds.
+    pub t: u32,
+    /// How many consecutive samples this entry stands for (an idle process repeats).
+    pub repeat: u32,
+    pub cpu_pct: f32,
+    /// Resident memory, KiB.
+    pub rss_kib: u32,
+    pub read_bps: f32,
+    pub write_bps: f32,
+}
+
+/// avg/min/max/p95 of one metric over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Stat {
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p95: f64,
+}
+
+/// Statistics of a window of samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct WindowStats {
+    pub samples: u64,
+    pub cpu_pct: Stat,
+    pub rss_bytes: Stat,
+    pub read_bps: Stat,
+    pub write_bps: Stat,
+}
+
+/// Evidence that a process's memory keeps growing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakReport {
+    /// Least-squares growth of RSS, bytes per hour.
+    pub bytes_per_hour: f64,
+    /// How well a straight line fits (R², 0..1).
+    pub r_squared: f64,
+    /// Time span the fit covers, seconds.
+    pub span_s: u64,
+    pub from_bytes: u64,
+    pub to_bytes: u64,
+}
+
+/// `GET /api/processes/{pid}/history?hours=N`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessHistory {
+    pub pid: u32,
+    /// Whether the process has exited (its history is kept for the retention time).
+    pub exited: bool,
+    pub hours: f64,
+    pub samples: Vec<Sample>,
+    pub stats: WindowStats,
+    /// Set when RSS has been growing steadily (see `procman info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak_suspected: Option<LeakReport>,
 }

@@ -35,6 +35,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/processes", get(processes))
         .route("/api/processes/{pid}", get(process))
         .route("/api/processes/{pid}/tree", get(process_tree))
+        .route("/api/processes/{pid}/history", get(process_history))
         .route("/api/tree", get(whole_tree))
         .route("/api/system", get(system))
         .fallback(|| async {
@@ -236,6 +237,14 @@ async fn process(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<String>)
         let kids: Vec<u32> = table.children_of(pid).collect();
         (query::process_info(e, u.as_ref()), kids)
     };
+    let leak = {
+        let h = agent
+            .monitor
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        h.find(pid).and_then(|id| h.leak_suspected(id))
+    };
     let (fds, sockets) = count_fds(pid);
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
         .ok()
@@ -248,6 +257,7 @@ async fn process(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<String>)
         sockets,
         cwd,
         children,
+        leak_suspected: leak,
     })
     .into_response()
 }
@@ -264,6 +274,44 @@ async fn process_tree(State(agent): State<Arc<Agent>>, UrlPath(pid): UrlPath<Str
     let parent = all.iter().find(|p| p.pid == me.ppid).cloned();
     let node = query::tree(all, Some(pid)).into_iter().next();
     Json(serde_json::json!({ "parent": parent, "tree": node })).into_response()
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct HistoryQuery {
+    hours: Option<String>,
+}
+
+async fn process_history(
+    State(agent): State<Arc<Agent>>,
+    UrlPath(pid): UrlPath<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiErr> {
+    let pid = parse_pid(&pid)?;
+    let hours = match q.hours.as_deref() {
+        None => 1.0,
+        Some(h) => h.parse::<f64>().ok().filter(|h| *h > 0.0 && *h <= 48.0).ok_or_else(|| {
+            ApiErr(StatusCode::BAD_REQUEST, format!("invalid hours {h:?}: expected a number of hours, more than 0 and at most 48"))
+        })?,
+    };
+    let since = crate::monitor::unix_now().saturating_sub((hours * 3600.0) as u32);
+    let h = agent
+        .monitor
+        .history
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let id = h.find(pid).ok_or_else(|| {
+        ApiErr(StatusCode::NOT_FOUND, format!("no history for pid {pid} (not sampled yet, or exited longer ago than the retention)"))
+    })?;
+    let body = procman_common::api::ProcessHistory {
+        pid,
+        exited: h.exited_at(id).is_some(),
+        hours,
+        samples: h.samples(id, since),
+        stats: h.window(id, since).unwrap_or_default(),
+        leak_suspected: h.leak_suspected(id),
+    };
+    drop(h);
+    Ok(Json(body).into_response())
 }
 
 #[derive(serde::Deserialize, Default)]

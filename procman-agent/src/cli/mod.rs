@@ -42,6 +42,19 @@ pub enum Cmd {
     Tree(TreeArgs),
     /// A refreshing full-screen view (sort keys, filter, tree toggle), like top/htop.
     Top(top::TopArgs),
+    /// Usage history of a process: sparklines and avg/min/max/p95 over a window.
+    History(HistoryArgs),
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// The process id (a live process, or one that exited within the retention time).
+    pub pid: u32,
+    /// Window, in hours back from now (at most 48).
+    #[arg(long, default_value_t = 1.0)]
+    pub hours: f64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -114,6 +127,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Info(a) => info(&client, a).await,
         Cmd::Tree(a) => tree(&client, a).await,
         Cmd::Top(a) => top::run(&client, a).await,
+        Cmd::History(a) => history(&client, a).await,
     }
 }
 
@@ -435,6 +449,16 @@ fn print_detail(d: &ProcessDetail) {
     );
     println!("  threads:   {}   nice: {}", p.threads, p.nice);
     println!("  fds:       {} ({} sockets)", opt(d.fds), opt(d.sockets));
+    if let Some(l) = &d.leak_suspected {
+        println!(
+            "  LEAK SUSPECTED: RSS grew {} -> {} over {}, {}/h (fit R² {:.2})",
+            human_bytes(l.from_bytes),
+            human_bytes(l.to_bytes),
+            human_age(l.span_s as f64),
+            human_bytes(l.bytes_per_hour.max(0.0) as u64),
+            l.r_squared
+        );
+    }
     if let Some(s) = &p.sched {
         println!(
             "  sched:     {:.2}s on CPU, {:.3}s waiting for a CPU over {} waits (max {:.2} ms, {:.1}% of the last interval)",
@@ -539,4 +563,133 @@ async fn tree(client: &Client, a: TreeArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A text sparkline of `v` scaled to its own maximum, at most `width` cells (averaged).
+pub fn sparkline(v: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if v.is_empty() || width == 0 {
+        return String::new();
+    }
+    let per = v.len().div_ceil(width);
+    let cells: Vec<f64> = v
+        .chunks(per)
+        .map(|c| c.iter().sum::<f64>() / c.len() as f64)
+        .collect();
+    let max = cells.iter().cloned().fold(0.0, f64::max);
+    cells
+        .iter()
+        .map(|x| {
+            if max <= 0.0 {
+                BARS[0]
+            } else {
+                BARS[((x / max) * 7.0).round().clamp(0.0, 7.0) as usize]
+            }
+        })
+        .collect()
+}
+
+async fn history(client: &Client, a: HistoryArgs) -> Result<()> {
+    let h: procman_common::api::ProcessHistory = client
+        .get(&format!(
+            "/api/processes/{}/history?hours={}",
+            a.pid, a.hours
+        ))
+        .await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+        return Ok(());
+    }
+    // expand runs of identical samples so the sparkline's x axis is time
+    let expand = |f: &dyn Fn(&procman_common::api::Sample) -> f64| -> Vec<f64> {
+        h.samples
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(f(s), s.repeat.max(1) as usize))
+            .collect()
+    };
+    let st = &h.stats;
+    println!(
+        "pid {}{}: {} samples over the last {}h",
+        h.pid,
+        if h.exited { " (exited)" } else { "" },
+        st.samples,
+        h.hours
+    );
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>10}  trend",
+        "", "avg", "min", "max", "p95"
+    );
+    fn pct(x: f64) -> String {
+        format!("{x:.1}%")
+    }
+    fn bytes(x: f64) -> String {
+        human_bytes(x.max(0.0) as u64)
+    }
+    fn rate(x: f64) -> String {
+        format!("{}/s", human_bytes(x.max(0.0) as u64))
+    }
+    type Row<'a> = (
+        &'a str,
+        &'a procman_common::api::Stat,
+        fn(f64) -> String,
+        Vec<f64>,
+    );
+    let rows: [Row; 4] = [
+        ("cpu", &st.cpu_pct, pct, expand(&|s| s.cpu_pct as f64)),
+        ("rss", &st.rss_bytes, bytes, expand(&|s| s.rss_kib as f64)),
+        ("read", &st.read_bps, rate, expand(&|s| s.read_bps as f64)),
+        (
+            "write",
+            &st.write_bps,
+            rate,
+            expand(&|s| s.write_bps as f64),
+        ),
+    ];
+    for (name, s, f, series) in rows {
+        println!(
+            "{:<8} {:>10} {:>10} {:>10} {:>10}  {}",
+            name,
+            f(s.avg),
+            f(s.min),
+            f(s.max),
+            f(s.p95),
+            sparkline(&series, 40)
+        );
+    }
+    if let Some(l) = &h.leak_suspected {
+        println!(
+            "leak suspected: RSS {} -> {} over {} ({}/h, R² {:.2})",
+            human_bytes(l.from_bytes),
+            human_bytes(l.to_bytes),
+            human_age(l.span_s as f64),
+            human_bytes(l.bytes_per_hour.max(0.0) as u64),
+            l.r_squared
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales_to_its_maximum() {
+        assert_eq!(sparkline(&[0.0, 1.0, 2.0, 4.0], 4), "▁▃▅█");
+        assert_eq!(sparkline(&[0.0; 3], 3), "▁▁▁");
+        assert_eq!(
+            sparkline(&(0..100).map(f64::from).collect::<Vec<_>>(), 10)
+                .chars()
+                .count(),
+            10
+        );
+        assert_eq!(sparkline(&[], 10), "");
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(3 << 20), "3.0M");
+        assert_eq!(human_bytes(40 << 30), "40G");
+    }
 }
