@@ -350,3 +350,73 @@ fn history_of_a_busy_loop() {
         assert!(v["error"].is_string());
     }
 }
+
+/// `?filter=` selects processes through the real API; a malformed filter is a 400 whose
+/// message names the column; the CLI shows a caret under it.
+#[test]
+fn filters_select_processes_and_errors_name_the_column() {
+    require_root!();
+    let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
+    let mut sleepers: Vec<_> = (0..3)
+        .map(|_| Command::new("sleep").arg("30").spawn().unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    let me = std::process::id();
+    let q = format!("name%20%3D%3D%20sleep%20and%20ppid%20%3D%3D%20{me}"); // name == sleep and ppid == ME
+    let (code, v) = http_get(
+        &agent.socket,
+        &format!("/api/processes?filter={q}&sort=pid"),
+    );
+    assert_eq!(code, 200, "{v}");
+    let mut got: Vec<u64> = v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect();
+    let mut want: Vec<u64> = sleepers.iter().map(|s| s.id() as u64).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // not + regex + units
+    let (code, v) = http_get(
+        &agent.socket,
+        "/api/processes?filter=not%20name%20~%20%22.%22&limit=5",
+    );
+    assert_eq!(code, 200);
+    assert!(
+        v["processes"].as_array().unwrap().is_empty(),
+        "every process has a name: {v}"
+    );
+    // the tree keeps matching processes and their ancestors
+    let (code, v) = http_get(
+        &agent.socket,
+        &format!("/api/tree?filter=pid%20%3D%3D%20{}", want[0]),
+    );
+    assert_eq!(code, 200);
+    let mut node = &v[0];
+    while !node["children"].as_array().unwrap().is_empty() {
+        assert_eq!(
+            node["children"].as_array().unwrap().len(),
+            1,
+            "only the path to the match: {v}"
+        );
+        node = &node["children"][0];
+    }
+    assert_eq!(node["pid"], want[0]);
+    // errors
+    let (code, v) = http_get(&agent.socket, "/api/processes?filter=rss%20%3E%205XB");
+    assert_eq!(code, 400);
+    assert!(v["error"].as_str().unwrap().contains("column 7"), "{v}");
+    let out = agent.cli(&["ps", "--filter", "(cpu > 5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(cpu > 5\n        ^") && err.contains("column 9"),
+        "{err}"
+    );
+    for s in &mut sleepers {
+        s.kill().unwrap();
+        s.wait().unwrap();
+    }
+}

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod events;
+pub mod filter;
 pub mod history;
 pub mod monitor;
 pub mod query;

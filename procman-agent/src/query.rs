@@ -1,10 +1,12 @@
 //! Read-side views for the API: joins the process table (structure, from events) with the
 //! monitor's latest samples (usage, from /proc) into [`ProcessInfo`] lists and trees.
+use crate::filter::{Field, Fields, Filter};
 use crate::{
     monitor::{Monitor, Usage},
     tree::{ProcEntry, ProcTable},
 };
 use procman_common::api::{ProcessInfo, ProcessList, TreeNode};
+use std::borrow::Cow;
 use std::{collections::HashMap, sync::OnceLock};
 
 /// Seconds since the epoch at boot (/proc/stat btime).
@@ -217,5 +219,93 @@ pub fn tree(all: Vec<ProcessInfo>, root: Option<u32>) -> Vec<TreeNode> {
     roots
         .into_iter()
         .map(|r| build(r, &mut children, 0))
+        .collect()
+}
+
+/// A table entry with its latest sample, as the filter language sees it.
+pub struct Row<'a> {
+    pub entry: &'a ProcEntry,
+    pub usage: Option<&'a Usage>,
+}
+
+impl Fields for Row<'_> {
+    fn number(&self, f: Field) -> Option<f64> {
+        let (e, u) = (self.entry, self.usage);
+        Some(match f {
+            Field::Pid => e.pid as f64,
+            Field::Ppid => e.ppid as f64,
+            Field::Uid => e.uid as f64,
+            Field::Threads => u?.threads as f64,
+            // read on demand: only filters that mention fds pay for the directory walk
+            Field::Fds => std::fs::read_dir(format!("/proc/{}/fd", e.pid))
+                .ok()?
+                .count() as f64,
+            Field::Cpu => u?.cpu_pct as f64,
+            Field::Memory => u?.mem_pct as f64,
+            Field::Rss => u?.rss_bytes as f64,
+            Field::IoRead => u?.read_bps,
+            Field::IoWrite => u?.write_bps,
+            Field::Age => {
+                let start = boot_time() + e.start_ticks as f64 / procfs::ticks_per_second() as f64;
+                (now_epoch() - start).max(0.0)
+            }
+            _ => return None,
+        })
+    }
+
+    fn text(&self, f: Field) -> Option<Cow<'_, str>> {
+        let (e, u) = (self.entry, self.usage);
+        Some(match f {
+            Field::Name => e.comm.to_str_lossy(),
+            Field::Exe => Cow::Borrowed(e.exe.as_deref()?),
+            Field::Cmdline => Cow::Borrowed(&*u?.cmdline),
+            Field::User => Cow::Owned(user_name(e.uid)),
+            Field::State => {
+                if e.exited {
+                    Cow::Borrowed("Z")
+                } else {
+                    Cow::Owned(u?.state.to_string())
+                }
+            }
+            Field::Cgroup => Cow::Borrowed(u?.cgroup.as_deref()?),
+            Field::Slice => Cow::Borrowed(slice_of_cgroup(u?.cgroup.as_deref()?)?),
+            _ => return None,
+        })
+    }
+}
+
+/// The procman slice a cgroup path is in (`/procman.slice/web/...` -> `web`).
+pub fn slice_of_cgroup(path: &str) -> Option<&str> {
+    let rest = path.split_once("/procman.slice/")?.1;
+    rest.split('/').next().filter(|s| !s.is_empty())
+}
+
+/// Pids of the processes `filter` accepts.
+pub fn matching(
+    table: &ProcTable,
+    mon: &Monitor,
+    filter: &Filter,
+) -> std::collections::HashSet<u32> {
+    let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
+    table
+        .iter()
+        .filter(|e| {
+            filter.matches(&Row {
+                entry: e,
+                usage: usage_of(&usage, e),
+            })
+        })
+        .map(|e| e.pid)
+        .collect()
+}
+
+/// Keeps the nodes in `keep` and the ancestors of those (so the tree keeps its shape).
+pub fn prune(nodes: Vec<TreeNode>, keep: &std::collections::HashSet<u32>) -> Vec<TreeNode> {
+    nodes
+        .into_iter()
+        .filter_map(|mut n| {
+            n.children = prune(std::mem::take(&mut n.children), keep);
+            (keep.contains(&n.process.pid) || !n.children.is_empty()).then_some(n)
+        })
         .collect()
 }

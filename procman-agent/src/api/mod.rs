@@ -151,39 +151,50 @@ fn snapshot(agent: &Agent) -> Vec<procman_common::api::ProcessInfo> {
     query::all(&table, &agent.monitor)
 }
 
-async fn processes(State(agent): State<Arc<Agent>>, Query(q): Query<ListQuery>) -> Response {
+async fn processes(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiErr> {
     let full = q.sort.is_some() || q.limit.is_some() || q.user.is_some() || q.filter.is_some();
-    if let Some(f) = &q.filter {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("filter {f:?}: filter expressions are not supported yet"),
-        );
-    }
-    let key: Sort = match q.sort.as_deref().unwrap_or("cpu").parse() {
-        Ok(k) => k,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    let filter = parse_filter(q.filter.as_deref())?;
+    let key: Sort = q
+        .sort
+        .as_deref()
+        .unwrap_or("cpu")
+        .parse()
+        .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e))?;
+    let uid_of_user = match q.user.as_deref() {
+        None => None,
+        Some(u) => Some(
+            u.parse::<u32>()
+                .ok()
+                .or_else(|| query::uid_of(u))
+                .ok_or_else(|| {
+                    ApiErr(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown user {u:?}: give a user name or a uid"),
+                    )
+                })?,
+        ),
     };
     let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
     let mut overview = query::overview(&table, &agent.monitor);
     if full {
-        let user = q.user.as_deref();
-        let uid_of_user = user.and_then(|u| u.parse::<u32>().ok().or_else(|| query::uid_of(u)));
-        if let (Some(u), None) = (user, uid_of_user) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown user {u:?}: give a user name or a uid"),
-            );
-        }
         overview.processes = Some(query::select(
             &table,
             &agent.monitor,
             key,
             q.limit,
-            |e, _| uid_of_user.is_none_or(|uid| e.uid == uid),
+            |e, u| {
+                uid_of_user.is_none_or(|uid| e.uid == uid)
+                    && filter
+                        .as_ref()
+                        .is_none_or(|f| f.matches(&query::Row { entry: e, usage: u }))
+            },
         ));
     }
     drop(table);
-    Json(overview).into_response()
+    Ok(Json(overview).into_response())
 }
 
 /// An error answer: status + message, rendered as `{"error": ...}`.
@@ -317,6 +328,21 @@ async fn process_history(
 #[derive(serde::Deserialize, Default)]
 pub struct TreeQuery {
     root: Option<String>,
+    filter: Option<String>,
+}
+
+/// Parses `?filter=`; a bad one is a 400 naming the column.
+fn parse_filter(f: Option<&str>) -> Result<Option<crate::filter::Filter>, ApiErr> {
+    f.filter(|f| !f.trim().is_empty())
+        .map(|f| {
+            crate::filter::Filter::parse(f).map_err(|e| {
+                ApiErr(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid filter {f:?}: {e}"),
+                )
+            })
+        })
+        .transpose()
 }
 
 async fn whole_tree(
@@ -324,13 +350,22 @@ async fn whole_tree(
     Query(q): Query<TreeQuery>,
 ) -> Result<Response, ApiErr> {
     let root = q.root.as_deref().map(parse_pid).transpose()?;
+    let filter = parse_filter(q.filter.as_deref())?;
+    let keep = filter.map(|f| {
+        let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
+        query::matching(&table, &agent.monitor, &f)
+    });
     let all = snapshot(&agent);
     if let Some(r) = root {
         if !all.iter().any(|p| p.pid == r) {
             return Err(not_found(r));
         }
     }
-    Ok(Json(query::tree(all, root)).into_response())
+    let mut nodes = query::tree(all, root);
+    if let Some(keep) = keep {
+        nodes = query::prune(nodes, &keep);
+    }
+    Ok(Json(nodes).into_response())
 }
 
 async fn system(State(agent): State<Arc<Agent>>) -> Response {

@@ -68,6 +68,9 @@ pub struct PsArgs {
     /// Only processes of this user (name or uid).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Only processes matching EXPR, e.g. 'cpu > 50% and name ~ "^nginx"' (see README: Filters).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -89,6 +92,9 @@ pub struct TreeArgs {
     /// Show only the subtree under this pid.
     #[arg(long, value_name = "PID")]
     pub root_pid: Option<u32>,
+    /// Show only processes matching EXPR (and their ancestors, to keep the shape).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -379,11 +385,22 @@ fn percent_query(pairs: &[(&str, Option<String>)]) -> String {
     q.join("&")
 }
 
+/// Checks a --filter locally, so a mistake is shown with a caret under its column.
+fn check_filter(f: &Option<String>) -> Result<()> {
+    if let Some(f) = f {
+        crate::filter::Filter::parse(f)
+            .map_err(|e| anyhow::anyhow!("invalid --filter:\n{}", e.render(f)))?;
+    }
+    Ok(())
+}
+
 async fn ps(client: &Client, a: PsArgs) -> Result<()> {
+    check_filter(&a.filter)?;
     let q = percent_query(&[
         ("sort", Some(a.sort.clone())),
         ("limit", a.top.map(|n| n.to_string())),
         ("user", a.user.clone()),
+        ("filter", a.filter.clone()),
     ]);
     let list: ProcessList = client.get(&format!("/api/processes?{q}")).await?;
     let procs = list.processes.unwrap_or_default();
@@ -547,10 +564,12 @@ fn print_tree(
 }
 
 async fn tree(client: &Client, a: TreeArgs) -> Result<()> {
-    let path = match a.root_pid {
-        Some(r) => format!("/api/tree?root={r}"),
-        None => "/api/tree".into(),
-    };
+    check_filter(&a.filter)?;
+    let q = percent_query(&[
+        ("root", a.root_pid.map(|r| r.to_string())),
+        ("filter", a.filter.clone()),
+    ]);
+    let path = format!("/api/tree?{q}");
     let nodes: Vec<TreeNode> = client.get(&path).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&nodes)?);
