@@ -420,3 +420,113 @@ fn filters_select_processes_and_errors_name_the_column() {
         s.wait().unwrap();
     }
 }
+
+/// clone3 with `set_tid`: a child with exactly pid `pid` (root may choose a free pid), which
+/// execs `argv`. Returns false if the pid was taken.
+fn spawn_with_pid(pid: i32, argv: &[&str]) -> bool {
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let cargs: Vec<std::ffi::CString> = argv
+        .iter()
+        .map(|a| std::ffi::CString::new(*a).unwrap())
+        .collect();
+    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let tids = [pid];
+    let args = CloneArgs {
+        flags: 0,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: tids.as_ptr() as u64,
+        set_tid_size: 1,
+        cgroup: 0,
+    };
+    // SAFETY: clone3 without CLONE_VM duplicates the process; the child only calls execv and
+    // _exit (async-signal-safe) with memory prepared before the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r == 0 {
+        unsafe {
+            libc::execv(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    r == pid as i64
+}
+
+/// A pid reused by a new process never merges with the old one: the table shows the new
+/// process (name, start time) and the history of each stays separate.
+#[test]
+fn pid_reuse_never_merges_two_processes() {
+    require_root!();
+    let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
+    let mut old = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = old.id();
+    let wait_for = |cond: &dyn Fn(u16, &Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, v) = http_get(&agent.socket, &format!("/api/processes/{pid}"));
+            if cond(code, &v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out: {code} {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let before = wait_for(&|c, v| c == 200 && v["state"] != "?");
+    assert_eq!(before["name"], "sleep");
+    std::thread::sleep(Duration::from_millis(500)); // a few history samples
+    old.kill().unwrap();
+    old.wait().unwrap();
+    wait_for(&|c, _| c == 404);
+    // the same pid, a new process
+    assert!(
+        spawn_with_pid(pid as i32, &["/usr/bin/tail", "-f", "/dev/null"]),
+        "pid {pid} was taken meanwhile"
+    );
+    let after = wait_for(&|c, v| c == 200 && v["name"] == "tail");
+    assert!(
+        after["start_time"].as_f64().unwrap() > before["start_time"].as_f64().unwrap(),
+        "{before} vs {after}"
+    );
+    assert_eq!(after["ppid"], std::process::id());
+    std::thread::sleep(Duration::from_millis(600));
+    let (code, h) = http_get(&agent.socket, &format!("/api/processes/{pid}/history"));
+    assert_eq!(code, 200);
+    assert_eq!(
+        h["exited"], false,
+        "the live process's history, not the old one's"
+    );
+    let n = h["stats"]["samples"].as_u64().unwrap();
+    assert!(
+        (1..=5).contains(&n),
+        "only the new process's samples (~3 at 200 ms): {h}"
+    );
+    // SAFETY: kill + reap our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+        libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+    }
+}
