@@ -13,6 +13,37 @@ pub struct Config {
     pub agent: AgentSection,
     pub events: EventsSection,
     pub monitor: MonitorSection,
+    pub cgroup: CgroupSection,
+    /// `[[slice]]`: slices the agent creates (or re-adopts) at start, with their limits.
+    pub slice: Vec<SliceConfig>,
+    /// `[[rule]]`: exec-time placement rules, first match wins.
+    pub rule: Vec<crate::placement::RuleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgroupSection {
+    /// The managed subtree below the cgroup2 mount (e.g. `procman.slice`; under systemd,
+    /// `system.slice/procman-agent.service/procman.slice` with `Delegate=yes`).
+    pub root: String,
+}
+
+impl Default for CgroupSection {
+    fn default() -> Self {
+        CgroupSection {
+            root: crate::cgroup::DEFAULT_ROOT.to_string(),
+        }
+    }
+}
+
+/// `[[slice]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SliceConfig {
+    pub name: String,
+    /// systemd-style limits: `{ MemoryMax = "512M", CPUQuota = "50%", TasksMax = 100 }`.
+    #[serde(default)]
+    pub limits: crate::cgroup::Limits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +171,7 @@ impl Config {
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
         cfg.source_options()?; // validates the event settings
         cfg.sample_interval()?;
+        cfg.rules()?;
         cfg.history()?;
         if cfg.agent.socket.as_os_str().is_empty() || !cfg.agent.socket.is_absolute() {
             bail!(
@@ -161,6 +193,35 @@ impl Config {
             );
         }
         Ok(d)
+    }
+
+    /// The placement rules, validated: every rule compiles and names a declared slice.
+    pub fn rules(&self) -> Result<Vec<crate::placement::Rule>> {
+        let mut names = std::collections::HashSet::new();
+        for s in &self.slice {
+            crate::cgroup::validate_name("slice", &s.name)
+                .with_context(|| format!("[[slice]] name = {:?}", s.name))?;
+            if !names.insert(s.name.as_str()) {
+                bail!("[[slice]] {:?} is declared twice", s.name);
+            }
+            s.limits
+                .validate()
+                .map_err(|e| anyhow::anyhow!("[[slice]] {:?}: {e}", s.name))?;
+        }
+        let mut rules = Vec::new();
+        for (i, r) in self.rule.iter().enumerate() {
+            let rule = crate::placement::Rule::compile(i, r).context("[[rule]]")?;
+            if !names.contains(rule.slice.as_str()) {
+                bail!(
+                    "[[rule]] {}: slice = {:?} is not declared; add a [[slice]] with name = {:?}",
+                    rule.label,
+                    rule.slice,
+                    rule.slice
+                );
+            }
+            rules.push(rule);
+        }
+        Ok(rules)
     }
 
     /// (samples per process, retention of exited processes), validated.

@@ -36,6 +36,7 @@ pub struct Agent {
     /// Entries dropped because their process vanished without an exit event.
     pub vanished: AtomicU64,
     pub monitor: Monitor,
+    pub enforcer: crate::enforce::Enforcer,
 }
 
 impl Agent {
@@ -44,6 +45,7 @@ impl Agent {
         threads: bool,
         table: ProcTable,
         monitor: Monitor,
+        enforcer: crate::enforce::Enforcer,
     ) -> Arc<Agent> {
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
@@ -57,6 +59,7 @@ impl Agent {
             resync_corrections: AtomicU64::new(0),
             vanished: AtomicU64::new(0),
             monitor,
+            enforcer,
         })
     }
 
@@ -134,6 +137,15 @@ pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
                     SourceMsg::Event(ev) => table.apply(ev),
                     SourceMsg::Lost(n) => lost += n,
                 }
+            }
+            if let Some(p) = &agent.enforcer.placement {
+                p.on_events(
+                    batch.iter().filter_map(|m| match m {
+                        SourceMsg::Event(ev) => Some(ev),
+                        SourceMsg::Lost(_) => None,
+                    }),
+                    &table,
+                );
             }
         }
         let mut n = 0;

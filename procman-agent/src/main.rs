@@ -56,7 +56,10 @@ fn load_config(args: &Args) -> Result<Config> {
 }
 
 async fn run(cfg: Config) -> Result<()> {
-    let opts = cfg.source_options()?;
+    let mut opts = cfg.source_options()?;
+    let rules = cfg.rules()?;
+    // execs that rules match by name wake the agent at once instead of riding the batch
+    opts.urgent_comms = procman_agent::placement::Placement::urgent_comms(&rules);
     // Bind first: a second agent must fail before it loads anything.
     let listener = api::bind(&cfg.agent.socket, &cfg.agent.socket_group).await?;
     let _socket_guard = api::SocketGuard(cfg.agent.socket.clone());
@@ -80,7 +83,8 @@ async fn run(cfg: Config) -> Result<()> {
     log::info!("process table seeded from /proc: {} processes", table.len());
     let (samples, retention) = cfg.history()?;
     let monitor = procman_agent::monitor::Monitor::new(samples, retention.as_secs() as u32);
-    let agent = core::Agent::new(source, opts.threads, table, monitor);
+    let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules)?;
+    let agent = core::Agent::new(source, opts.threads, table, monitor, enforcer);
     core::trim_heap(); // BTF parsing and the seed scan are done
     let sample_every = cfg.sample_interval()?;
     log::info!("API listening on {}", cfg.agent.socket.display());

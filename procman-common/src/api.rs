@@ -400,3 +400,51 @@ pub struct ProcessHistory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak_suspected: Option<LeakReport>,
 }
+
+// ---- enforcement ----
+
+/// `POST /api/limit`: create or update a slice and move processes into it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LimitRequest {
+    /// Processes to move (with their descendants).
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    /// Move every process with this comm.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Move every process matching this filter expression.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// The slice; default `pid-PID` or `name-NAME`.
+    #[serde(default)]
+    pub slice: Option<String>,
+    /// systemd-style limits to set (merged over the slice's current ones), e.g.
+    /// `{"MemoryMax": "512M", "CPUQuota": "50%"}`.
+    #[serde(default)]
+    pub limits: std::collections::BTreeMap<String, String>,
+}
+
+/// The answer to `POST /api/limit` and `POST /api/slices/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SliceAnswer {
+    pub slice: String,
+    /// The slice's cgroup directory.
+    pub path: String,
+    pub created: bool,
+    /// Pids moved into it.
+    #[serde(default)]
+    pub moved: Vec<u32>,
+    /// The slice's limits now (systemd names, human values).
+    pub limits: Vec<(String, String)>,
+}
+
+/// `GET /api/slices`: one slice with its limits and usage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SliceInfo {
+    pub name: String,
+    pub path: String,
+    pub pids: Vec<u32>,
+    pub limits: Vec<(String, String)>,
+    /// cgroup statistics (cpu.stat, memory.current/peak/events, io.stat, pids, pressure).
+    pub stats: serde_json::Value,
+}

@@ -5,6 +5,8 @@
 //! - `GET /api/events?pid=1,2&comm=a,b&kind=exec,exit&threads=1`: a never-ending NDJSON stream
 //!   of [`EventStreamItem`], filtered server side.
 use crate::core::Agent;
+pub mod enforce;
+
 use crate::query::{self, Sort};
 use anyhow::{bail, Context, Result};
 use axum::extract::Path as UrlPath;
@@ -38,6 +40,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/processes/{pid}/history", get(process_history))
         .route("/api/tree", get(whole_tree))
         .route("/api/system", get(system))
+        .merge(enforce::routes())
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
