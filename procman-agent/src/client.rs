@@ -1,7 +1,7 @@
 //! The API client the CLI (and the tests) use: HTTP/1.1 over the agent's Unix socket.
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::{body::Incoming, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use procman_common::api::ApiError;
@@ -45,6 +45,15 @@ impl Client {
     }
 
     async fn send(&self, path_and_query: &str) -> Result<Response<Incoming>> {
+        self.request(hyper::Method::GET, path_and_query, None).await
+    }
+
+    async fn request(
+        &self,
+        method: hyper::Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>> {
         let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -52,9 +61,14 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = Request::get(path_and_query)
+        let req = Request::builder()
+            .method(method)
+            .uri(path_and_query)
             .header(hyper::header::HOST, "procman")
-            .body(Empty::<Bytes>::new())?;
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(Bytes::from(
+                body.unwrap_or_default(),
+            )))?;
         let resp = sender
             .send_request(req)
             .await
@@ -68,6 +82,21 @@ impl Client {
             bail!("procman-agent: {msg} (HTTP {status})");
         }
         Ok(resp)
+    }
+
+    /// POST (or DELETE) a JSON body, returning the JSON answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T> {
+        let resp = self
+            .request(method, path, Some(serde_json::to_vec(body)?))
+            .await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&body)
+            .with_context(|| format!("unexpected answer from procman-agent to {path}"))
     }
 
     /// GET a JSON document.

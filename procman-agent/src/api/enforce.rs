@@ -138,10 +138,24 @@ async fn limit(
     {
         let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
         for &pid in &req.pids {
-            let e = table.get(pid).filter(|e| !e.exited).ok_or_else(|| {
-                ApiErr(StatusCode::NOT_FOUND, format!("no process with pid {pid}"))
-            })?;
-            targets.push((pid, e.start_ticks));
+            // a process started a moment ago may not be in the table yet: ask /proc
+            let start = match table.get(pid) {
+                Some(e) if !e.exited => e.start_ticks,
+                Some(_) => {
+                    return Err(ApiErr(
+                        StatusCode::NOT_FOUND,
+                        format!("process {pid} has exited"),
+                    ))
+                }
+                None => {
+                    crate::cgroup::procs::proc_info(pid)
+                        .map_err(|_| {
+                            ApiErr(StatusCode::NOT_FOUND, format!("no process with pid {pid}"))
+                        })?
+                        .start_time
+                }
+            };
+            targets.push((pid, start));
         }
         if let Some(n) = &req.name {
             let before = targets.len();

@@ -1,4 +1,5 @@
 //! The `procman` command-line client: argument parsing and output formatting.
+pub mod enforce;
 pub mod top;
 
 use crate::client::Client;
@@ -44,6 +45,18 @@ pub enum Cmd {
     Top(top::TopArgs),
     /// Usage history of a process: sparklines and avg/min/max/p95 over a window.
     History(HistoryArgs),
+    /// Put processes into a slice with limits (creates or updates the slice).
+    Limit(enforce::LimitArgs),
+    /// Lift every limit of a slice (its processes stay in it).
+    Unlimit(enforce::SliceArgs),
+    /// List the managed slices with their usage and limits.
+    Slices(enforce::SlicesArgs),
+    /// Freeze a process (in its own slice) or a whole slice.
+    Freeze(enforce::FreezeArgs),
+    /// Thaw a frozen process or slice.
+    Thaw(enforce::FreezeArgs),
+    /// Run a command inside a slice from its first instruction, like `systemd-run --scope`.
+    Run(enforce::RunArgs),
 }
 
 #[derive(Args)]
@@ -134,6 +147,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Tree(a) => tree(&client, a).await,
         Cmd::Top(a) => top::run(&client, a).await,
         Cmd::History(a) => history(&client, a).await,
+        Cmd::Limit(a) => enforce::limit(&client, a).await,
+        Cmd::Unlimit(a) => enforce::unlimit(&client, a).await,
+        Cmd::Slices(a) => enforce::slices(&client, a).await,
+        Cmd::Freeze(a) => enforce::freeze(&client, a, true).await,
+        Cmd::Thaw(a) => enforce::freeze(&client, a, false).await,
+        Cmd::Run(a) => {
+            let code = enforce::run(&client, a).await?;
+            std::process::exit(code);
+        }
     }
 }
 

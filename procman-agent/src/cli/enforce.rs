@@ -1,0 +1,374 @@
+//! `procman limit | unlimit | slices | freeze | thaw | run`.
+use super::human_bytes;
+use crate::client::Client;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hyper::Method;
+use procman_common::api::{LimitRequest, SliceAnswer, SliceInfo};
+use std::collections::BTreeMap;
+
+/// Limits as flags; each maps to a systemd key (also settable with `-p KEY=VALUE`).
+#[derive(Args, Default, Clone)]
+pub struct LimitFlags {
+    /// MemoryMax: hard memory limit (OOM kill above it), e.g. 512M, 2G, max.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// MemoryHigh: throttling threshold, e.g. 1G.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_high: Option<String>,
+    /// MemorySwapMax, e.g. 0 or 1G.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_swap: Option<String>,
+    /// CPUQuota: percent of one CPU (200% = two CPUs), or "50% of machine".
+    #[arg(long, value_name = "PERCENT")]
+    pub cpu: Option<String>,
+    /// CPUWeight: 1..10000 (default 100).
+    #[arg(long, value_name = "N")]
+    pub cpu_weight: Option<String>,
+    /// IOReadBandwidthMax as RATE:DEVICE, e.g. 100M:/dev/vda or 10M:254:0 (repeatable).
+    #[arg(long, value_name = "RATE:DEV")]
+    pub io_read: Vec<String>,
+    /// IOWriteBandwidthMax as RATE:DEVICE (repeatable).
+    #[arg(long, value_name = "RATE:DEV")]
+    pub io_write: Vec<String>,
+    /// IOReadIOPSMax as N:DEVICE (repeatable).
+    #[arg(long, value_name = "N:DEV")]
+    pub io_read_iops: Vec<String>,
+    /// IOWriteIOPSMax as N:DEVICE (repeatable).
+    #[arg(long, value_name = "N:DEV")]
+    pub io_write_iops: Vec<String>,
+    /// TasksMax: most processes+threads in the slice.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<String>,
+    /// Any limit in systemd's form, e.g. -p MemoryMax=1G (repeatable).
+    #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+}
+
+impl LimitFlags {
+    /// systemd key -> value; IO flags become "DEVICE RATE".
+    pub fn to_map(&self) -> Result<BTreeMap<String, String>> {
+        let mut m = BTreeMap::new();
+        let mut one = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v.clone());
+            }
+        };
+        one("MemoryMax", &self.memory);
+        one("MemoryHigh", &self.memory_high);
+        one("MemorySwapMax", &self.memory_swap);
+        one("CPUQuota", &self.cpu);
+        one("CPUWeight", &self.cpu_weight);
+        one("TasksMax", &self.pids);
+        for (key, vals) in [
+            ("IOReadBandwidthMax", &self.io_read),
+            ("IOWriteBandwidthMax", &self.io_write),
+            ("IOReadIOPSMax", &self.io_read_iops),
+            ("IOWriteIOPSMax", &self.io_write_iops),
+        ] {
+            for v in vals {
+                let Some((rate, dev)) = v
+                    .rsplit_once(':')
+                    .filter(|(_, d)| d.starts_with('/'))
+                    .or_else(|| {
+                        // RATE:MAJ:MIN
+                        let mut it = v.splitn(2, ':');
+                        Some((it.next()?, it.next()?))
+                    })
+                else {
+                    bail!("{key} {v:?}: expected RATE:DEVICE, e.g. 100M:/dev/vda or 100M:254:0");
+                };
+                if m.contains_key(key) {
+                    bail!("{key}: give one device per slice and flag (got {v:?} too)");
+                }
+                m.insert(key.to_string(), format!("{dev} {rate}"));
+            }
+        }
+        for p in &self.property {
+            let (k, v) = p
+                .split_once('=')
+                .with_context(|| format!("-p {p:?}: expected KEY=VALUE, e.g. MemoryMax=1G"))?;
+            m.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(m)
+    }
+}
+
+#[derive(Args)]
+pub struct LimitArgs {
+    /// The process to limit (with its descendants; repeatable).
+    #[arg(long, value_name = "PID", required_unless_present_any = ["name", "filter"])]
+    pub pid: Vec<u32>,
+    /// Every process with this name (comm).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Every process matching this filter expression (needs --slice).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// The slice to create or update (default pid-PID or name-NAME).
+    #[arg(long)]
+    pub slice: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitFlags,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SliceArgs {
+    /// The slice.
+    #[arg(long)]
+    pub slice: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct FreezeArgs {
+    /// A process: it is moved into its own slice pid-PID, which is frozen.
+    #[arg(required_unless_present = "slice", conflicts_with = "slice")]
+    pub pid: Option<u32>,
+    /// A slice to freeze as a whole.
+    #[arg(long)]
+    pub slice: Option<String>,
+}
+
+#[derive(Args)]
+pub struct SlicesArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The slice to run in (default run-<pid of this command>).
+    #[arg(long)]
+    pub slice: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitFlags,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+fn print_answer(a: &SliceAnswer, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(a)?);
+        return Ok(());
+    }
+    let lim = if a.limits.is_empty() {
+        "no limits".to_string()
+    } else {
+        a.limits
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "slice {} ({}): {lim}",
+        a.slice,
+        if a.created { "created" } else { "updated" }
+    );
+    if !a.moved.is_empty() {
+        println!(
+            "moved: {}",
+            a.moved
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    Ok(())
+}
+
+pub async fn limit(client: &Client, a: LimitArgs) -> Result<()> {
+    let req = LimitRequest {
+        pids: a.pid.clone(),
+        name: a.name.clone(),
+        filter: a.filter.clone(),
+        slice: a.slice.clone(),
+        limits: a.limits.to_map()?,
+    };
+    let ans: SliceAnswer = client.call(Method::POST, "/api/limit", &req).await?;
+    print_answer(&ans, a.json)
+}
+
+pub async fn unlimit(client: &Client, a: SliceArgs) -> Result<()> {
+    let ans: SliceAnswer = client
+        .call(
+            Method::DELETE,
+            &format!("/api/slices/{}/limits", a.slice),
+            &(),
+        )
+        .await?;
+    print_answer(&ans, a.json)
+}
+
+pub async fn freeze(client: &Client, a: FreezeArgs, on: bool) -> Result<()> {
+    let slice = match (a.pid, a.slice) {
+        (_, Some(s)) => s,
+        (Some(pid), None) => {
+            if on {
+                let req = LimitRequest {
+                    pids: vec![pid],
+                    ..Default::default()
+                };
+                let ans: SliceAnswer = client.call(Method::POST, "/api/limit", &req).await?;
+                ans.slice
+            } else {
+                format!("pid-{pid}")
+            }
+        }
+        (None, None) => unreachable!("clap requires a pid or --slice"),
+    };
+    let verb = if on { "freeze" } else { "thaw" };
+    let _: serde_json::Value = client
+        .call(Method::POST, &format!("/api/slices/{slice}/{verb}"), &())
+        .await?;
+    println!("slice {slice}: {}", if on { "frozen" } else { "thawed" });
+    Ok(())
+}
+
+pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
+    let list: Vec<SliceInfo> = client.get("/api/slices").await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>6} {:>10} {:>10} {:>8}  LIMITS",
+        "SLICE", "PROCS", "MEMORY", "PEAK", "CPU s"
+    );
+    for s in &list {
+        let mem = s.stats["memory"]["current"]
+            .as_u64()
+            .map(human_bytes)
+            .unwrap_or_else(|| "-".into());
+        let peak = s.stats["memory"]["peak"]
+            .as_u64()
+            .map(human_bytes)
+            .unwrap_or_else(|| "-".into());
+        let cpu = s.stats["cpu"]["usage_usec"]
+            .as_u64()
+            .map(|u| format!("{:.1}", u as f64 / 1e6))
+            .unwrap_or_else(|| "-".into());
+        let lim = s
+            .limits
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "{:<20} {:>6} {:>10} {:>10} {:>8}  {}",
+            s.name,
+            s.pids.len(),
+            mem,
+            peak,
+            cpu,
+            if lim.is_empty() { "-" } else { &lim }
+        );
+    }
+    Ok(())
+}
+
+/// Runs the command inside the slice from its first instruction (clone3 CLONE_INTO_CGROUP),
+/// passing stdio through and returning its exit status (128+signal when killed).
+pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
+    let slice = a
+        .slice
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    let body = serde_json::json!({ "limits": a.limits.to_map()? });
+    let ans: SliceAnswer = client
+        .call(Method::POST, &format!("/api/slices/{slice}"), &body)
+        .await?;
+    let dir = std::fs::File::open(&ans.path)
+        .with_context(|| format!("opening slice directory {}", ans.path))?;
+    spawn_into(&dir, &a.cmd)
+}
+
+fn spawn_into(dir: &std::fs::File, cmd: &[String]) -> Result<i32> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let cargs: Vec<std::ffi::CString> = cmd
+        .iter()
+        .map(|c| std::ffi::CString::new(c.as_str()))
+        .collect::<Result<_, _>>()
+        .context("a NUL byte in the command")?;
+    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: dir.as_raw_fd() as u64,
+    };
+    // SAFETY: clone3 without CLONE_VM duplicates this process; the child only calls execvp and
+    // _exit (async-signal-safe) on memory prepared before the call.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        unsafe {
+            libc::execvp(argv[0], argv.as_ptr());
+            let msg = b"procman run: cannot execute the command\n";
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(127);
+        }
+    }
+    if pid < 0 {
+        bail!(
+            "clone3(CLONE_INTO_CGROUP) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // Like a shell: the terminal's ^C goes to the child; we only wait for it.
+    // SAFETY: ignoring SIGINT/SIGQUIT in this process only.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+        if r == pid as i32 {
+            break;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            bail!("waitpid: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    })
+}

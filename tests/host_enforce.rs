@@ -1,0 +1,339 @@
+//! Host tests of placement and the enforcement commands. The host's cgroup2 mount has no
+//! controllers, so these prove moves, placement and refusals; limits are proved in the VM.
+//! Each test manages its own uniquely named subtree under the cgroup2 mount and removes it.
+use procman_tests::{bin, http_get, require_root, Agent};
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+/// The cgroup2 mount of this host (`/sys/fs/cgroup/unified` on hybrid hosts).
+fn cgroup2_mount() -> PathBuf {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in mi.lines() {
+        let (pre, post) = l.split_once(" - ").unwrap();
+        if post.starts_with("cgroup2 ") {
+            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
+        }
+    }
+    panic!("no cgroup2 mount");
+}
+
+/// A managed root for one test; on drop kills what is left in it and removes it.
+struct TestRoot {
+    name: String,
+    path: PathBuf,
+}
+
+impl TestRoot {
+    fn new(tag: &str) -> TestRoot {
+        let name = format!("procman-test-{}-{tag}.slice", std::process::id());
+        TestRoot {
+            path: cgroup2_mount().join(&name),
+            name,
+        }
+    }
+    fn slice(&self, s: &str) -> PathBuf {
+        self.path.join(s)
+    }
+    fn cgroup_line(&self, s: &str) -> String {
+        format!("0::/{}/{s}", self.name)
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir(&self.path) {
+            for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
+                for _ in 0..100 {
+                    if std::fs::remove_dir(e.path()).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+fn cgroup_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A copy of a system binary under a new name, so a rule can match its comm and nothing else.
+fn renamed(dir: &std::path::Path, from: &str, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::copy(from, &p).unwrap();
+    p
+}
+
+fn config(root: &TestRoot, comm: &str) -> String {
+    format!(
+        "[cgroup]\nroot = \"{}\"\n[[slice]]\nname = \"placed\"\n[[rule]]\nname = \"test\"\ncomm = \"{comm}\"\nslice = \"placed\"\n",
+        root.name
+    )
+}
+
+/// A program that forks 100 children right after exec ends with itself and all 100
+/// children in the rule's slice.
+#[test]
+fn placement_is_escape_free_for_100_children() {
+    require_root!();
+    let root = TestRoot::new("forker");
+    let agent = Agent::start(&config(&root, "pmt-forker"), &["--source", "bpf"]);
+    let sh = renamed(agent.dir.path(), "/bin/dash", "pmt-forker");
+    let mut parent = Command::new(&sh)
+        .args(["-c", "for i in $(seq 100); do sleep 30 & done; wait"])
+        .spawn()
+        .unwrap();
+    let pid = parent.id();
+    // wait until the 100 children exist
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let kids = loop {
+        let kids: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        if kids.len() == 100 {
+            break kids;
+        }
+        assert!(Instant::now() < deadline, "only {} children", kids.len());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let want = root.cgroup_line("placed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let outside: Vec<u32> = std::iter::once(pid)
+            .chain(kids.iter().copied())
+            .filter(|p| cgroup_of(*p) != want)
+            .collect();
+        if outside.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 101 processes outside the slice: {outside:?}",
+            outside.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, rep) = http_get(&agent.socket, "/api/placement");
+    assert_eq!(rep["placed"], 1, "{rep}");
+    assert_eq!(rep["failed"], 0, "{rep}");
+    let _ = std::fs::write(root.slice("placed").join("cgroup.kill"), "1");
+    let _ = parent.wait();
+}
+
+/// A thousand short-lived matching processes: each is placed or counted as exited before
+/// placement; none is missed and none fails.
+#[test]
+fn a_thousand_short_lived_processes_are_all_accounted() {
+    require_root!();
+    let root = TestRoot::new("storm");
+    let agent = Agent::start(&config(&root, "pmt-true"), &["--source", "bpf"]);
+    let t = renamed(agent.dir.path(), "/bin/true", "pmt-true");
+    for _ in 0..1000 {
+        Command::new(&t).status().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rep = loop {
+        let (_, rep) = http_get(&agent.socket, "/api/placement");
+        let done = rep["placed"].as_u64().unwrap()
+            + rep["exited_before_placement"].as_u64().unwrap()
+            + rep["failed"].as_u64().unwrap();
+        if done >= 1000 || Instant::now() > deadline {
+            break rep;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("1000 short-lived: {rep}");
+    assert_eq!(rep["failed"], 0, "{rep}");
+    assert_eq!(
+        rep["placed"].as_u64().unwrap() + rep["exited_before_placement"].as_u64().unwrap(),
+        1000,
+        "{rep}"
+    );
+}
+
+fn procman(agent: &Agent, args: &[&str]) -> (i32, String, String) {
+    let out = agent.cli(args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Bad input is refused with a clear message and writes nothing; on this host (no memory
+/// controller in cgroup2) a memory limit is refused with the degraded-mode reason.
+#[test]
+fn bad_limit_requests_are_refused_and_write_nothing() {
+    require_root!();
+    let root = TestRoot::new("bad");
+    let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
+    let mut victim = Command::new("sleep").arg("30").spawn().unwrap();
+    let v = victim.id().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["limit", "--pid", &v, "--slice", "s1", "--memory", "lots"],
+            "MemoryMax",
+        ),
+        (
+            &["limit", "--pid", &v, "--slice", "s1", "--cpu", "150"],
+            "CPUQuota",
+        ),
+        (
+            &[
+                "limit",
+                "--pid",
+                &v,
+                "--slice",
+                "s1",
+                "--io-read",
+                "1M:/dev/nonexistent",
+            ],
+            "/dev/nonexistent",
+        ),
+        (&["limit", "--pid", &v, "--slice", "a/b"], "a/b"),
+        (&["limit", "--pid", &v, "--slice", ".."], ".."),
+        (&["limit", "--pid", "4194999", "--slice", "s1"], "4194999"),
+        (&["limit", "--pid", "1", "--slice", "s1"], "pid 1"),
+        (
+            &["limit", "--pid", &v, "--slice", "s1", "--memory", "512M"],
+            "memory",
+        ),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = procman(&agent, args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains(needle) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+        assert!(!root.slice("s1").exists(), "{args:?} created the slice");
+    }
+    let (_, _, err) = procman(
+        &agent,
+        &["limit", "--pid", &v, "--slice", "s1", "--memory", "512M"],
+    );
+    assert!(
+        err.contains("cgroup v1") || err.contains("not offer"),
+        "the degraded-mode reason: {err}"
+    );
+    assert_eq!(cgroup_of(victim.id()), "0::/", "the victim was not moved");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+/// `procman limit` moves a process (and its children) into a slice; `procman slices` lists
+/// it; after `kill -9` of the agent and a restart everything is still in place and listed.
+#[test]
+fn limit_then_agent_kill_and_restart_keeps_everything() {
+    require_root!();
+    let root = TestRoot::new("adopt");
+    let cfg = format!("[cgroup]\nroot = \"{}\"\n", root.name);
+    let mut agent = Agent::start(&cfg, &[]);
+    let mut p = Command::new("/bin/sh")
+        .args(["-c", "sleep 30 & wait"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, out, err) = procman(
+        &agent,
+        &[
+            "limit",
+            "--pid",
+            &p.id().to_string(),
+            "--slice",
+            "keep",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let ans: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        ans["moved"].as_array().unwrap().len(),
+        2,
+        "the shell and its sleep: {ans}"
+    );
+    assert_eq!(cgroup_of(p.id()), root.cgroup_line("keep"));
+    // kill -9 the agent, start a new one on the same config
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    assert_eq!(
+        cgroup_of(p.id()),
+        root.cgroup_line("keep"),
+        "a dead agent moves nothing out"
+    );
+    let agent2 = Agent::start(&cfg, &[]);
+    let (code, out, _) = procman(&agent2, &["slices", "--json"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let keep = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "keep")
+        .expect("re-adopted slice listed");
+    assert!(
+        keep["pids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| *x == p.id()),
+        "{keep}"
+    );
+    drop(agent2);
+    drop(agent);
+    let _ = std::fs::write(root.slice("keep").join("cgroup.kill"), "1");
+    let _ = p.wait();
+}
+
+/// `procman run` starts the command inside the slice (it sees itself there from its first
+/// instruction) and passes its exit status and output through.
+#[test]
+fn run_starts_inside_the_slice_and_passes_the_status() {
+    require_root!();
+    let root = TestRoot::new("run");
+    let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
+    let out = Command::new(bin("procman"))
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args([
+            "run",
+            "--slice",
+            "job",
+            "--",
+            "/bin/sh",
+            "-c",
+            "grep ^0:: /proc/self/cgroup; exit 7",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        root.cgroup_line("job")
+    );
+    let out = Command::new(bin("procman"))
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["run", "--slice", "job", "--", "/bin/sh", "-c", "kill -9 $$"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137), "128 + SIGKILL");
+}
