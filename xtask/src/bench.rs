@@ -17,6 +17,8 @@ pub enum Bench {
     Events,
     /// `procman ps --top 10` against `ps` with ~10,000 live processes; the agent's RSS.
     Ps,
+    /// Exec-to-placement latency on the host (move-only, in a private cgroup2 child).
+    Placement,
 }
 
 #[derive(Args)]
@@ -41,6 +43,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     match a.bench {
         Bench::Events => events(&a),
         Bench::Ps => ps(&a),
+        Bench::Placement => placement(&a),
     }
 }
 
@@ -86,11 +89,15 @@ struct RunningAgent {
 
 impl RunningAgent {
     fn start(bin: &Path, sched_stats: bool) -> Result<RunningAgent> {
+        Self::start_with(bin, &format!("[events]\nsched_stats = {sched_stats}\n"))
+    }
+
+    fn start_with(bin: &Path, config_toml: &str) -> Result<RunningAgent> {
         let dir = std::env::temp_dir().join(format!("procman-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("procman.sock");
         let config = dir.join("procman.toml");
-        std::fs::write(&config, format!("[events]\nsched_stats = {sched_stats}\n"))?;
+        std::fs::write(&config, config_toml)?;
         let child = Command::new(bin.join("procman-agent"))
             .arg("--config")
             .arg(&config)
@@ -413,4 +420,77 @@ fn ps(a: &BenchArgs) -> Result<()> {
         let _ = s.wait();
     }
     result
+}
+
+/// The host's cgroup2 mount point (from /proc/self/mountinfo).
+fn cgroup2_mount() -> Result<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for l in mi.lines() {
+        if let Some((pre, post)) = l.split_once(" - ") {
+            if post.starts_with("cgroup2 ") {
+                if let Some(p) = pre.split_whitespace().nth(4) {
+                    return Ok(PathBuf::from(p));
+                }
+            }
+        }
+    }
+    bail!("no cgroup2 mount on this host")
+}
+
+fn placement(a: &BenchArgs) -> Result<()> {
+    let bin = build_bins(true)?;
+    let n = a.spawns.unwrap_or(2000);
+    let root = format!("procman-bench-{}.slice", std::process::id());
+    let root_path = cgroup2_mount()?.join(&root);
+    let cfg = format!(
+        "[cgroup]\nroot = \"{root}\"\n[[slice]]\nname = \"bench\"\n[[rule]]\ncomm = \"pmb-sleep\"\nslice = \"bench\"\n"
+    );
+    let agent = RunningAgent::start_with(&bin, &cfg)?;
+    let exe = agent._dir.join("pmb-sleep");
+    std::fs::copy("/bin/sleep", &exe)?;
+    println!("bench placement: {n} execs of a matching program (sleep 0.2), paced at 200/s, host (move-only)");
+    let mut kids = Vec::new();
+    let t0 = Instant::now();
+    for i in 0..n {
+        let due = t0 + Duration::from_secs_f64(i as f64 / 200.0);
+        if let Some(w) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(w);
+        }
+        kids.push(Command::new(&exe).arg("0.2").spawn()?);
+        kids.retain_mut(|k| !matches!(k.try_wait(), Ok(Some(_))));
+    }
+    for mut k in kids {
+        let _ = k.wait();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rep = api_get(&agent.socket, "/api/placement")?;
+    drop(agent);
+    let _ = std::fs::remove_dir(root_path.join("bench"));
+    let _ = std::fs::remove_dir(&root_path);
+    let l = &rep["latency_us"];
+    println!();
+    println!("{:<40} {:>10}", "metric", "value");
+    println!("{:<40} {:>10}", "placed", rep["placed"]);
+    println!(
+        "{:<40} {:>10}",
+        "exited before placement", rep["exited_before_placement"]
+    );
+    println!("{:<40} {:>10}", "failed", rep["failed"]);
+    println!("{:<40} {:>8}us", "latency p50 (exec -> moved)", l["p50"]);
+    println!("{:<40} {:>8}us", "latency p90", l["p90"]);
+    println!("{:<40} {:>8}us", "latency p99 (goal <= 1000us)", l["p99"]);
+    println!("{:<40} {:>8}us", "latency max", l["max"]);
+    Ok(())
+}
+
+/// One GET on the agent's socket (HTTP/1.0, so the answer ends at EOF).
+fn api_get(socket: &Path, path: &str) -> Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: procman\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Ok(serde_json::from_str(body)?)
 }
