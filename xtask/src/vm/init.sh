@@ -43,7 +43,8 @@ mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
 mount -t tmpfs tmpfs $R/dev/shm
 mount -t tmpfs -o mode=0755 tmpfs $R/run
-mount -t tmpfs -o mode=1777 tmpfs $R/tmp
+# no tmpfs on /tmp: the overlay already makes it writable, and the workspace may live under
+# the host's /tmp (CI clones), which a fresh tmpfs would hide
 mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || fail "mounting cgroup2"
 mount -t bpf bpf $R/sys/fs/bpf
 mount -t tracefs tracefs $R/sys/kernel/tracing
