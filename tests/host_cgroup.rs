@@ -3,7 +3,6 @@
 //! Allowed on the host: create our own uniquely named subtree under the cgroup2 mount, move
 //! processes these tests started into it, remove it. Never: mount/unmount, v1 hierarchies,
 //! other processes, controllers (those are proven in tests/vm_cgroup.rs).
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -256,53 +255,17 @@ fn host_readoption_after_restart() {
     m2.remove_root().unwrap();
 }
 
-/// `clone_args` of clone3(2), version 2 (with `cgroup`).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
 /// Starts `/usr/bin/sleep 60` directly inside the cgroup `fd` with clone3(CLONE_INTO_CGROUP).
 fn spawn_into(fd: &OwnedFd) -> libc::pid_t {
-    let path = CString::new("/usr/bin/sleep").unwrap();
-    let arg0 = CString::new("sleep").unwrap();
-    let arg1 = CString::new("60").unwrap();
-    let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
-    let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: fd.as_raw_fd() as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 without CLONE_VM is a fork; the child only calls execv/_exit (async-
-    // signal-safe) on memory prepared before the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if r == 0 {
-        unsafe {
-            libc::execv(path.as_ptr(), argv.as_ptr());
-            libc::_exit(127);
-        }
-    }
-    assert!(r > 0, "clone3: {}", std::io::Error::last_os_error());
-    r as libc::pid_t
+    let argv = vec!["/usr/bin/sleep".to_string(), "60".to_string()];
+    procman_agent::spawn::spawn(
+        &argv,
+        procman_agent::spawn::SpawnOpts {
+            cgroup: Some(fd.as_raw_fd()),
+            pid: None,
+        },
+    )
+    .expect("clone3(CLONE_INTO_CGROUP)")
 }
 
 #[test]

@@ -421,59 +421,17 @@ fn filters_select_processes_and_errors_name_the_column() {
     }
 }
 
-/// clone3 with `set_tid`: a child with exactly pid `pid` (root may choose a free pid), which
-/// execs `argv`. Returns false if the pid was taken.
+/// A child with exactly pid `pid` (clone3 `set_tid`) that execs `argv`; false if taken.
 fn spawn_with_pid(pid: i32, argv: &[&str]) -> bool {
-    #[repr(C)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    let cargs: Vec<std::ffi::CString> = argv
-        .iter()
-        .map(|a| std::ffi::CString::new(*a).unwrap())
-        .collect();
-    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
-    let tids = [pid];
-    let args = CloneArgs {
-        flags: 0,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: tids.as_ptr() as u64,
-        set_tid_size: 1,
-        cgroup: 0,
-    };
-    // SAFETY: clone3 without CLONE_VM duplicates the process; the child only calls execv and
-    // _exit (async-signal-safe) with memory prepared before the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if r == 0 {
-        unsafe {
-            libc::execv(ptrs[0], ptrs.as_ptr());
-            libc::_exit(127);
-        }
-    }
-    r == pid as i64
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    procman_agent::spawn::spawn(
+        &argv,
+        procman_agent::spawn::SpawnOpts {
+            cgroup: None,
+            pid: Some(pid),
+        },
+    )
+    .is_ok_and(|p| p == pid)
 }
 
 /// A pid reused by a new process never merges with the old one: the table shows the new

@@ -17,4 +17,5 @@ pub mod history;
 pub mod monitor;
 pub mod placement;
 pub mod query;
+pub mod spawn;
 pub mod tree;

@@ -291,84 +291,19 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
 
 fn spawn_into(dir: &std::fs::File, cmd: &[String]) -> Result<i32> {
     use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let cargs: Vec<std::ffi::CString> = cmd
-        .iter()
-        .map(|c| std::ffi::CString::new(c.as_str()))
-        .collect::<Result<_, _>>()
-        .context("a NUL byte in the command")?;
-    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
-        cgroup: dir.as_raw_fd() as u64,
-    };
-    // SAFETY: clone3 without CLONE_VM duplicates this process; the child only calls execvp and
-    // _exit (async-signal-safe) on memory prepared before the call.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid == 0 {
-        unsafe {
-            libc::execvp(argv[0], argv.as_ptr());
-            let msg = b"procman run: cannot execute the command\n";
-            libc::write(2, msg.as_ptr().cast(), msg.len());
-            libc::_exit(127);
-        }
-    }
-    if pid < 0 {
-        bail!(
-            "clone3(CLONE_INTO_CGROUP) failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    let pid = crate::spawn::spawn(
+        cmd,
+        crate::spawn::SpawnOpts {
+            cgroup: Some(dir.as_raw_fd()),
+            pid: None,
+        },
+    )
+    .context("clone3(CLONE_INTO_CGROUP)")?;
     // Like a shell: the terminal's ^C goes to the child; we only wait for it.
     // SAFETY: ignoring SIGINT/SIGQUIT in this process only.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
     }
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid on our own child.
-        let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-        if r == pid as i32 {
-            break;
-        }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            bail!("waitpid: {}", std::io::Error::last_os_error());
-        }
-    }
-    Ok(if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    })
+    crate::spawn::wait_status(pid).context("waiting for the command")
 }
