@@ -23,6 +23,22 @@ pub struct ProcEntry {
     pub exited: bool,
 }
 
+impl ProcEntry {
+    /// A new live entry from a fork or exec event.
+    fn from_event(ev: &ProcEvent, start_ticks: u64, exe: Option<Arc<str>>) -> ProcEntry {
+        ProcEntry {
+            pid: ev.pid,
+            ppid: ev.ppid,
+            start_ticks,
+            comm: ev.comm,
+            uid: ev.uid,
+            exe,
+            kthread: false,
+            exited: false,
+        }
+    }
+}
+
 /// Clock ticks per second (USER_HZ), to compare BPF's ns start times with /proc's ticks.
 fn ticks_per_sec() -> u64 {
     procfs::ticks_per_second()
@@ -198,29 +214,11 @@ impl ProcTable {
             EventKind::Fork => {
                 // A fork event always names a new process: whatever had this pid is gone.
                 let exe = self.procs.get(&ev.ppid).and_then(|p| p.exe.clone());
-                self.put(ProcEntry {
-                    pid: ev.pid,
-                    ppid: ev.ppid,
-                    start_ticks,
-                    comm: ev.comm,
-                    uid: ev.uid,
-                    exe,
-                    kthread: false,
-                    exited: false,
-                });
+                self.put(ProcEntry::from_event(ev, start_ticks, exe));
             }
             EventKind::Exec => {
                 if !self.procs.contains_key(&ev.pid) {
-                    self.put(ProcEntry {
-                        pid: ev.pid,
-                        ppid: ev.ppid,
-                        start_ticks,
-                        comm: ev.comm,
-                        uid: ev.uid,
-                        exe: None,
-                        kthread: false,
-                        exited: false,
-                    });
+                    self.put(ProcEntry::from_event(ev, start_ticks, None));
                 }
                 self.set_ppid(ev.pid, ev.ppid);
                 let Some(e) = self.procs.get_mut(&ev.pid) else {
