@@ -90,9 +90,14 @@ async fn run(cfg: Config) -> Result<()> {
     log::info!("API listening on {}", cfg.agent.socket.display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // The event loop and the sampler run as tasks on the runtime's workers, not inside this
+    // block_on future: the worker that sees the ring become readable then runs the event loop
+    // itself (tokio's LIFO slot), with no hop to the main thread before a placement.
+    let events = tokio::spawn(core::run(agent.clone(), rx));
+    let sampler = tokio::spawn(core::run_sampler(agent.clone(), sample_every));
     tokio::select! {
-        _ = core::run(agent.clone(), rx) => bail!("the event source stopped unexpectedly"),
-        _ = core::run_sampler(agent.clone(), sample_every) => bail!("the sampler stopped unexpectedly"),
+        _ = events => bail!("the event source stopped unexpectedly"),
+        _ = sampler => bail!("the sampler stopped unexpectedly"),
         r = api::serve(listener, agent.clone()) => r,
         _ = tokio::signal::ctrl_c() => { log::info!("interrupted; exiting"); Ok(()) }
         _ = term.recv() => { log::info!("terminated; exiting"); Ok(()) }

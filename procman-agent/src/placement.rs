@@ -9,7 +9,7 @@
 //! the event loop; each placement's latency (kernel exec timestamp to move completed) goes
 //! into the stats the API reports.
 use crate::{
-    cgroup::{CgroupError, Manager},
+    cgroup::{CgroupError, Manager, ProcsFile},
     tree::ProcTable,
 };
 use anyhow::{bail, Context, Result};
@@ -17,7 +17,7 @@ use procman_common::api::{EventKind, ProcEvent};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{hash_map::Entry, HashMap, VecDeque},
     os::unix::fs::MetadataExt,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -427,12 +427,31 @@ fn gone_or_zombie(pid: u32) -> bool {
 }
 
 fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
+    // each slice's cgroup.procs stays open: no path walk and open per move
+    let mut open: HashMap<Arc<str>, ProcsFile> = HashMap::new();
     for job in rx {
-        match manager.move_process(
-            &job.slice,
-            job.pid,
-            (job.start_ticks != 0).then_some(job.start_ticks),
-        ) {
+        let start = (job.start_ticks != 0).then_some(job.start_ticks);
+        let mut result = Err(CgroupError::NoSuchProcess { pid: job.pid });
+        for attempt in 0..2 {
+            let procs = match open.entry(job.slice.clone()) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => match manager.procs_file(&job.slice) {
+                    Ok(f) => v.insert(f),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                },
+            };
+            result = manager.move_with(procs, job.pid, start);
+            // a slice removed and made again behind our back: open it afresh, once
+            if attempt == 0 && matches!(result, Err(CgroupError::Write { .. })) {
+                open.remove(&job.slice);
+                continue;
+            }
+            break;
+        }
+        match result {
             Ok(()) => {
                 if let Some(ts) = job.exec_ts_ns {
                     stats.placed.fetch_add(1, Ordering::Relaxed);

@@ -2,6 +2,11 @@
 //!
 //! - `events`: spawn-storm rate without and with the agent (same run, alternating rounds),
 //!   agent CPU per 10k events, events lost, agent CPU at a paced 1k exec/s, BPF cost per run.
+//! - `ps`: `procman ps --top 10` against `ps` with ~10,000 live processes; the agent's RSS.
+//! - `placement`: exec-to-placement latency on the host (move-only), then in the test VM
+//!   against libcgroup's cgrulesengd on the same workload ([`placement_vm`]).
+pub mod placement_vm;
+
 use crate::{deps, run::build_bins};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -17,7 +22,8 @@ pub enum Bench {
     Events,
     /// `procman ps --top 10` against `ps` with ~10,000 live processes; the agent's RSS.
     Ps,
-    /// Exec-to-placement latency on the host (move-only, in a private cgroup2 child).
+    /// Exec-to-placement latency on the host (move-only, in a private cgroup2 child), then in
+    /// the test VM against libcgroup's cgrulesengd with the same rule (escaped children too).
     Placement,
 }
 
@@ -33,6 +39,13 @@ pub struct BenchArgs {
     /// Run the agent with the in-kernel scheduling statistics on or off (events.sched_stats).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub sched_stats: bool,
+    /// placement: the VM kernel for the comparison with cgrulesengd (6.1 or 6.12), or `none`
+    /// to measure on the host only.
+    #[arg(long, default_value = "6.12")]
+    pub kernel: String,
+    /// placement: execs in the VM half (default 400; TCG is slow).
+    #[arg(long)]
+    pub vm_spawns: Option<usize>,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -480,7 +493,10 @@ fn placement(a: &BenchArgs) -> Result<()> {
     println!("{:<40} {:>8}us", "latency p90", l["p90"]);
     println!("{:<40} {:>8}us", "latency p99 (goal <= 1000us)", l["p99"]);
     println!("{:<40} {:>8}us", "latency max", l["max"]);
-    Ok(())
+    if a.kernel == "none" {
+        return Ok(());
+    }
+    placement_vm::host(&bin, &a.kernel, a.vm_spawns)
 }
 
 /// One GET on the agent's socket (HTTP/1.0, so the answer ends at EOF).

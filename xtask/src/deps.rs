@@ -7,6 +7,9 @@ use std::process::Command;
 pub const BUILD: &[&str] = &["clang-19", "llvm-19", "libbpf-dev", "bpftool"];
 /// Packages the test VM needs.
 pub const VM: &[&str] = &["qemu-system-x86", "busybox-static"];
+/// What `cargo xtask bench placement` compares procman against in the VM: libcgroup's
+/// cgrulesengd. The package only installs programs (no service is started).
+pub const BENCH_VM: &[&str] = &["cgroup-tools"];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")

@@ -38,6 +38,9 @@ enum Cmd {
     VmRun(vm::VmRunArgs),
     /// Run a benchmark and print its table.
     Bench(bench::BenchArgs),
+    /// Inside the test VM only: the guest half of `bench placement`.
+    #[command(hide = true)]
+    BenchGuest(bench::placement_vm::GuestArgs),
 }
 
 fn main() {
@@ -49,6 +52,7 @@ fn main() {
         Cmd::VmTest(a) => vm::test(a),
         Cmd::VmRun(a) => vm::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::BenchGuest(a) => bench::placement_vm::guest(a),
     };
     if let Err(e) = r {
         eprintln!("xtask: error: {e:#}");

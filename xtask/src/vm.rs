@@ -200,6 +200,36 @@ pub fn test(a: VmTestArgs) -> Result<()> {
     Ok(())
 }
 
+pub use qemu::quote_all;
+
+/// Boots one kernel (`6.1` or `6.12`), runs `body` (shell) in the guest and fails unless it
+/// exits 0. Returns the job share directory, which the guest sees as /run/procman-job and
+/// can leave result files in. Used by benchmarks that run in the VM.
+pub fn guest_job(kernel: &str, body: &str, tag: &str, timeout: Duration) -> Result<PathBuf> {
+    let series = assets::select(kernel)?;
+    if series.len() != 1 {
+        bail!("a guest job boots one kernel: pass 6.1 or 6.12, not {kernel:?}");
+    }
+    let k = assets::ensure(&series, true)?
+        .into_iter()
+        .next()
+        .context("no kernel available")?;
+    let dir = run_dir(&format!("{tag}-{}", k.series));
+    let opts = qemu::BootOptions {
+        timeout,
+        ..Default::default()
+    };
+    let o = qemu::run_job(&k, body, &dir, &opts)?;
+    match (o.exit_code, o.problem()) {
+        (Some(0), _) => Ok(dir.join("share")),
+        (_, p) => bail!(
+            "the guest job failed ({}); console log: {}",
+            p.unwrap_or_else(|| format!("exit {:?}", o.exit_code)),
+            o.console.display()
+        ),
+    }
+}
+
 pub fn run(a: VmRunArgs) -> Result<()> {
     let series = assets::select(&a.kernel)?;
     if series.len() != 1 {

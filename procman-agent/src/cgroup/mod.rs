@@ -662,6 +662,63 @@ impl Manager {
         std::fs::remove_dir(&self.root).map_err(|e| CgroupError::io("removing", &self.root, e))
     }
 
+    /// Opens slice `name`'s `cgroup.procs` for [`Manager::move_with`]: a caller that moves
+    /// many processes into one slice (exec-time placement) keeps it and skips the path walk
+    /// and the open on every move.
+    pub fn procs_file(&self, name: &str) -> Result<ProcsFile> {
+        let path = self.existing(name)?.join("cgroup.procs");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| CgroupError::io("opening", &path, e))?;
+        Ok(ProcsFile { file, path })
+    }
+
+    /// Moves process `tgid` through an open `cgroup.procs` ([`Manager::procs_file`]). For
+    /// the placement fast path: the caller passes a thread-group id it got from a
+    /// process-level event, so one read of /proc/PID/stat is enough for the guard (pid 1,
+    /// kernel threads, the agent itself) and the identity check against `start_time`.
+    pub fn move_with(&self, procs: &ProcsFile, tgid: u32, start_time: Option<u64>) -> Result<()> {
+        let info = procs::check_mutable_process(tgid, start_time)?;
+        let value = tgid.to_string();
+        let written = std::os::unix::fs::FileExt::write_at(&procs.file, value.as_bytes(), 0);
+        match written {
+            Ok(n) if n == value.len() => {}
+            Ok(n) => {
+                return Err(CgroupError::Write {
+                    path: procs.path.clone(),
+                    value,
+                    rolled_back: false,
+                    source: io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n}")),
+                })
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                return Err(CgroupError::NoSuchProcess { pid: tgid })
+            }
+            Err(source) => {
+                return Err(CgroupError::Write {
+                    path: procs.path.clone(),
+                    value,
+                    rolled_back: false,
+                    source,
+                })
+            }
+        }
+        // A pid reused between the check and the write: report it (the new process moved).
+        if let Ok(after) = procs::proc_info(tgid) {
+            if after.start_time != info.start_time {
+                return Err(CgroupError::PidReusedDuringMove {
+                    pid: tgid,
+                    path: procs.path.clone(),
+                    expected: info.start_time,
+                    found: after.start_time,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Moves process `pid` (all its threads: written to `cgroup.procs`; a thread id moves its
     /// whole process) into slice `name`. Refuses pid 1, kernel threads and the agent itself.
     /// With `start_time` (field 22 of /proc/PID/stat), a reused pid is refused.
@@ -951,6 +1008,13 @@ pub fn read_limits_in(dir: &Path) -> Result<Limits> {
         }
     }
     Ok(l)
+}
+
+/// An open `cgroup.procs` of one slice ([`Manager::procs_file`]).
+#[derive(Debug)]
+pub struct ProcsFile {
+    file: std::fs::File,
+    path: PathBuf,
 }
 
 #[cfg(test)]

@@ -133,6 +133,38 @@ pub fn check_mutable(pid: u32, start_time: Option<u64>) -> Result<ProcInfo> {
     Ok(info)
 }
 
+/// [`check_mutable`] for a pid the caller knows to be a thread-group id (from a process
+/// exec/fork event): one read of /proc/PID/stat instead of stat + status.
+pub fn check_mutable_process(tgid: u32, start_time: Option<u64>) -> Result<ProcInfo> {
+    if tgid <= 1 {
+        return check_mutable(tgid, start_time);
+    }
+    let proc_root = Path::new("/proc");
+    let stat = read_proc(proc_root, tgid, "stat")?;
+    let (ppid, flags, start) = parse_stat(&stat).ok_or_else(|| CgroupError::Malformed {
+        path: proc_root.join(format!("{tgid}/stat")),
+        detail: "fewer fields than expected".into(),
+    })?;
+    let info = ProcInfo {
+        pid: tgid,
+        tgid,
+        ppid,
+        flags,
+        start_time: start,
+    };
+    if let Some(why) = protection(&info, std::process::id()) {
+        return Err(CgroupError::ProtectedPid { pid: tgid, why });
+    }
+    match start_time {
+        Some(expected) if expected != start => Err(CgroupError::PidReused {
+            pid: tgid,
+            expected,
+            found: start,
+        }),
+        _ => Ok(info),
+    }
+}
+
 /// The cgroup2 path of `pid` as /proc/PID/cgroup shows it (relative to the cgroup namespace
 /// root, which is the mount root for the agent).
 pub fn cgroup_of(pid: u32) -> Result<String> {
