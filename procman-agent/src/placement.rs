@@ -215,9 +215,15 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Descendants moved along with a placed process.
     pub followers: AtomicU64,
-    /// Latest latencies (µs, exec timestamp to move completed), bounded.
-    latencies_us: Mutex<VecDeque<u32>>,
+    /// Latest latencies (µs, exec timestamp to move completed).
+    latency: Window,
+    /// Latest kernel move times (µs, the write to cgroup.procs alone) of placed processes.
+    moves: Window,
 }
+
+/// The latest [`LATENCY_WINDOW`] samples, in µs.
+#[derive(Default)]
+struct Window(Mutex<VecDeque<u32>>);
 
 const LATENCY_WINDOW: usize = 100_000;
 
@@ -229,8 +235,13 @@ pub struct PlacementReport {
     pub exited_before_placement: u64,
     pub failed: u64,
     pub followers: u64,
-    /// Latency percentiles over the latest placements, microseconds.
+    /// Latency percentiles over the latest placements, microseconds: kernel exec timestamp
+    /// to move completed.
     pub latency_us: LatencySummary,
+    /// The kernel's part of it: how long the write to `cgroup.procs` took. On kernels where a
+    /// migration waits for an RCU grace period (no `favordynmods`), this dominates.
+    #[serde(default)]
+    pub move_us: LatencySummary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -244,9 +255,10 @@ pub struct LatencySummary {
     pub buckets: Vec<u64>,
 }
 
-impl Stats {
-    fn record(&self, us: u32) {
-        let mut l = self.latencies_us.lock().unwrap_or_else(|e| e.into_inner());
+impl Window {
+    fn record(&self, us: u64) {
+        let us = us.min(u32::MAX as u64) as u32;
+        let mut l = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if l.len() == LATENCY_WINDOW {
             l.pop_front();
         }
@@ -255,7 +267,7 @@ impl Stats {
 
     pub fn summary(&self) -> LatencySummary {
         let mut v: Vec<u32> = self
-            .latencies_us
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -413,7 +425,8 @@ impl Placement {
             exited_before_placement: s.exited_before_placement.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             followers: s.followers.load(Ordering::Relaxed),
-            latency_us: s.summary(),
+            latency_us: s.latency.summary(),
+            move_us: s.moves.summary(),
         }
     }
 }
@@ -427,6 +440,11 @@ fn gone_or_zombie(pid: u32) -> bool {
 }
 
 fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
+    // A placement is a short burst after a long sleep: at nice -10 the woken mover preempts
+    // whatever runs on the CPU instead of queueing behind it (the hop from the event loop
+    // went from ~340 to ~90 µs at p90 on the 2-core host). It sleeps otherwise.
+    // SAFETY: setpriority on this thread's own tid.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as u32, -10) };
     // each slice's cgroup.procs stays open: no path walk and open per move
     let mut open: HashMap<Arc<str>, ProcsFile> = HashMap::new();
     for job in rx {
@@ -443,7 +461,11 @@ fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
                     }
                 },
             };
-            result = manager.move_with(procs, job.pid, start);
+            result = manager.move_with(procs, job.pid, start).map(|took| {
+                if job.exec_ts_ns.is_some() {
+                    stats.moves.record(took.as_micros() as u64);
+                }
+            });
             // a slice removed and made again behind our back: open it afresh, once
             if attempt == 0 && matches!(result, Err(CgroupError::Write { .. })) {
                 open.remove(&job.slice);
@@ -456,7 +478,7 @@ fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
                 if let Some(ts) = job.exec_ts_ns {
                     stats.placed.fetch_add(1, Ordering::Relaxed);
                     let us = now_monotonic_ns().saturating_sub(ts) / 1000;
-                    stats.record(us.min(u32::MAX as u64) as u32);
+                    stats.latency.record(us);
                 }
             }
             Err(CgroupError::NoSuchProcess { .. }) | Err(CgroupError::PidReused { .. }) => {

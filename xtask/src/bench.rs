@@ -493,6 +493,9 @@ fn placement(a: &BenchArgs) -> Result<()> {
     println!("{:<40} {:>8}us", "latency p90", l["p90"]);
     println!("{:<40} {:>8}us", "latency p99 (goal <= 1000us)", l["p99"]);
     println!("{:<40} {:>8}us", "latency max", l["max"]);
+    let m = &rep["move_us"];
+    println!("{:<40} {:>8}us", "  of it the kernel's move, p50", m["p50"]);
+    println!("{:<40} {:>8}us", "  of it the kernel's move, p99", m["p99"]);
     if a.kernel == "none" {
         return Ok(());
     }

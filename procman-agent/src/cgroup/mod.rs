@@ -679,10 +679,18 @@ impl Manager {
     /// the placement fast path: the caller passes a thread-group id it got from a
     /// process-level event, so one read of /proc/PID/stat is enough for the guard (pid 1,
     /// kernel threads, the agent itself) and the identity check against `start_time`.
-    pub fn move_with(&self, procs: &ProcsFile, tgid: u32, start_time: Option<u64>) -> Result<()> {
+    /// Returns how long the kernel took for the write itself.
+    pub fn move_with(
+        &self,
+        procs: &ProcsFile,
+        tgid: u32,
+        start_time: Option<u64>,
+    ) -> Result<Duration> {
         let info = procs::check_mutable_process(tgid, start_time)?;
         let value = tgid.to_string();
+        let t0 = Instant::now();
         let written = std::os::unix::fs::FileExt::write_at(&procs.file, value.as_bytes(), 0);
+        let took = t0.elapsed();
         match written {
             Ok(n) if n == value.len() => {}
             Ok(n) => {
@@ -716,7 +724,7 @@ impl Manager {
                 });
             }
         }
-        Ok(())
+        Ok(took)
     }
 
     /// Moves process `pid` (all its threads: written to `cgroup.procs`; a thread id moves its
