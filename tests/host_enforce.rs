@@ -129,6 +129,19 @@ fn placement_is_escape_free_for_100_children() {
     let (_, rep) = http_get(&agent.socket, "/api/placement");
     assert_eq!(rep["placed"], 1, "{rep}");
     assert_eq!(rep["failed"], 0, "{rep}");
+    // the same through the CLI, with the kernel's part of the one placement timed
+    let (code, out, err) = procman(&agent, &["placement", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let cli: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(cli["placed"], 1, "{cli}");
+    assert_eq!(cli["move_us"]["count"], 1, "{cli}");
+    assert!(cli["move_us"]["max"].as_u64().unwrap() <= cli["latency_us"]["max"].as_u64().unwrap());
+    let (code, out, _) = procman(&agent, &["placement"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("-> placed") && out.contains("exec -> placed"),
+        "{out}"
+    );
     let _ = std::fs::write(root.slice("placed").join("cgroup.kill"), "1");
     let _ = parent.wait();
 }

@@ -1,6 +1,7 @@
-//! `procman limit | unlimit | slices | freeze | thaw | run`.
+//! `procman limit | unlimit | slices | placement | freeze | thaw | run`.
 use super::human_bytes;
 use crate::client::Client;
+use crate::placement::{LatencySummary, PlacementReport};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hyper::Method;
@@ -137,6 +138,44 @@ pub struct FreezeArgs {
 pub struct SlicesArgs {
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct PlacementArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `procman placement`: the rules, what they did, and how fast.
+pub async fn placement(client: &Client, a: PlacementArgs) -> Result<()> {
+    let rep: PlacementReport = client.get("/api/placement").await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+        return Ok(());
+    }
+    if rep.rules.is_empty() {
+        println!("no placement rules configured ([[rule]] in the agent's config)");
+        return Ok(());
+    }
+    println!("rules (first match wins):");
+    for r in &rep.rules {
+        println!("  {r}");
+    }
+    println!();
+    println!("placed                    {}", rep.placed);
+    println!("followers moved with them {}", rep.followers);
+    println!("exited before placement   {}", rep.exited_before_placement);
+    println!("failed                    {}", rep.failed);
+    let row = |name: &str, l: &LatencySummary| {
+        println!(
+            "{name:<26}{:>8}us p50 {:>8}us p90 {:>8}us p99 {:>8}us max  ({} samples)",
+            l.p50, l.p90, l.p99, l.max, l.count
+        );
+    };
+    println!();
+    row("exec -> placed", &rep.latency_us);
+    row("of it the kernel's move", &rep.move_us);
+    Ok(())
 }
 
 #[derive(Args)]

@@ -51,6 +51,8 @@ pub enum Cmd {
     Unlimit(enforce::SliceArgs),
     /// List the managed slices with their usage and limits.
     Slices(enforce::SlicesArgs),
+    /// Show the exec-time placement rules, their counters and exec-to-placement latency.
+    Placement(enforce::PlacementArgs),
     /// Freeze a process (in its own slice) or a whole slice.
     Freeze(enforce::FreezeArgs),
     /// Thaw a frozen process or slice.
@@ -150,6 +152,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Limit(a) => enforce::limit(&client, a).await,
         Cmd::Unlimit(a) => enforce::unlimit(&client, a).await,
         Cmd::Slices(a) => enforce::slices(&client, a).await,
+        Cmd::Placement(a) => enforce::placement(&client, a).await,
         Cmd::Freeze(a) => enforce::freeze(&client, a, true).await,
         Cmd::Thaw(a) => enforce::freeze(&client, a, false).await,
         Cmd::Run(a) => {
