@@ -206,14 +206,7 @@ pub use qemu::quote_all;
 /// exits 0. Returns the job share directory, which the guest sees as /run/procman-job and
 /// can leave result files in. Used by benchmarks that run in the VM.
 pub fn guest_job(kernel: &str, body: &str, tag: &str, timeout: Duration) -> Result<PathBuf> {
-    let series = assets::select(kernel)?;
-    if series.len() != 1 {
-        bail!("a guest job boots one kernel: pass 6.1 or 6.12, not {kernel:?}");
-    }
-    let k = assets::ensure(&series, true)?
-        .into_iter()
-        .next()
-        .context("no kernel available")?;
+    let k = one_kernel(kernel)?;
     let dir = run_dir(&format!("{tag}-{}", k.series));
     let opts = qemu::BootOptions {
         timeout,
@@ -230,15 +223,20 @@ pub fn guest_job(kernel: &str, body: &str, tag: &str, timeout: Duration) -> Resu
     }
 }
 
-pub fn run(a: VmRunArgs) -> Result<()> {
-    let series = assets::select(&a.kernel)?;
+/// The one kernel `sel` names (6.1 or 6.12, not `all`), prepared.
+fn one_kernel(sel: &str) -> Result<assets::Kernel> {
+    let series = assets::select(sel)?;
     if series.len() != 1 {
-        bail!("vm-run boots one kernel: pass --kernel 6.1 or --kernel 6.12");
+        bail!("this boots one kernel: pass 6.1 or 6.12, not {sel:?}");
     }
-    let k = assets::ensure(&series, true)?
+    assets::ensure(&series, true)?
         .into_iter()
         .next()
-        .context("no kernel available")?;
+        .context("no kernel available")
+}
+
+pub fn run(a: VmRunArgs) -> Result<()> {
+    let k = one_kernel(&a.kernel)?;
     if !a.no_build {
         let st = cargo().args(["build", "--quiet", "--bins"]).status()?;
         if !st.success() {
