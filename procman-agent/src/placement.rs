@@ -439,6 +439,20 @@ fn gone_or_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
+/// One move through the slice's cached `cgroup.procs` (opened on first use).
+fn move_cached(
+    open: &mut HashMap<Arc<str>, ProcsFile>,
+    manager: &Manager,
+    job: &Job,
+) -> std::result::Result<Duration, CgroupError> {
+    let procs = match open.entry(job.slice.clone()) {
+        Entry::Occupied(o) => o.into_mut(),
+        Entry::Vacant(v) => v.insert(manager.procs_file(&job.slice)?),
+    };
+    let start = (job.start_ticks != 0).then_some(job.start_ticks);
+    manager.move_with(procs, job.pid, start)
+}
+
 fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
     // A placement is a short burst after a long sleep: at nice -10 the woken mover preempts
     // whatever runs on the CPU instead of queueing behind it (the hop from the event loop
@@ -448,31 +462,17 @@ fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
     // each slice's cgroup.procs stays open: no path walk and open per move
     let mut open: HashMap<Arc<str>, ProcsFile> = HashMap::new();
     for job in rx {
-        let start = (job.start_ticks != 0).then_some(job.start_ticks);
-        let mut result = Err(CgroupError::NoSuchProcess { pid: job.pid });
-        for attempt in 0..2 {
-            let procs = match open.entry(job.slice.clone()) {
-                Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => match manager.procs_file(&job.slice) {
-                    Ok(f) => v.insert(f),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                },
-            };
-            result = manager.move_with(procs, job.pid, start).map(|took| {
-                if job.exec_ts_ns.is_some() {
-                    stats.moves.record(took.as_micros() as u64);
-                }
-            });
-            // a slice removed and made again behind our back: open it afresh, once
-            if attempt == 0 && matches!(result, Err(CgroupError::Write { .. })) {
-                open.remove(&job.slice);
-                continue;
-            }
-            break;
+        let mut result = move_cached(&mut open, &manager, &job);
+        // a slice removed and made again behind our back: open it afresh, once
+        if matches!(result, Err(CgroupError::Write { .. })) {
+            open.remove(&job.slice);
+            result = move_cached(&mut open, &manager, &job);
         }
+        let result = result.map(|took| {
+            if job.exec_ts_ns.is_some() {
+                stats.moves.record(took.as_micros() as u64);
+            }
+        });
         match result {
             Ok(()) => {
                 if let Some(ts) = job.exec_ts_ns {

@@ -666,13 +666,14 @@ impl Manager {
     /// many processes into one slice (exec-time placement) keeps it and skips the path walk
     /// and the open on every move.
     pub fn procs_file(&self, name: &str) -> Result<ProcsFile> {
-        let path = self.existing(name)?.join("cgroup.procs");
+        let dir = self.existing(name)?;
+        let path = dir.join("cgroup.procs");
         let file = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| CgroupError::io("opening", &path, e))?;
-        Ok(ProcsFile { file, path })
+        Ok(ProcsFile { file, dir })
     }
 
     /// Moves process `tgid` through an open `cgroup.procs` ([`Manager::procs_file`]). For
@@ -687,78 +688,16 @@ impl Manager {
         start_time: Option<u64>,
     ) -> Result<Duration> {
         let info = procs::check_mutable_process(tgid, start_time)?;
-        let value = tgid.to_string();
-        let t0 = Instant::now();
-        let written = std::os::unix::fs::FileExt::write_at(&procs.file, value.as_bytes(), 0);
-        let took = t0.elapsed();
-        match written {
-            Ok(n) if n == value.len() => {}
-            Ok(n) => {
-                return Err(CgroupError::Write {
-                    path: procs.path.clone(),
-                    value,
-                    rolled_back: false,
-                    source: io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n}")),
-                })
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
-                return Err(CgroupError::NoSuchProcess { pid: tgid })
-            }
-            Err(source) => {
-                return Err(CgroupError::Write {
-                    path: procs.path.clone(),
-                    value,
-                    rolled_back: false,
-                    source,
-                })
-            }
-        }
-        // A pid reused between the check and the write: report it (the new process moved).
-        if let Ok(after) = procs::proc_info(tgid) {
-            if after.start_time != info.start_time {
-                return Err(CgroupError::PidReusedDuringMove {
-                    pid: tgid,
-                    path: procs.path.clone(),
-                    expected: info.start_time,
-                    found: after.start_time,
-                });
-            }
-        }
-        Ok(took)
+        procs.write_checked(tgid, &info)
     }
 
     /// Moves process `pid` (all its threads: written to `cgroup.procs`; a thread id moves its
     /// whole process) into slice `name`. Refuses pid 1, kernel threads and the agent itself.
     /// With `start_time` (field 22 of /proc/PID/stat), a reused pid is refused.
     pub fn move_process(&self, name: &str, pid: u32, start_time: Option<u64>) -> Result<()> {
-        let dir = self.existing(name)?;
+        let procs = self.procs_file(name)?;
         let info = procs::check_mutable(pid, start_time)?;
-        let file = dir.join("cgroup.procs");
-        let value = info.tgid.to_string();
-        write_raw(&file, &value).map_err(|source| {
-            if source.raw_os_error() == Some(libc::ESRCH) {
-                CgroupError::NoSuchProcess { pid }
-            } else {
-                CgroupError::Write {
-                    path: file.clone(),
-                    value: value.clone(),
-                    rolled_back: false,
-                    source,
-                }
-            }
-        })?;
-        // A pid reused between the check and the write: report it (the new process moved).
-        if let Ok(after) = procs::proc_info(info.tgid) {
-            if after.start_time != info.start_time {
-                return Err(CgroupError::PidReusedDuringMove {
-                    pid,
-                    path: dir,
-                    expected: info.start_time,
-                    found: after.start_time,
-                });
-            }
-        }
-        Ok(())
+        procs.write_checked(pid, &info).map(|_| ())
     }
 
     /// The pids in slice `name`.
@@ -1022,7 +961,49 @@ pub fn read_limits_in(dir: &Path) -> Result<Limits> {
 #[derive(Debug)]
 pub struct ProcsFile {
     file: std::fs::File,
-    path: PathBuf,
+    /// The slice directory.
+    dir: PathBuf,
+}
+
+impl ProcsFile {
+    /// Writes `info.tgid` (checked by the caller) and verifies afterwards that the pid was not
+    /// reused in between. `pid` is what the caller asked for (errors name it). Returns how
+    /// long the kernel took for the write.
+    fn write_checked(&self, pid: u32, info: &procs::ProcInfo) -> Result<Duration> {
+        let value = info.tgid.to_string();
+        let t0 = Instant::now();
+        let written = std::os::unix::fs::FileExt::write_at(&self.file, value.as_bytes(), 0);
+        let took = t0.elapsed();
+        let fail = |source| CgroupError::Write {
+            path: self.dir.join("cgroup.procs"),
+            value: value.clone(),
+            rolled_back: false,
+            source,
+        };
+        match written {
+            Ok(n) if n == value.len() => {}
+            Ok(n) => {
+                let short = format!("short write: {n} of {} bytes", value.len());
+                return Err(fail(io::Error::new(io::ErrorKind::WriteZero, short)));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                return Err(CgroupError::NoSuchProcess { pid })
+            }
+            Err(e) => return Err(fail(e)),
+        }
+        // A pid reused between the check and the write: report it (the new process moved).
+        if let Ok(after) = procs::proc_info(info.tgid) {
+            if after.start_time != info.start_time {
+                return Err(CgroupError::PidReusedDuringMove {
+                    pid,
+                    path: self.dir.clone(),
+                    expected: info.start_time,
+                    found: after.start_time,
+                });
+            }
+        }
+        Ok(took)
+    }
 }
 
 #[cfg(test)]

@@ -62,13 +62,18 @@ fn read_proc(proc_root: &Path, pid: u32, file: &str) -> Result<String> {
     })
 }
 
-/// Reads [`ProcInfo`] for `pid` (a process or a thread id) from `proc_root` (`/proc`).
-pub fn proc_info_in(proc_root: &Path, pid: u32) -> Result<ProcInfo> {
+/// (ppid, flags, starttime) of `pid` from `proc_root/PID/stat`.
+fn read_stat(proc_root: &Path, pid: u32) -> Result<(u32, u64, u64)> {
     let stat = read_proc(proc_root, pid, "stat")?;
-    let (ppid, flags, start_time) = parse_stat(&stat).ok_or_else(|| CgroupError::Malformed {
+    parse_stat(&stat).ok_or_else(|| CgroupError::Malformed {
         path: proc_root.join(format!("{pid}/stat")),
         detail: "fewer fields than expected".into(),
-    })?;
+    })
+}
+
+/// Reads [`ProcInfo`] for `pid` (a process or a thread id) from `proc_root` (`/proc`).
+pub fn proc_info_in(proc_root: &Path, pid: u32) -> Result<ProcInfo> {
+    let (ppid, flags, start_time) = read_stat(proc_root, pid)?;
     let status = read_proc(proc_root, pid, "status")?;
     let tgid = parse_tgid(&status).ok_or_else(|| CgroupError::Malformed {
         path: proc_root.join(format!("{pid}/status")),
@@ -104,47 +109,15 @@ pub fn protection(info: &ProcInfo, me: u32) -> Option<Protected> {
 /// not the agent (nor one of its threads); and, when given, still has `start_time` (so a
 /// reused pid is never hit). Returns the process info (its `tgid` is what gets moved).
 pub fn check_mutable(pid: u32, start_time: Option<u64>) -> Result<ProcInfo> {
-    if pid == 0 {
-        // Writing 0 to cgroup.procs means "the writer itself".
-        return Err(CgroupError::ProtectedPid {
-            pid,
-            why: Protected::Myself,
-        });
-    }
-    if pid == 1 {
-        return Err(CgroupError::ProtectedPid {
-            pid,
-            why: Protected::Init,
-        });
-    }
-    let info = proc_info(pid)?;
-    if let Some(why) = protection(&info, std::process::id()) {
-        return Err(CgroupError::ProtectedPid { pid, why });
-    }
-    if let Some(expected) = start_time {
-        if info.start_time != expected {
-            return Err(CgroupError::PidReused {
-                pid,
-                expected,
-                found: info.start_time,
-            });
-        }
-    }
-    Ok(info)
+    refuse_init_and_zero(pid)?;
+    guard(proc_info(pid)?, start_time)
 }
 
 /// [`check_mutable`] for a pid the caller knows to be a thread-group id (from a process
 /// exec/fork event): one read of /proc/PID/stat instead of stat + status.
 pub fn check_mutable_process(tgid: u32, start_time: Option<u64>) -> Result<ProcInfo> {
-    if tgid <= 1 {
-        return check_mutable(tgid, start_time);
-    }
-    let proc_root = Path::new("/proc");
-    let stat = read_proc(proc_root, tgid, "stat")?;
-    let (ppid, flags, start) = parse_stat(&stat).ok_or_else(|| CgroupError::Malformed {
-        path: proc_root.join(format!("{tgid}/stat")),
-        detail: "fewer fields than expected".into(),
-    })?;
+    refuse_init_and_zero(tgid)?;
+    let (ppid, flags, start) = read_stat(Path::new("/proc"), tgid)?;
     let info = ProcInfo {
         pid: tgid,
         tgid,
@@ -152,14 +125,29 @@ pub fn check_mutable_process(tgid: u32, start_time: Option<u64>) -> Result<ProcI
         flags,
         start_time: start,
     };
+    guard(info, start_time)
+}
+
+/// Refuses 0 (writing 0 to cgroup.procs means "the writer itself") and 1 before any read.
+fn refuse_init_and_zero(pid: u32) -> Result<()> {
+    let why = match pid {
+        0 => Protected::Myself,
+        1 => Protected::Init,
+        _ => return Ok(()),
+    };
+    Err(CgroupError::ProtectedPid { pid, why })
+}
+
+/// Refuses protected processes and, when `start_time` is given, a reused pid.
+fn guard(info: ProcInfo, start_time: Option<u64>) -> Result<ProcInfo> {
     if let Some(why) = protection(&info, std::process::id()) {
-        return Err(CgroupError::ProtectedPid { pid: tgid, why });
+        return Err(CgroupError::ProtectedPid { pid: info.pid, why });
     }
     match start_time {
-        Some(expected) if expected != start => Err(CgroupError::PidReused {
-            pid: tgid,
+        Some(expected) if expected != info.start_time => Err(CgroupError::PidReused {
+            pid: info.pid,
             expected,
-            found: start,
+            found: info.start_time,
         }),
         _ => Ok(info),
     }
