@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use procman_agent::cgroup::{Cgroup2Mount, CgroupError, Controller, Ensured, Limits, Manager};
+use procman_cgroup::{Cgroup2Mount, CgroupError, Controller, Ensured, Limits, Manager};
 use procman_tests::require_root;
 
 /// A unique managed root for one test: `procman-test-<pid>-<tag>.slice`.
@@ -136,9 +136,7 @@ fn host_slice_lifecycle_move_freeze_kill_remove() {
 
     let mut child = sleeper();
     let pid = child.id();
-    let start = procman_agent::cgroup::procs::proc_info(pid)
-        .unwrap()
-        .start_time;
+    let start = procman_cgroup::procs::proc_info(pid).unwrap().start_time;
     m.move_process("s1", pid, Some(start)).unwrap();
     assert_eq!(proc_cgroup(pid), format!("{root_rel}/s1"));
     assert_eq!(m.slice_of(pid).unwrap().as_deref(), Some("s1"));
@@ -258,9 +256,9 @@ fn host_readoption_after_restart() {
 /// Starts `/usr/bin/sleep 60` directly inside the cgroup `fd` with clone3(CLONE_INTO_CGROUP).
 fn spawn_into(fd: &OwnedFd) -> libc::pid_t {
     let argv = vec!["/usr/bin/sleep".to_string(), "60".to_string()];
-    procman_agent::spawn::spawn(
+    procman_common::spawn::spawn(
         &argv,
-        procman_agent::spawn::SpawnOpts {
+        procman_common::spawn::SpawnOpts {
             cgroup: Some(fd.as_raw_fd()),
             pid: None,
         },

@@ -424,9 +424,9 @@ fn filters_select_processes_and_errors_name_the_column() {
 /// A child with exactly pid `pid` (clone3 `set_tid`) that execs `argv`; false if taken.
 fn spawn_with_pid(pid: i32, argv: &[&str]) -> bool {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    procman_agent::spawn::spawn(
+    procman_common::spawn::spawn(
         &argv,
-        procman_agent::spawn::SpawnOpts {
+        procman_common::spawn::SpawnOpts {
             cgroup: None,
             pid: Some(pid),
         },

@@ -16,9 +16,7 @@ use std::ffi::CString;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use procman_agent::cgroup::{
-    Cgroup2Mount, Controller, DevNum, Limits, Manager, MemoryValue, SliceStats,
-};
+use procman_cgroup::{Cgroup2Mount, Controller, DevNum, Limits, Manager, MemoryValue, SliceStats};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -680,7 +678,7 @@ fn vm_restart_readopts_slices_and_keeps_limits() {
     );
     assert_eq!(
         m2.ensure_slice("svc", &l).unwrap(),
-        procman_agent::cgroup::Ensured::Adopted
+        procman_cgroup::Ensured::Adopted
     );
     assert_eq!(
         m2.pids("svc").unwrap(),

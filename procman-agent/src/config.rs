@@ -4,6 +4,7 @@
 //! typo must not silently change behaviour). Validation happens before anything is applied.
 use crate::events::{SourceChoice, SourceOptions};
 use anyhow::{bail, Context, Result};
+use procman_common::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
 use std::{path::PathBuf, time::Duration};
 
@@ -31,7 +32,7 @@ pub struct CgroupSection {
 impl Default for CgroupSection {
     fn default() -> Self {
         CgroupSection {
-            root: crate::cgroup::DEFAULT_ROOT.to_string(),
+            root: procman_cgroup::DEFAULT_ROOT.to_string(),
         }
     }
 }
@@ -43,26 +44,26 @@ pub struct SliceConfig {
     pub name: String,
     /// systemd-style limits: `{ MemoryMax = "512M", CPUQuota = "50%", TasksMax = 100 }`.
     #[serde(default)]
-    pub limits: crate::cgroup::Limits,
+    pub limits: procman_cgroup::Limits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorSection {
     /// How often usage is sampled from /proc, e.g. "2s".
-    pub interval: String,
+    pub interval: HumanDuration,
     /// Samples kept per process (a bounded ring; identical consecutive samples share one entry).
     pub history_samples: usize,
     /// How long the history of an exited process is kept, e.g. "1h" (at most 48h).
-    pub history_retention: String,
+    pub history_retention: HumanDuration,
 }
 
 impl Default for MonitorSection {
     fn default() -> Self {
         MonitorSection {
-            interval: "2s".into(),
+            interval: HumanDuration(Duration::from_secs(2)),
             history_samples: 1000,
-            history_retention: "1h".into(),
+            history_retention: HumanDuration(Duration::from_secs(3600)),
         }
     }
 }
@@ -84,11 +85,11 @@ pub struct EventsSection {
     /// Also report thread creation and exit.
     pub threads: bool,
     /// BPF ring buffer size, e.g. "4MiB" (power of two, at least 64KiB).
-    pub ring_size: String,
+    pub ring_size: ByteSize,
     /// Records the kernel batches before waking the agent.
     pub wakeup_batch: u32,
     /// How often the agent polls the ring anyway, e.g. "50ms".
-    pub poll_interval: String,
+    pub poll_interval: HumanDuration,
     /// Per-process on-CPU time and run-queue wait, aggregated in the kernel (sched_switch).
     pub sched_stats: bool,
 }
@@ -107,54 +108,12 @@ impl Default for EventsSection {
         EventsSection {
             source: SourceChoice::Auto,
             threads: false,
-            ring_size: "4MiB".into(),
+            ring_size: ByteSize(4 << 20),
             wakeup_batch: 64,
-            poll_interval: "50ms".into(),
+            poll_interval: HumanDuration(Duration::from_millis(50)),
             sched_stats: true,
         }
     }
-}
-
-/// Parses a byte size: `4096`, `64K`, `8M`, `8MiB`, `1G` (all 1024-based, as systemd does).
-pub fn parse_bytes(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "invalid size {s:?}: expected a number with an optional unit, e.g. 512K, 8M, 8MiB, 1G"
-        )
-    })?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        "T" | "TB" | "TIB" => 1 << 40,
-        other => {
-            bail!("invalid size {s:?}: unknown unit {other:?} (use K, M, G or T, e.g. 8M or 8MiB)")
-        }
-    };
-    n.checked_mul(mult)
-        .with_context(|| format!("size {s:?} is too large"))
-}
-
-/// Parses a duration: `50ms`, `2s`, `5m`, `1h`, `250us`.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}: expected e.g. 50ms, 2s, 5m, 1h"))?;
-    Ok(match unit.trim() {
-        "us" => Duration::from_micros(n),
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        other => bail!("invalid duration {s:?}: unknown unit {other:?} (use us, ms, s, m or h)"),
-    })
 }
 
 impl Config {
@@ -185,10 +144,10 @@ impl Config {
 
     /// The sampling interval, validated (100ms..1h).
     pub fn sample_interval(&self) -> Result<Duration> {
-        let d = parse_duration(&self.monitor.interval).context("monitor.interval")?;
+        let d = self.monitor.interval.0;
         if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
             bail!(
-                "monitor.interval = {:?}: must be between 100ms and 1h (default \"2s\")",
+                "monitor.interval = \"{}\": must be between 100ms and 1h (default \"2s\")",
                 self.monitor.interval
             );
         }
@@ -199,7 +158,7 @@ impl Config {
     pub fn rules(&self) -> Result<Vec<crate::placement::Rule>> {
         let mut names = std::collections::HashSet::new();
         for s in &self.slice {
-            crate::cgroup::validate_name("slice", &s.name)
+            procman_cgroup::validate_name("slice", &s.name)
                 .with_context(|| format!("[[slice]] name = {:?}", s.name))?;
             if !names.insert(s.name.as_str()) {
                 bail!("[[slice]] {:?} is declared twice", s.name);
@@ -233,10 +192,10 @@ impl Config {
                 m.history_samples
             );
         }
-        let r = parse_duration(&m.history_retention).context("monitor.history_retention")?;
+        let r = m.history_retention.0;
         if r > Duration::from_secs(48 * 3600) {
             bail!(
-                "monitor.history_retention = {:?}: at most 48h (default \"1h\")",
+                "monitor.history_retention = \"{}\": at most 48h (default \"1h\")",
                 m.history_retention
             );
         }
@@ -246,10 +205,10 @@ impl Config {
     /// The event source settings, validated.
     pub fn source_options(&self) -> Result<SourceOptions> {
         let e = &self.events;
-        let ring = parse_bytes(&e.ring_size).context("events.ring_size")?;
+        let ring = e.ring_size.0;
         if !ring.is_power_of_two() || !(64 << 10..=1 << 30).contains(&ring) {
             bail!(
-                "events.ring_size = {:?} ({ring} bytes): must be a power of two between 64KiB and 1GiB, e.g. \"8MiB\"",
+                "events.ring_size = \"{}\" ({ring} bytes): must be a power of two between 64KiB and 1GiB, e.g. \"8MiB\"",
                 e.ring_size
             );
         }
@@ -259,10 +218,10 @@ impl Config {
                 e.wakeup_batch
             );
         }
-        let poll = parse_duration(&e.poll_interval).context("events.poll_interval")?;
+        let poll = e.poll_interval.0;
         if poll < Duration::from_millis(1) || poll > Duration::from_secs(10) {
             bail!(
-                "events.poll_interval = {:?}: must be between 1ms and 10s (default \"50ms\")",
+                "events.poll_interval = \"{}\": must be between 1ms and 10s (default \"50ms\")",
                 e.poll_interval
             );
         }
@@ -300,7 +259,7 @@ mod tests {
             "{:#}",
             Config::parse("[events]\nring_size = \"3MiB\"").unwrap_err()
         );
-        assert!(e.contains("3MiB") && e.contains("power of two"), "{e}");
+        assert!(e.contains("\"3M\"") && e.contains("power of two"), "{e}");
         let e = format!(
             "{:#}",
             Config::parse("[events]\nring_size = \"8XB\"").unwrap_err()
@@ -329,11 +288,21 @@ mod tests {
     }
 
     #[test]
-    fn units() {
-        assert_eq!(parse_bytes("64K").unwrap(), 65536);
-        assert_eq!(parse_bytes("8MiB").unwrap(), 8 << 20);
-        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert!(parse_bytes("").is_err());
+    fn units_are_typed_at_parse_time() {
+        let c = Config::parse(
+            "[events]\nring_size = \"8MiB\"\npoll_interval = \"20ms\"\n[monitor]\ninterval = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.source_options().unwrap().ring_bytes, 8 << 20);
+        assert_eq!(
+            c.source_options().unwrap().poll_interval,
+            Duration::from_millis(20)
+        );
+        assert_eq!(c.sample_interval().unwrap(), Duration::from_secs(5));
+        let e = format!(
+            "{:#}",
+            Config::parse("[monitor]\ninterval = \"1e400s\"").unwrap_err()
+        );
+        assert!(e.contains("1e400s") && e.contains("interval"), "{e}");
     }
 }

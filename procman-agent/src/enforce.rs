@@ -2,11 +2,11 @@
 //! declares slices or rules, else on the first request that needs it), the configured slices
 //! and the placement engine.
 use crate::{
-    cgroup::{Cgroup2Mount, Ensured, Manager},
     config::Config,
     placement::{Placement, Rule},
 };
 use anyhow::{Context, Result};
+use procman_cgroup::{Cgroup2Mount, Ensured, Manager};
 use std::sync::{Arc, OnceLock};
 
 pub struct Enforcer {
@@ -86,7 +86,7 @@ impl Enforcer {
     }
 }
 
-fn describe(l: &crate::cgroup::Limits) -> String {
+fn describe(l: &procman_cgroup::Limits) -> String {
     let e = l.entries();
     if e.is_empty() {
         "no limits".into()

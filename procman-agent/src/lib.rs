@@ -1,21 +1,17 @@
-//! procman-agent: the host agent and the `procman` CLI, one concern per module.
+//! procman-agent: the privileged host daemon, one concern per module.
 //!
-//! Data flows one way: `events` (kernel -> ProcEvent stream) -> `core` (process table,
-//! fan-out, counters) -> `api` (HTTP/JSON on a Unix socket) -> `client` -> `cli`.
-//! `monitor` samples usage for the table's processes; `query` joins both for the read API;
-//! `cgroup` is the cgroup v2 layer (slices, limits, moves) that enforcement builds on.
+//! Data flows one way (see docs/architecture.md): `events` (kernel -> `ProcEvent` stream) ->
+//! `core` (the dispatcher: table, placement, fan-out, counters) -> `api` (HTTP/JSON on a
+//! Unix socket). `monitor` samples usage for the table's processes; `query` joins both for
+//! the read API; `enforce` owns every cgroup decision (limits, moves, freeze, placement) on
+//! top of the `procman-cgroup` library.
 pub mod api;
-pub mod cgroup;
-pub mod cli;
-pub mod client;
 pub mod config;
 pub mod core;
 pub mod enforce;
 pub mod events;
-pub mod filter;
 pub mod history;
 pub mod monitor;
 pub mod placement;
 pub mod query;
-pub mod spawn;
 pub mod tree;

@@ -8,12 +8,10 @@
 //! likewise. Moves run on a dedicated thread fed by a channel, so cgroup writes never stall
 //! the event loop; each placement's latency (kernel exec timestamp to move completed) goes
 //! into the stats the API reports.
-use crate::{
-    cgroup::{CgroupError, Manager, ProcsFile},
-    tree::ProcTable,
-};
+use crate::tree::ProcTable;
 use anyhow::{bail, Context, Result};
-use procman_common::api::{EventKind, ProcEvent};
+use procman_cgroup::{CgroupError, Manager, ProcsFile};
+use procman_common::api::{EventKind, LatencySummary, PlacementReport, ProcEvent};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::{
@@ -121,7 +119,7 @@ impl Rule {
         {
             bail!("{label}: a rule needs at least one condition (comm, exe, cmdline, user, uid, parent, ancestor, cgroup)");
         }
-        crate::cgroup::validate_name("slice", &r.slice).with_context(|| ctx("slice"))?;
+        procman_cgroup::validate_name("slice", &r.slice).with_context(|| ctx("slice"))?;
         Ok(Rule {
             label,
             comm: r.comm.clone(),
@@ -226,34 +224,6 @@ pub struct Stats {
 struct Window(Mutex<VecDeque<u32>>);
 
 const LATENCY_WINDOW: usize = 100_000;
-
-/// `GET /api/placement`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PlacementReport {
-    pub rules: Vec<String>,
-    pub placed: u64,
-    pub exited_before_placement: u64,
-    pub failed: u64,
-    pub followers: u64,
-    /// Latency percentiles over the latest placements, microseconds: kernel exec timestamp
-    /// to move completed.
-    pub latency_us: LatencySummary,
-    /// The kernel's part of it: how long the write to `cgroup.procs` took. On kernels where a
-    /// migration waits for an RCU grace period (no `favordynmods`), this dominates.
-    #[serde(default)]
-    pub move_us: LatencySummary,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct LatencySummary {
-    pub count: usize,
-    pub p50: u32,
-    pub p90: u32,
-    pub p99: u32,
-    pub max: u32,
-    /// Counts per power-of-two bucket: `buckets[i]` counts latencies < 2^i µs (and >= 2^(i-1)).
-    pub buckets: Vec<u64>,
-}
 
 impl Window {
     fn record(&self, us: u64) {

@@ -1,11 +1,11 @@
 //! Read-side views for the API: joins the process table (structure, from events) with the
 //! monitor's latest samples (usage, from /proc) into [`ProcessInfo`] lists and trees.
-use crate::filter::{Field, Fields, Filter};
 use crate::{
     monitor::{Monitor, Usage},
     tree::{ProcEntry, ProcTable},
 };
 use procman_common::api::{ProcessInfo, ProcessList, TreeNode};
+use procman_common::filter::{Field, Fields, Filter};
 use std::borrow::Cow;
 use std::{collections::HashMap, sync::OnceLock};
 

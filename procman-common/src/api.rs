@@ -448,3 +448,31 @@ pub struct SliceInfo {
     /// cgroup statistics (cpu.stat, memory.current/peak/events, io.stat, pids, pressure).
     pub stats: serde_json::Value,
 }
+
+/// `GET /api/placement`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PlacementReport {
+    pub rules: Vec<String>,
+    pub placed: u64,
+    pub exited_before_placement: u64,
+    pub failed: u64,
+    pub followers: u64,
+    /// Latency percentiles over the latest placements, microseconds: kernel exec timestamp
+    /// to move completed.
+    pub latency_us: LatencySummary,
+    /// The kernel's part of it: how long the write to `cgroup.procs` took. On kernels where a
+    /// migration waits for an RCU grace period (no `favordynmods`), this dominates.
+    #[serde(default)]
+    pub move_us: LatencySummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LatencySummary {
+    pub count: usize,
+    pub p50: u32,
+    pub p90: u32,
+    pub p99: u32,
+    pub max: u32,
+    /// Counts per power-of-two bucket: `buckets[i]` counts latencies < 2^i µs (and >= 2^(i-1)).
+    pub buckets: Vec<u64>,
+}

@@ -1,9 +1,19 @@
-//! Types shared by the procman agent, its CLI and the kernel side.
+//! procman's shared vocabulary, used by the agent, the CLI and the tests alike.
 //!
 //! - [`abi`]: the `#[repr(C)]` mirror of `include/procman_event.h`, the ring-buffer record.
 //! - [`api`]: the JSON types of the agent's HTTP API (what `procman --json` prints).
+//! - [`filter`]: the filter expression language (parser and AST; evaluation through a trait
+//!   the caller implements for its rows).
+//! - [`units`]: byte sizes, durations and percentages, parsed and printed in one place.
+//! - [`spawn`]: clone3(2) with `CLONE_INTO_CGROUP` / `set_tid` (std's `Command` offers neither).
+//!
+//! Nothing here does I/O on behalf of the agent or links the agent's dependencies (aya,
+//! tokio, the cgroup library): the CLI depends on this crate and on the API only.
 pub mod abi;
 pub mod api;
+pub mod filter;
+pub mod spawn;
+pub mod units;
 
 /// Default path of the agent's Unix socket.
 pub const DEFAULT_SOCKET: &str = "/run/procman/procman.sock";

@@ -19,8 +19,14 @@ pub struct RunArgs {
 pub fn build_bins(release: bool) -> Result<std::path::PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "--bins", "-p", "procman-agent"]);
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "--bins",
+        "-p",
+        "procman-agent",
+        "-p",
+        "procman-cli",
+    ]);
     if release {
         cmd.arg("--release");
     }

@@ -88,7 +88,15 @@ fn cargo() -> Command {
 /// Builds the test executables and returns the `vm_*` ones as (target name, path).
 fn build_vm_tests() -> Result<Vec<(String, PathBuf)>> {
     let st = cargo()
-        .args(["build", "--quiet", "-p", "procman-agent", "--bins"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "procman-agent",
+            "-p",
+            "procman-cli",
+            "--bins",
+        ])
         .status()?;
     if !st.success() {
         bail!("building the workspace binaries failed ({st})");

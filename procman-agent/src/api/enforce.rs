@@ -10,10 +10,7 @@
 //! Every limit is parsed and checked (including "is its controller available here") before
 //! anything is written; errors are 400 with the value and the accepted forms.
 use super::ApiErr;
-use crate::{
-    cgroup::{CgroupError, Limits, Manager},
-    core::Agent,
-};
+use crate::core::Agent;
 use axum::{
     extract::{Path as UrlPath, State},
     http::StatusCode,
@@ -21,6 +18,7 @@ use axum::{
     routing::{delete, get, post},
     Json, Router,
 };
+use procman_cgroup::{CgroupError, Limits, Manager};
 use procman_common::api::{LimitRequest, SliceAnswer, SliceInfo};
 use std::sync::Arc;
 
@@ -108,11 +106,11 @@ async fn ensure(
     body: Option<Json<EnsureBody>>,
 ) -> Result<Response, ApiErr> {
     let m = manager(&agent)?;
-    crate::cgroup::validate_name("slice", &name).map_err(cg_err)?;
+    procman_cgroup::validate_name("slice", &name).map_err(cg_err)?;
     let updates = body.map(|b| b.0.limits).unwrap_or_default();
     let limits = merged_limits(&m, &name, &updates)?;
     let created =
-        m.ensure_slice(&name, &limits).map_err(cg_err)? == crate::cgroup::Ensured::Created;
+        m.ensure_slice(&name, &limits).map_err(cg_err)? == procman_cgroup::Ensured::Created;
     Ok(Json(answer(&m, &name, created, vec![])?).into_response())
 }
 
@@ -127,7 +125,7 @@ async fn limit(
         .filter
         .as_deref()
         .map(|f| {
-            crate::filter::Filter::parse(f).map_err(|e| {
+            procman_common::filter::Filter::parse(f).map_err(|e| {
                 ApiErr(
                     StatusCode::BAD_REQUEST,
                     format!("invalid filter {f:?}: {e}"),
@@ -148,7 +146,7 @@ async fn limit(
                     ))
                 }
                 None => {
-                    crate::cgroup::procs::proc_info(pid)
+                    procman_cgroup::procs::proc_info(pid)
                         .map_err(|_| {
                             ApiErr(StatusCode::NOT_FOUND, format!("no process with pid {pid}"))
                         })?
@@ -200,7 +198,7 @@ async fn limit(
     targets.sort_unstable();
     targets.dedup();
     for &(pid, start) in &targets {
-        crate::cgroup::procs::check_mutable(pid, Some(start)).map_err(cg_err)?;
+        procman_cgroup::procs::check_mutable(pid, Some(start)).map_err(cg_err)?;
     }
     let slice = match (&req.slice, req.pids.first(), &req.name) {
         (Some(s), _, _) => s.clone(),
@@ -213,10 +211,10 @@ async fn limit(
             ))
         }
     };
-    crate::cgroup::validate_name("slice", &slice).map_err(cg_err)?;
+    procman_cgroup::validate_name("slice", &slice).map_err(cg_err)?;
     let limits = merged_limits(&m, &slice, &req.limits)?;
     let created =
-        m.ensure_slice(&slice, &limits).map_err(cg_err)? == crate::cgroup::Ensured::Created;
+        m.ensure_slice(&slice, &limits).map_err(cg_err)? == procman_cgroup::Ensured::Created;
     let mut moved = Vec::new();
     for (pid, start) in targets {
         match m.move_process(&slice, pid, Some(start)) {
@@ -287,6 +285,6 @@ async fn slices(State(agent): State<Arc<Agent>>) -> Result<Response, ApiErr> {
 async fn placement(State(agent): State<Arc<Agent>>) -> Response {
     match &agent.enforcer.placement {
         Some(p) => Json(p.report()).into_response(),
-        None => Json(crate::placement::PlacementReport::default()).into_response(),
+        None => Json(procman_common::api::PlacementReport::default()).into_response(),
     }
 }

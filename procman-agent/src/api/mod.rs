@@ -335,10 +335,10 @@ pub struct TreeQuery {
 }
 
 /// Parses `?filter=`; a bad one is a 400 naming the column.
-fn parse_filter(f: Option<&str>) -> Result<Option<crate::filter::Filter>, ApiErr> {
+fn parse_filter(f: Option<&str>) -> Result<Option<procman_common::filter::Filter>, ApiErr> {
     f.filter(|f| !f.trim().is_empty())
         .map(|f| {
-            crate::filter::Filter::parse(f).map_err(|e| {
+            procman_common::filter::Filter::parse(f).map_err(|e| {
                 ApiErr(
                     StatusCode::BAD_REQUEST,
                     format!("invalid filter {f:?}: {e}"),

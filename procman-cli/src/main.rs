@@ -1,8 +1,12 @@
-//! `procman`: the command-line client of procman-agent.
+//! `procman`: the command-line client of procman-agent. It talks to the agent's API only
+//! (`client`), so it links neither BPF nor cgroup code.
+mod cli;
+mod client;
+
 use clap::Parser;
 
 fn main() {
-    let cli = procman_agent::cli::Cli::parse();
+    let cli = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -13,7 +17,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(procman_agent::cli::run(cli)) {
+    if let Err(e) = rt.block_on(cli::run(cli)) {
         eprintln!("procman: {e:#}");
         std::process::exit(1);
     }

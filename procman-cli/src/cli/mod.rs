@@ -413,7 +413,7 @@ fn percent_query(pairs: &[(&str, Option<String>)]) -> String {
 /// Checks a --filter locally, so a mistake is shown with a caret under its column.
 fn check_filter(f: &Option<String>) -> Result<()> {
     if let Some(f) = f {
-        crate::filter::Filter::parse(f)
+        procman_common::filter::Filter::parse(f)
             .map_err(|e| anyhow::anyhow!("invalid --filter:\n{}", e.render(f)))?;
     }
     Ok(())

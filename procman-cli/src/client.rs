@@ -6,7 +6,7 @@ use hyper::{body::Incoming, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use procman_common::api::ApiError;
 use serde::de::DeserializeOwned;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::net::UnixStream;
 
 pub struct Client {
@@ -18,10 +18,6 @@ impl Client {
         Client {
             socket: socket.into(),
         }
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.socket
     }
 
     /// Connects, explaining the usual failures in one sentence each.

@@ -1,10 +1,10 @@
 //! `procman limit | unlimit | slices | placement | freeze | thaw | run`.
 use super::human_bytes;
 use crate::client::Client;
-use crate::placement::{LatencySummary, PlacementReport};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hyper::Method;
+use procman_common::api::{LatencySummary, PlacementReport};
 use procman_common::api::{LimitRequest, SliceAnswer, SliceInfo};
 use std::collections::BTreeMap;
 
@@ -330,9 +330,9 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
 
 fn spawn_into(dir: &std::fs::File, cmd: &[String]) -> Result<i32> {
     use std::os::fd::AsRawFd;
-    let pid = crate::spawn::spawn(
+    let pid = procman_common::spawn::spawn(
         cmd,
-        crate::spawn::SpawnOpts {
+        procman_common::spawn::SpawnOpts {
             cgroup: Some(dir.as_raw_fd()),
             pid: None,
         },
@@ -344,5 +344,5 @@ fn spawn_into(dir: &std::fs::File, cmd: &[String]) -> Result<i32> {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
     }
-    crate::spawn::wait_status(pid).context("waiting for the command")
+    procman_common::spawn::wait_status(pid).context("waiting for the command")
 }

@@ -31,7 +31,7 @@ pub struct TopArgs {
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(s)
+    procman_common::units::parse_duration(s)
         .map_err(|e| e.to_string())
         .and_then(|d| {
             if d >= Duration::from_millis(100) {
