@@ -98,8 +98,9 @@ fn invalid_config_is_refused_with_the_value() {
         .arg(&cfg)
         .arg("--check-config"));
     assert_eq!(code, 2);
+    // the value is named (in its canonical form, with the byte count)
     assert!(
-        err.contains("3MiB") && err.contains("power of two"),
+        err.contains("\"3M\" (3145728 bytes)") && err.contains("power of two"),
         "{err}"
     );
     std::fs::write(&cfg, "[events]\nsource = \"bpf\"\n").unwrap();

@@ -81,13 +81,32 @@ impl Agent {
         }
     }
 
+    /// Reads the new parents of orphans from /proc, then applies them under the lock.
+    fn fix_reparents(&self) {
+        let pending = self
+            .table
+            .read()
+            .map(|t| t.pending_reparents())
+            .unwrap_or_default();
+        let found = crate::tree::check_reparents(&pending);
+        self.table
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_reparents(&found);
+    }
+
     /// Resynchronises the table from /proc after `lost` events were dropped.
     fn resync(&self, lost: u64) {
         log::warn!(
             "{lost} event(s) lost by the kernel side; resynchronising the process table from /proc"
         );
         let t0 = Instant::now();
-        let corrections = self.table.write().map(|mut t| t.reconcile()).unwrap_or(0);
+        let fresh = crate::tree::scan_proc(); // /proc first, then the lock
+        let corrections = self
+            .table
+            .write()
+            .map(|mut t| t.reconcile_with(fresh))
+            .unwrap_or(0);
         self.resyncs.fetch_add(1, Ordering::Relaxed);
         self.resync_corrections
             .fetch_add(corrections, Ordering::Relaxed);
@@ -101,6 +120,7 @@ impl Agent {
 /// Runs until the source closes.
 pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut events: Vec<ProcEvent> = Vec::with_capacity(BATCH);
     loop {
         let pending = agent
             .table
@@ -122,43 +142,44 @@ pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
             log::error!("the event source stopped");
             return;
         }
+        // /proc reads below run through block_in_place: this worker tells the runtime it
+        // blocks, so other tasks move to another worker meanwhile.
         if pending {
-            agent
-                .table
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .fix_pending_reparents();
+            tokio::task::block_in_place(|| agent.fix_reparents());
         }
+        // The dispatcher: every consumer sees the batch, in this order.
+        // 1. the table (write lock, in memory only)
         let mut lost = 0;
-        {
-            let mut table = agent.table.write().unwrap_or_else(|e| e.into_inner());
-            for msg in &batch {
-                match msg {
-                    SourceMsg::Event(ev) => table.apply(ev),
-                    SourceMsg::Lost(n) => lost += n,
-                }
-            }
-            if let Some(p) = &agent.enforcer.placement {
-                p.on_events(
-                    batch.iter().filter_map(|m| match m {
-                        SourceMsg::Event(ev) => Some(ev),
-                        SourceMsg::Lost(_) => None,
-                    }),
-                    &table,
-                );
-            }
-        }
-        let mut n = 0;
         for msg in batch.drain(..) {
-            if let SourceMsg::Event(ev) = msg {
-                n += 1;
-                // An error only means nobody is subscribed.
-                let _ = agent.events.send(ev);
+            match msg {
+                SourceMsg::Event(ev) => events.push(ev),
+                SourceMsg::Lost(n) => lost += n,
             }
         }
-        agent.received.fetch_add(n, Ordering::Relaxed);
+        agent
+            .table
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_all(&events);
+        // 2. placement: decided in memory under the read lock, /proc only after it
+        if let Some(p) = &agent.enforcer.placement {
+            let deferred = p.plan(
+                &events,
+                &agent.table.read().unwrap_or_else(|e| e.into_inner()),
+            );
+            if !deferred.is_empty() {
+                tokio::task::block_in_place(|| p.finish(deferred));
+            }
+        }
+        // 3. subscribers (the API's event streams; an error only means nobody listens)
+        agent
+            .received
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        for ev in events.drain(..) {
+            let _ = agent.events.send(ev);
+        }
         if lost > 0 {
-            agent.resync(lost);
+            tokio::task::block_in_place(|| agent.resync(lost));
         }
     }
 }

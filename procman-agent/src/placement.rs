@@ -15,7 +15,7 @@ use procman_common::api::{EventKind, LatencySummary, PlacementReport, ProcEvent}
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::{
-    collections::{hash_map::Entry, HashMap, VecDeque},
+    collections::{hash_map::Entry, HashMap},
     os::unix::fs::MetadataExt,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -133,9 +133,9 @@ impl Rule {
         })
     }
 
-    /// Whether the exec'd process matches. Cheap conditions first; /proc is read only for
-    /// cmdline and cgroup conditions, and only when the others matched.
-    pub fn matches(&self, ev: &ProcEvent, table: &ProcTable) -> bool {
+    /// The conditions answered from the event and the table alone (comm, uid, an absolute
+    /// exe, parent, ancestor): checked under the table lock, no I/O.
+    fn matches_in_memory(&self, ev: &ProcEvent, table: &ProcTable) -> bool {
         if self
             .comm
             .as_deref()
@@ -146,16 +146,8 @@ impl Rule {
         if self.uid.is_some_and(|u| u != ev.uid) {
             return false;
         }
-        if let Some(g) = &self.exe {
-            let exe = ev.filename.as_deref().unwrap_or("");
-            let abs = if exe.starts_with('/') {
-                exe.to_string()
-            } else {
-                std::fs::read_link(format!("/proc/{}/exe", ev.pid))
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            };
-            if !g.matches(&abs) {
+        if let (Some(g), Some(exe)) = (&self.exe, ev.filename.as_deref()) {
+            if exe.starts_with('/') && !g.matches(exe) {
                 return false;
             }
         }
@@ -185,6 +177,23 @@ impl Rule {
                 return false;
             }
         }
+        true
+    }
+
+    /// The conditions that read /proc (a relative exe, cmdline, cgroup): checked after
+    /// [`Rule::matches_in_memory`], without any lock held.
+    fn matches_proc(&self, ev: &ProcEvent) -> bool {
+        if let Some(g) = &self.exe {
+            let exe = ev.filename.as_deref().unwrap_or("");
+            if !exe.starts_with('/') {
+                let abs = std::fs::read_link(format!("/proc/{}/exe", ev.pid))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if !g.matches(&abs) {
+                    return false;
+                }
+            }
+        }
         if let Some(r) = &self.cmdline {
             let cmd = std::fs::read(format!("/proc/{}/cmdline", ev.pid)).unwrap_or_default();
             let cmd: String = String::from_utf8_lossy(&cmd).replace('\0', " ");
@@ -195,12 +204,19 @@ impl Rule {
         if let Some(r) = &self.cgroup {
             let cg =
                 std::fs::read_to_string(format!("/proc/{}/cgroup", ev.pid)).unwrap_or_default();
-            let path = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("");
-            if !r.is_match(path) {
+            let path = procman_cgroup::procs::parse_cgroup2_path(&cg).unwrap_or_default();
+            if !r.is_match(&path) {
                 return false;
             }
         }
         true
+    }
+
+    /// Whether deciding this rule for `ev` reads /proc.
+    fn needs_proc(&self, ev: &ProcEvent) -> bool {
+        self.cmdline.is_some()
+            || self.cgroup.is_some()
+            || (self.exe.is_some() && !ev.filename.as_deref().is_some_and(|f| f.starts_with('/')))
     }
 }
 
@@ -213,55 +229,62 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Descendants moved along with a placed process.
     pub followers: AtomicU64,
-    /// Latest latencies (µs, exec timestamp to move completed).
+    /// Latencies (µs, exec timestamp to move completed).
     latency: Window,
-    /// Latest kernel move times (µs, the write to cgroup.procs alone) of placed processes.
+    /// Kernel move times (µs, the write to cgroup.procs alone) of placed processes.
     moves: Window,
 }
 
-/// The latest [`LATENCY_WINDOW`] samples, in µs.
-#[derive(Default)]
-struct Window(Mutex<VecDeque<u32>>);
+/// Latencies in µs, as an HDR histogram (2 significant digits, 1 µs to 1 h): recording is
+/// O(1) and percentiles need no sort, however many placements were made.
+struct Window(Mutex<hdrhistogram::Histogram<u64>>);
 
-const LATENCY_WINDOW: usize = 100_000;
+impl Default for Window {
+    fn default() -> Self {
+        let h = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2)
+            .expect("static histogram bounds are valid");
+        Window(Mutex::new(h))
+    }
+}
 
 impl Window {
     fn record(&self, us: u64) {
-        let us = us.min(u32::MAX as u64) as u32;
-        let mut l = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if l.len() == LATENCY_WINDOW {
-            l.pop_front();
-        }
-        l.push_back(us);
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        h.saturating_record(us.max(1));
     }
 
     pub fn summary(&self) -> LatencySummary {
-        let mut v: Vec<u32> = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        if v.is_empty() {
+        let h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if h.is_empty() {
             return LatencySummary::default();
         }
-        v.sort_unstable();
-        let pct = |p: f64| v[(((v.len() as f64) * p).ceil() as usize).clamp(1, v.len()) - 1];
+        let pct = |p: f64| h.value_at_quantile(p).min(u64::from(u32::MAX)) as u32;
         let mut buckets = vec![0u64; 24];
-        for x in &v {
-            let b = (32 - x.leading_zeros()) as usize;
-            buckets[b.min(23)] += 1;
+        for v in h.iter_recorded() {
+            let x = v.value_iterated_to();
+            let b = (64 - x.leading_zeros()) as usize;
+            buckets[b.min(23)] += v.count_at_value();
         }
         LatencySummary {
-            count: v.len(),
+            count: h.len() as usize,
             p50: pct(0.5),
             p90: pct(0.9),
             p99: pct(0.99),
-            max: *v.last().unwrap(),
+            max: h.max().min(u64::from(u32::MAX)) as u32,
             buckets,
         }
     }
+}
+
+/// An exec whose placement depends on /proc (see [`Placement::plan`]).
+pub struct Deferred {
+    exec: ProcEvent,
+    /// Rules whose in-memory half matched, in rule order.
+    candidates: Vec<usize>,
+    /// (pid, start ticks) of the descendants the table knew at the exec.
+    descendants: Vec<(u32, u64)>,
+    /// Forks in the same batch by the exec'd process or its new children.
+    forks: Vec<ProcEvent>,
 }
 
 struct Job {
@@ -322,55 +345,47 @@ impl Placement {
         rules.iter().filter_map(|r| r.comm.clone()).collect()
     }
 
-    /// Looks at a batch of events (already applied to `table`) and queues the moves.
-    pub fn on_events<'a>(&self, events: impl Iterator<Item = &'a ProcEvent>, table: &ProcTable) {
+    /// First half of a batch (already applied to `table`), under the table's read lock and
+    /// without I/O: execs whose first matching rule is decided in memory are queued to the
+    /// mover at once; forks of placed processes are followed; execs that need /proc to decide
+    /// (cmdline, cgroup, relative exe) come back as [`Deferred`] for [`Placement::finish`].
+    pub fn plan(&self, batch: &[ProcEvent], table: &ProcTable) -> Vec<Deferred> {
         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        for ev in events.filter(|e| !e.thread) {
+        let mut deferred: Vec<Deferred> = Vec::new();
+        // pid -> index in `deferred` of the exec it descends from (forks in this batch)
+        let mut deferred_of: HashMap<u32, usize> = HashMap::new();
+        for ev in batch.iter().filter(|e| !e.thread) {
             match ev.kind {
                 EventKind::Exec => {
-                    let Some(rule) = self.rules.iter().find(|r| r.matches(ev, table)) else {
+                    let candidates: Vec<usize> = (0..self.rules.len())
+                        .filter(|&i| self.rules[i].matches_in_memory(ev, table))
+                        .collect();
+                    let Some(&first) = candidates.first() else {
                         continue;
                     };
-                    let slice: Arc<str> = Arc::from(rule.slice.as_str());
-                    let start = crate::tree::ns_to_ticks(ev.start_ns);
-                    let _ = self.jobs.send(Job {
-                        pid: ev.pid,
-                        start_ticks: start,
-                        slice: slice.clone(),
-                        exec_ts_ns: Some(ev.ts_ns),
-                    });
-                    watched.insert(ev.pid, (slice.clone(), Instant::now()));
-                    // descendants forked before the exec was seen
-                    for d in table.descendants(ev.pid) {
-                        let st = table.get(d).map(|e| e.start_ticks).unwrap_or(0);
-                        let _ = self.jobs.send(Job {
-                            pid: d,
-                            start_ticks: st,
-                            slice: slice.clone(),
-                            exec_ts_ns: None,
+                    let descendants = table
+                        .descendants(ev.pid)
+                        .into_iter()
+                        .map(|d| (d, table.get(d).map(|e| e.start_ticks).unwrap_or(0)))
+                        .collect();
+                    if !self.rules[first].needs_proc(ev) {
+                        self.place(ev, &self.rules[first], descendants, &mut watched);
+                    } else {
+                        deferred_of.insert(ev.pid, deferred.len());
+                        deferred.push(Deferred {
+                            exec: ev.clone(),
+                            candidates,
+                            descendants,
+                            forks: Vec::new(),
                         });
-                        self.stats.followers.fetch_add(1, Ordering::Relaxed);
-                        watched.insert(d, (slice.clone(), Instant::now()));
                     }
                 }
                 EventKind::Fork => {
-                    let Some((slice, _)) = watched.get(&ev.ppid).cloned() else {
-                        continue;
-                    };
-                    let in_slice = self
-                        .slice_ids
-                        .get(&*slice)
-                        .is_some_and(|id| *id == ev.cgroup_id);
-                    watched.insert(ev.pid, (slice.clone(), Instant::now()));
-                    if !in_slice {
-                        let start = crate::tree::ns_to_ticks(ev.start_ns);
-                        let _ = self.jobs.send(Job {
-                            pid: ev.pid,
-                            start_ticks: start,
-                            slice,
-                            exec_ts_ns: None,
-                        });
-                        self.stats.followers.fetch_add(1, Ordering::Relaxed);
+                    if let Some(&i) = deferred_of.get(&ev.ppid) {
+                        deferred[i].forks.push(ev.clone());
+                        deferred_of.insert(ev.pid, i);
+                    } else {
+                        self.follow(ev, &mut watched);
                     }
                 }
                 EventKind::Exit => {
@@ -380,6 +395,78 @@ impl Placement {
         }
         if watched.len() > 4096 {
             watched.retain(|_, (_, at)| at.elapsed() < WATCH);
+        }
+        deferred
+    }
+
+    /// Second half, with no lock held: decides the deferred execs (reading /proc) and queues
+    /// their moves, then follows the forks they made in the same batch.
+    pub fn finish(&self, deferred: Vec<Deferred>) {
+        for d in deferred {
+            let Some(rule) = d
+                .candidates
+                .iter()
+                .map(|&i| &self.rules[i])
+                .find(|r| r.matches_proc(&d.exec))
+            else {
+                continue;
+            };
+            let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+            self.place(&d.exec, rule, d.descendants, &mut watched);
+            for f in &d.forks {
+                self.follow(f, &mut watched);
+            }
+        }
+    }
+
+    /// Queues the move of an exec'd process and of the descendants it forked before the exec
+    /// was seen, and watches them all.
+    fn place(
+        &self,
+        ev: &ProcEvent,
+        rule: &Rule,
+        descendants: Vec<(u32, u64)>,
+        watched: &mut HashMap<u32, (Arc<str>, Instant)>,
+    ) {
+        let slice: Arc<str> = Arc::from(rule.slice.as_str());
+        let _ = self.jobs.send(Job {
+            pid: ev.pid,
+            start_ticks: crate::tree::ns_to_ticks(ev.start_ns),
+            slice: slice.clone(),
+            exec_ts_ns: Some(ev.ts_ns),
+        });
+        watched.insert(ev.pid, (slice.clone(), Instant::now()));
+        for (d, start_ticks) in descendants {
+            let _ = self.jobs.send(Job {
+                pid: d,
+                start_ticks,
+                slice: slice.clone(),
+                exec_ts_ns: None,
+            });
+            self.stats.followers.fetch_add(1, Ordering::Relaxed);
+            watched.insert(d, (slice.clone(), Instant::now()));
+        }
+    }
+
+    /// A fork of a watched process: the child is watched too, and moved unless the kernel
+    /// already created it inside the slice.
+    fn follow(&self, ev: &ProcEvent, watched: &mut HashMap<u32, (Arc<str>, Instant)>) {
+        let Some((slice, _)) = watched.get(&ev.ppid).cloned() else {
+            return;
+        };
+        let in_slice = self
+            .slice_ids
+            .get(&*slice)
+            .is_some_and(|id| *id == ev.cgroup_id);
+        watched.insert(ev.pid, (slice.clone(), Instant::now()));
+        if !in_slice {
+            let _ = self.jobs.send(Job {
+                pid: ev.pid,
+                start_ticks: crate::tree::ns_to_ticks(ev.start_ns),
+                slice,
+                exec_ts_ns: None,
+            });
+            self.stats.followers.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -475,5 +562,28 @@ fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_window_percentiles_without_sorting() {
+        let w = Window::default();
+        assert_eq!(w.summary().count, 0);
+        for us in 1..=1000 {
+            w.record(us);
+        }
+        w.record(0); // counted as 1 µs
+        let s = w.summary();
+        assert_eq!(s.count, 1001);
+        // two significant digits: within 1%
+        assert!((495..=505).contains(&s.p50), "{s:?}");
+        assert!((891..=909).contains(&s.p90), "{s:?}");
+        assert!((980..=1000).contains(&s.p99), "{s:?}");
+        assert!((990..=1010).contains(&s.max), "{s:?}");
+        assert_eq!(s.buckets.iter().sum::<u64>(), 1001);
     }
 }

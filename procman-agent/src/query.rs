@@ -4,7 +4,7 @@ use crate::{
     monitor::{Monitor, Usage},
     tree::{ProcEntry, ProcTable},
 };
-use procman_common::api::{ProcessInfo, ProcessList, TreeNode};
+use procman_common::api::{ProcessInfo, ProcessList, SortKey, TreeNode};
 use procman_common::filter::{Field, Fields, Filter};
 use std::borrow::Cow;
 use std::{collections::HashMap, sync::OnceLock};
@@ -83,43 +83,15 @@ pub fn process_info(e: &ProcEntry, u: Option<&Usage>) -> ProcessInfo {
     p
 }
 
-/// Sort orders for lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sort {
-    Cpu,
-    Mem,
-    Io,
-    Pid,
-    Age,
-}
-
-impl std::str::FromStr for Sort {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Sort, String> {
-        Ok(match s {
-            "cpu" => Sort::Cpu,
-            "mem" | "memory" | "rss" => Sort::Mem,
-            "io" => Sort::Io,
-            "pid" => Sort::Pid,
-            "age" => Sort::Age,
-            _ => {
-                return Err(format!(
-                    "unknown sort key {s:?}: expected cpu, mem, io, pid or age"
-                ))
-            }
-        })
-    }
-}
-
 /// The sort key of a row: smaller sorts first (descending keys are negated), ties by pid.
 /// cpu, mem, io: biggest first; pid: ascending; age: oldest first.
-fn sort_key(e: &ProcEntry, u: Option<&Usage>, key: Sort) -> f64 {
+fn sort_key(e: &ProcEntry, u: Option<&Usage>, key: SortKey) -> f64 {
     match key {
-        Sort::Cpu => -(u.map_or(0.0, |u| u.cpu_pct as f64)),
-        Sort::Mem => -(u.map_or(0.0, |u| u.rss_bytes as f64)),
-        Sort::Io => -(u.map_or(0.0, |u| u.read_bps + u.write_bps)),
-        Sort::Pid => e.pid as f64,
-        Sort::Age => e.start_ticks as f64,
+        SortKey::Cpu => -(u.map_or(0.0, |u| u.cpu_pct as f64)),
+        SortKey::Mem => -(u.map_or(0.0, |u| u.rss_bytes as f64)),
+        SortKey::Io => -(u.map_or(0.0, |u| u.read_bps + u.write_bps)),
+        SortKey::Pid => e.pid as f64,
+        SortKey::Age => e.start_ticks as f64,
     }
 }
 
@@ -135,7 +107,7 @@ pub fn usage_of<'a>(map: &'a HashMap<u32, Usage>, e: &ProcEntry) -> Option<&'a U
 pub fn select(
     table: &ProcTable,
     mon: &Monitor,
-    key: Sort,
+    key: SortKey,
     limit: Option<usize>,
     keep: impl Fn(&ProcEntry, Option<&Usage>) -> bool,
 ) -> Vec<ProcessInfo> {
@@ -160,7 +132,7 @@ pub fn select(
 
 /// Every process as [`ProcessInfo`], by pid (for the tree view).
 pub fn all(table: &ProcTable, mon: &Monitor) -> Vec<ProcessInfo> {
-    select(table, mon, Sort::Pid, None, |_, _| true)
+    select(table, mon, SortKey::Pid, None, |_, _| true)
 }
 
 /// The overview: counts, and the 5 biggest by CPU and by memory.
@@ -176,8 +148,8 @@ pub fn overview(table: &ProcTable, mon: &Monitor) -> ProcessList {
         timestamp: now_epoch(),
         total_processes: table.len(),
         zombie_count,
-        top_cpu: select(table, mon, Sort::Cpu, Some(5), |_, _| true),
-        top_ram: select(table, mon, Sort::Mem, Some(5), |_, _| true),
+        top_cpu: select(table, mon, SortKey::Cpu, Some(5), |_, _| true),
+        top_ram: select(table, mon, SortKey::Mem, Some(5), |_, _| true),
         processes: None,
     }
 }
@@ -226,6 +198,10 @@ pub fn tree(all: Vec<ProcessInfo>, root: Option<u32>) -> Vec<TreeNode> {
 pub struct Row<'a> {
     pub entry: &'a ProcEntry,
     pub usage: Option<&'a Usage>,
+    /// The configured managed root (`[cgroup] root`), for the `slice` field.
+    pub slice_root: &'a str,
+    /// Open fds per pid, read beforehand (without the table lock) when the filter uses `fds`.
+    pub fds: Option<&'a HashMap<u32, u32>>,
 }
 
 impl Fields for Row<'_> {
@@ -236,10 +212,8 @@ impl Fields for Row<'_> {
             Field::Ppid => e.ppid as f64,
             Field::Uid => e.uid as f64,
             Field::Threads => u?.threads as f64,
-            // read on demand: only filters that mention fds pay for the directory walk
-            Field::Fds => std::fs::read_dir(format!("/proc/{}/fd", e.pid))
-                .ok()?
-                .count() as f64,
+            // read beforehand: only filters that mention fds pay for the directory walk
+            Field::Fds => *self.fds?.get(&e.pid)? as f64,
             Field::Cpu => u?.cpu_pct as f64,
             Field::Memory => u?.mem_pct as f64,
             Field::Rss => u?.rss_bytes as f64,
@@ -268,15 +242,20 @@ impl Fields for Row<'_> {
                 }
             }
             Field::Cgroup => Cow::Borrowed(u?.cgroup.as_deref()?),
-            Field::Slice => Cow::Borrowed(slice_of_cgroup(u?.cgroup.as_deref()?)?),
+            Field::Slice => Cow::Borrowed(slice_of_cgroup(u?.cgroup.as_deref()?, self.slice_root)?),
             _ => return None,
         })
     }
 }
 
-/// The procman slice a cgroup path is in (`/procman.slice/web/...` -> `web`).
-pub fn slice_of_cgroup(path: &str) -> Option<&str> {
-    let rest = path.split_once("/procman.slice/")?.1;
+/// The procman slice a cgroup path is in: with the managed root `procman.slice`,
+/// `/procman.slice/web/...` is in `web`. `root` is the configured `[cgroup] root` (a path
+/// below the cgroup2 mount, without a leading `/`).
+pub fn slice_of_cgroup<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+    let rest = path
+        .strip_prefix('/')?
+        .strip_prefix(root.trim_matches('/'))?
+        .strip_prefix('/')?;
     rest.split('/').next().filter(|s| !s.is_empty())
 }
 
@@ -285,6 +264,8 @@ pub fn matching(
     table: &ProcTable,
     mon: &Monitor,
     filter: &Filter,
+    slice_root: &str,
+    fds: Option<&HashMap<u32, u32>>,
 ) -> std::collections::HashSet<u32> {
     let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
     table
@@ -293,10 +274,49 @@ pub fn matching(
             filter.matches(&Row {
                 entry: e,
                 usage: usage_of(&usage, e),
+                slice_root,
+                fds,
             })
         })
         .map(|e| e.pid)
         .collect()
+}
+
+/// Open fds per pid, read from /proc without holding the table lock (only the pid list is
+/// copied under it), when `filter` mentions `fds`; `None` otherwise.
+pub fn fd_counts(
+    table: &std::sync::RwLock<ProcTable>,
+    filter: Option<&Filter>,
+) -> Option<HashMap<u32, u32>> {
+    if !filter.is_some_and(|f| f.uses(Field::Fds)) {
+        return None;
+    }
+    let pids: Vec<u32> = table
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|e| e.pid)
+        .collect();
+    Some(
+        pids.into_iter()
+            .filter_map(|p| Some((p, count_fds(p)?.0)))
+            .collect(),
+    )
+}
+
+/// (open fds, of which sockets) of a process: a walk of /proc/PID/fd, on demand only.
+pub fn count_fds(pid: u32) -> Option<(u32, u32)> {
+    let rd = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let (mut fds, mut socks) = (0, 0);
+    for e in rd.flatten() {
+        fds += 1;
+        if std::fs::read_link(e.path())
+            .is_ok_and(|l| l.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+        {
+            socks += 1;
+        }
+    }
+    Some((fds, socks))
 }
 
 /// Keeps the nodes in `keep` and the ancestors of those (so the tree keeps its shape).

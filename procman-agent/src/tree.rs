@@ -75,7 +75,7 @@ fn entry_from_proc(p: &procfs::process::Process) -> Option<ProcEntry> {
     })
 }
 
-fn scan_proc() -> HashMap<u32, ProcEntry> {
+pub fn scan_proc() -> HashMap<u32, ProcEntry> {
     let mut map = HashMap::new();
     if let Ok(all) = procfs::process::all_processes() {
         for p in all.flatten() {
@@ -96,6 +96,21 @@ pub struct ProcTable {
     /// Orphans whose new parent the kernel had not set yet when their parent's exit was
     /// processed (the exit tracepoint fires before exit_notify reparents): child -> dead parent.
     pending_reparent: HashMap<u32, u32>,
+}
+
+/// Reads the parents of orphans from /proc (no lock held): `(child, Some(new parent))` once
+/// the kernel has reparented it, `(child, None)` when it is gone; still waiting: not listed.
+pub fn check_reparents(pending: &[(u32, u32)]) -> Vec<(u32, Option<u32>)> {
+    pending
+        .iter()
+        .filter_map(|&(kid, dead)| {
+            match procfs::process::Process::new(kid as i32).and_then(|p| p.stat()) {
+                Ok(st) if st.ppid as u32 != dead => Some((kid, Some(st.ppid as u32))),
+                Ok(_) => None,
+                Err(_) => Some((kid, None)),
+            }
+        })
+        .collect()
 }
 
 impl ProcTable {
@@ -201,6 +216,13 @@ impl ProcTable {
     }
 
     /// Applies one event. Thread events do not change the process table.
+    /// Applies a batch of events in order.
+    pub fn apply_all(&mut self, events: &[ProcEvent]) {
+        for ev in events {
+            self.apply(ev);
+        }
+    }
+
     pub fn apply(&mut self, ev: &ProcEvent) {
         if ev.thread {
             return;
@@ -244,16 +266,15 @@ impl ProcTable {
         }
     }
 
-    /// Children of an exited process are reparented by the kernel (to a subreaper or init):
-    /// read their new parent from /proc (rare, so no per-event cost). The exit tracepoint fires
-    /// before the kernel reparents, so a child may still show the dead parent: it is retried by
-    /// [`ProcTable::fix_pending_reparents`].
+    /// Children of an exited process are reparented by the kernel (to a subreaper or init),
+    /// after the exit tracepoint fired: they wait in `pending_reparent` until /proc shows their
+    /// new parent ([`check_reparents`], read without the table lock, then
+    /// [`ProcTable::apply_reparents`]).
     fn reparent_children_of(&mut self, pid: u32) {
         let kids: Vec<u32> = self.children_of(pid).collect();
         for kid in kids {
             self.pending_reparent.insert(kid, pid);
         }
-        self.fix_pending_reparents();
     }
 
     /// Whether some orphans still wait for their new parent.
@@ -261,25 +282,26 @@ impl ProcTable {
         !self.pending_reparent.is_empty()
     }
 
-    /// Re-reads the parent of orphans the kernel had not reparented yet.
-    pub fn fix_pending_reparents(&mut self) {
-        let mut moved = Vec::new();
+    /// Orphans waiting for their new parent, as (child, dead parent).
+    pub fn pending_reparents(&self) -> Vec<(u32, u32)> {
+        self.pending_reparent
+            .iter()
+            .filter(|(kid, _)| self.procs.contains_key(kid))
+            .map(|(k, d)| (*k, *d))
+            .collect()
+    }
+
+    /// Applies what [`check_reparents`] found: a new parent, or gone (its exit event removes
+    /// it). Orphans not listed keep waiting.
+    pub fn apply_reparents(&mut self, found: &[(u32, Option<u32>)]) {
         let procs = &self.procs;
-        self.pending_reparent.retain(|kid, dead| {
-            if !procs.contains_key(kid) {
-                return false;
+        self.pending_reparent
+            .retain(|kid, _| procs.contains_key(kid));
+        for &(kid, ppid) in found {
+            self.pending_reparent.remove(&kid);
+            if let Some(ppid) = ppid {
+                self.set_ppid(kid, ppid);
             }
-            match procfs::process::Process::new(*kid as i32).and_then(|p| p.stat()) {
-                Ok(st) if st.ppid as u32 != *dead => {
-                    moved.push((*kid, st.ppid as u32));
-                    false
-                }
-                Ok(_) => true,   // not reparented yet
-                Err(_) => false, // gone; its exit event removes it
-            }
-        });
-        for (kid, ppid) in moved {
-            self.set_ppid(kid, ppid);
         }
     }
 
@@ -299,7 +321,11 @@ impl ProcTable {
     /// Makes the table match /proc; returns the number of corrections (added, removed or
     /// changed entries).
     pub fn reconcile(&mut self) -> u64 {
-        let fresh = scan_proc();
+        self.reconcile_with(scan_proc())
+    }
+
+    /// [`ProcTable::reconcile`] with a scan of /proc made beforehand (without the lock).
+    pub fn reconcile_with(&mut self, fresh: HashMap<u32, ProcEntry>) -> u64 {
         let mut corrections = 0;
         self.procs.retain(|pid, _| {
             let keep = fresh.contains_key(pid);

@@ -42,6 +42,64 @@ impl std::str::FromStr for EventKind {
     }
 }
 
+/// The order of a process list (`?sort=`, `procman ps --sort`): cpu, mem, io biggest first,
+/// pid ascending, age oldest first.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SortKey {
+    #[default]
+    Cpu,
+    #[serde(alias = "memory", alias = "rss")]
+    Mem,
+    Io,
+    Pid,
+    Age,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 5] = [
+        SortKey::Cpu,
+        SortKey::Mem,
+        SortKey::Io,
+        SortKey::Pid,
+        SortKey::Age,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Cpu => "cpu",
+            SortKey::Mem => "mem",
+            SortKey::Io => "io",
+            SortKey::Pid => "pid",
+            SortKey::Age => "age",
+        }
+    }
+}
+
+impl fmt::Display for SortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "cpu" => SortKey::Cpu,
+            "mem" | "memory" | "rss" => SortKey::Mem,
+            "io" => SortKey::Io,
+            "pid" => SortKey::Pid,
+            "age" => SortKey::Age,
+            _ => {
+                return Err(format!(
+                    "unknown sort key {s:?}: expected cpu, mem, io, pid or age"
+                ))
+            }
+        })
+    }
+}
+
 /// A task's comm (at most 15 bytes), kept inline so decoding an event does not allocate.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Comm {

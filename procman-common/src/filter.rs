@@ -311,38 +311,25 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Parses a number with an optional unit into the field's base unit.
+/// Parses a number with an optional unit into the field's base unit, with the units every
+/// other part of procman uses ([`crate::units`]).
 fn number(kind: Kind, text: &str) -> Result<f64, String> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: f64 = num.parse().map_err(|_| String::new())?;
-    let mult = match (kind, unit) {
-        (Kind::Count, "") => 1.0,
-        (Kind::Percent, "" | "%") => 1.0,
-        (Kind::Duration, "" | "s") => 1.0,
-        (Kind::Duration, "m") => 60.0,
-        (Kind::Duration, "h") => 3600.0,
-        (Kind::Duration, "d") => 86400.0,
-        (Kind::Bytes, u) => match u {
-            "" | "B" => 1.0,
-            "K" | "KiB" => 1024.0,
-            "M" | "MiB" => 1024.0 * 1024.0,
-            "G" | "GiB" => 1024.0f64.powi(3),
-            "T" | "TiB" => 1024.0f64.powi(4),
-            "KB" => 1e3,
-            "MB" => 1e6,
-            "GB" => 1e9,
-            "TB" => 1e12,
-            _ => return Err(String::new()),
-        },
-        _ => return Err(String::new()),
-    };
-    if kind == Kind::Count && num.contains('.') {
-        return Err(String::new());
+    use crate::units;
+    let e = |e: units::UnitError| e.problem;
+    match kind {
+        Kind::Count => text
+            .parse::<u64>()
+            .map(|n| n as f64)
+            .map_err(|_| String::new()),
+        Kind::Percent => units::Percent::parse_optional_sign(text)
+            .map(units::Percent::as_f64)
+            .map_err(e),
+        Kind::Bytes => units::parse_bytes(text).map(|b| b as f64).map_err(e),
+        Kind::Duration => units::parse_duration(text)
+            .map(|d| d.as_secs_f64())
+            .map_err(e),
+        Kind::Text => Err(String::new()),
     }
-    Ok(n * mult)
 }
 
 fn forms(kind: Kind) -> &'static str {
@@ -358,7 +345,15 @@ fn forms(kind: Kind) -> &'static str {
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// Current nesting of `(` and `not`, bounded by [`MAX_DEPTH`].
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses and `not` a filter may have: the parser and the evaluator
+/// recurse, so hostile input (`((((...`) must not reach the stack's end.
+pub const MAX_DEPTH: usize = 64;
+/// Longest filter accepted, in bytes.
+pub const MAX_LEN: usize = 4096;
 
 impl Parser {
     fn peek(&self) -> &(Tok, usize) {
@@ -401,20 +396,32 @@ impl Parser {
     }
     fn not(&mut self) -> Result<Node, ParseError> {
         if self.keyword("not") {
+            self.enter()?;
             self.next();
-            return Ok(Node::Not(Box::new(self.not()?)));
+            let n = Node::Not(Box::new(self.not()?));
+            self.depth -= 1;
+            return Ok(n);
         }
         self.primary()
+    }
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.err(&format!("at most {MAX_DEPTH} nested parentheses or `not`s"));
+        }
+        Ok(())
     }
     fn primary(&mut self) -> Result<Node, ParseError> {
         match self.peek().0.clone() {
             Tok::LParen => {
+                self.enter()?;
                 self.next();
                 let n = self.or()?;
                 if self.peek().0 != Tok::RParen {
                     return self.err("`)` or `and`/`or`");
                 }
                 self.next();
+                self.depth -= 1;
                 Ok(n)
             }
             Tok::Word(w) => {
@@ -507,8 +514,19 @@ impl Parser {
 
 impl Filter {
     pub fn parse(input: &str) -> Result<Filter, ParseError> {
+        if input.len() > MAX_LEN {
+            return Err(ParseError {
+                column: MAX_LEN + 1,
+                expected: format!("a filter of at most {MAX_LEN} bytes"),
+                found: format!("{} bytes", input.len()),
+            });
+        }
         let toks = lex(input)?;
-        let mut p = Parser { toks, pos: 0 };
+        let mut p = Parser {
+            toks,
+            pos: 0,
+            depth: 0,
+        };
         if p.peek().0 == Tok::End {
             return p.err("a condition, e.g. `cpu > 50%` or `name ~ \"^nginx\"`");
         }
@@ -737,5 +755,33 @@ mod tests {
     fn uses_reports_fields() {
         let f = Filter::parse("fds > 100 or name == x").unwrap();
         assert!(f.uses(Field::Fds) && f.uses(Field::Name) && !f.uses(Field::Cpu));
+    }
+
+    #[test]
+    fn hostile_nesting_and_length_are_refused_not_fatal() {
+        let deep = format!("{}cpu > 1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(Filter::parse(&deep).is_err());
+        let nots = format!("{}cpu > 1", "not ".repeat(1000));
+        assert!(Filter::parse(&nots)
+            .unwrap_err()
+            .expected
+            .contains("nested"));
+        let ok = format!("{}cpu > 1{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(Filter::parse(&ok).is_ok());
+        let long = vec!["cpu > 1"; 1000].join(" and ");
+        assert!(Filter::parse(&long)
+            .unwrap_err()
+            .expected
+            .contains("at most"));
+        let many = vec!["cpu > 1"; 300].join(" or ");
+        assert!(Filter::parse(&many).is_ok());
+        for s in [
+            "rss > 99999999999999999999G",
+            "age > 1e400s",
+            "cpu > -5%",
+            "pid > 1.5",
+        ] {
+            assert!(Filter::parse(s).is_err(), "{s}");
+        }
     }
 }

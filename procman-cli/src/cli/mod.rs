@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use procman_common::api::{
     AgentStatus, EventKind, EventStreamItem, ProcEvent, ProcessDetail, ProcessInfo, ProcessList,
-    TreeNode,
+    SortKey, TreeNode,
 };
 use std::io::Write;
 
@@ -76,7 +76,7 @@ pub struct HistoryArgs {
 pub struct PsArgs {
     /// Sort key: cpu, mem, io (biggest first), pid, age (oldest first).
     #[arg(long, default_value = "cpu")]
-    pub sort: String,
+    pub sort: SortKey,
     /// Show only the first N processes.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
@@ -332,32 +332,15 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-/// Bytes in the 1024-based units the rest of procman accepts (`512M`, `2.0G`).
+/// Bytes for a table column (`512B`, `3.0M`), the units the rest of procman accepts.
 pub fn human_bytes(b: u64) -> String {
-    const U: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b}B")
-    } else if v < 10.0 {
-        format!("{v:.1}{}", U[i])
-    } else {
-        format!("{v:.0}{}", U[i])
-    }
+    procman_common::units::fmt_bytes_approx(b)
 }
 
 pub(crate) fn human_age(s: f64) -> String {
-    let s = s as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
-    }
+    procman_common::units::fmt_duration(
+        std::time::Duration::try_from_secs_f64(s).unwrap_or_default(),
+    )
 }
 
 fn ps_header() -> String {
@@ -422,7 +405,7 @@ fn check_filter(f: &Option<String>) -> Result<()> {
 async fn ps(client: &Client, a: PsArgs) -> Result<()> {
     check_filter(&a.filter)?;
     let q = percent_query(&[
-        ("sort", Some(a.sort.clone())),
+        ("sort", Some(a.sort.to_string())),
         ("limit", a.top.map(|n| n.to_string())),
         ("user", a.user.clone()),
         ("filter", a.filter.clone()),

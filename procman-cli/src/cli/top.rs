@@ -6,7 +6,7 @@ use super::{human_age, human_bytes, percent_encode};
 use crate::client::Client;
 use anyhow::Result;
 use clap::Args;
-use procman_common::api::{ProcessInfo, ProcessList, SystemInfo, TreeNode};
+use procman_common::api::{ProcessInfo, ProcessList, SortKey, SystemInfo, TreeNode};
 use ratatui::{
     crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers},
     layout::{Constraint, Layout},
@@ -24,7 +24,7 @@ pub struct TopArgs {
     pub interval: Duration,
     /// Initial sort key: cpu, mem, io, pid, age.
     #[arg(long, default_value = "cpu")]
-    pub sort: String,
+    pub sort: SortKey,
     /// Initial filter expression (as in `procman ps --filter`).
     #[arg(long)]
     pub filter: Option<String>,
@@ -45,7 +45,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 /// What the screen shows; rendering is a pure function of it (tested with a test backend).
 #[derive(Default)]
 pub struct TopState {
-    pub sort: String,
+    pub sort: SortKey,
     pub tree: bool,
     pub filter: String,
     /// Some while the filter is being edited.
@@ -207,15 +207,15 @@ impl TopState {
             }
             return Some(false);
         }
-        let sort = |s: &str| Some(s.to_string());
+        let sort = Some;
         let new_sort = match code {
             KeyCode::Char('q') | KeyCode::Esc => return None,
             KeyCode::Char('c') if mods.contains(KeyModifiers::CONTROL) => return None,
-            KeyCode::Char('c') => sort("cpu"),
-            KeyCode::Char('m') => sort("mem"),
-            KeyCode::Char('i') => sort("io"),
-            KeyCode::Char('p') => sort("pid"),
-            KeyCode::Char('a') => sort("age"),
+            KeyCode::Char('c') => sort(SortKey::Cpu),
+            KeyCode::Char('m') => sort(SortKey::Mem),
+            KeyCode::Char('i') => sort(SortKey::Io),
+            KeyCode::Char('p') => sort(SortKey::Pid),
+            KeyCode::Char('a') => sort(SortKey::Age),
             KeyCode::Char('t') => {
                 self.tree = !self.tree;
                 return Some(true);
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn renders_rows_and_keys() {
         let mut s = TopState {
-            sort: "cpu".into(),
+            sort: SortKey::Cpu,
             total: 2,
             ..Default::default()
         };
@@ -331,11 +331,11 @@ mod tests {
     #[test]
     fn keys_change_sort_tree_and_filter() {
         let mut s = TopState {
-            sort: "cpu".into(),
+            sort: SortKey::Cpu,
             ..Default::default()
         };
         assert_eq!(s.key(KeyCode::Char('m'), KeyModifiers::NONE), Some(true));
-        assert_eq!(s.sort, "mem");
+        assert_eq!(s.sort, SortKey::Mem);
         assert_eq!(s.key(KeyCode::Char('t'), KeyModifiers::NONE), Some(true));
         assert!(s.tree);
         s.key(KeyCode::Char('/'), KeyModifiers::NONE);

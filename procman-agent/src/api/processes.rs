@@ -1,0 +1,250 @@
+//! The read side: process lists, one process, its tree and history, the whole tree, system
+//! totals. Handlers hold the table's read lock only for in-memory work; /proc reads (fds,
+//! cwd) happen on the blocking pool without it.
+use super::{
+    error::ApiErr,
+    extract::{Pid, Query},
+};
+use crate::{core::Agent, query};
+use axum::{extract::State, Json};
+use procman_common::{
+    api::{ProcessDetail, ProcessHistory, ProcessList, SortKey, SystemInfo, TreeNode},
+    filter::Filter,
+};
+use std::sync::Arc;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct ListQuery {
+    sort: Option<SortKey>,
+    limit: Option<usize>,
+    user: Option<String>,
+    filter: Option<String>,
+}
+
+/// Parses `?filter=`; a bad one is a 400 naming the column.
+fn parse_filter(f: Option<&str>) -> Result<Option<Filter>, ApiErr> {
+    f.filter(|f| !f.trim().is_empty())
+        .map(|f| {
+            Filter::parse(f).map_err(|e| ApiErr::bad_request(format!("invalid filter {f:?}: {e}")))
+        })
+        .transpose()
+}
+
+fn not_found(pid: u32) -> ApiErr {
+    ApiErr::not_found(format!("no process with pid {pid}"))
+}
+
+/// Runs `f` on the blocking pool (it may read /proc or wait on locks).
+pub async fn blocking<T: Send + 'static>(
+    agent: Arc<Agent>,
+    f: impl FnOnce(&Agent) -> Result<T, ApiErr> + Send + 'static,
+) -> Result<T, ApiErr> {
+    tokio::task::spawn_blocking(move || f(&agent)).await?
+}
+
+pub async fn processes(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ProcessList>, ApiErr> {
+    let full = q.sort.is_some() || q.limit.is_some() || q.user.is_some() || q.filter.is_some();
+    let filter = parse_filter(q.filter.as_deref())?;
+    let key = q.sort.unwrap_or_default();
+    let uid_of_user = match q.user.as_deref() {
+        None => None,
+        Some(u) => Some(
+            u.parse::<u32>()
+                .ok()
+                .or_else(|| query::uid_of(u))
+                .ok_or_else(|| {
+                    ApiErr::bad_request(format!("unknown user {u:?}: give a user name or a uid"))
+                })?,
+        ),
+    };
+    blocking(agent, move |agent| {
+        let fds = query::fd_counts(&agent.table, filter.as_ref());
+        let root = agent.enforcer.root();
+        let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
+        let mut overview = query::overview(&table, &agent.monitor);
+        if full {
+            overview.processes = Some(query::select(
+                &table,
+                &agent.monitor,
+                key,
+                q.limit,
+                |e, u| {
+                    uid_of_user.is_none_or(|uid| e.uid == uid)
+                        && filter.as_ref().is_none_or(|f| {
+                            f.matches(&query::Row {
+                                entry: e,
+                                usage: u,
+                                slice_root: root,
+                                fds: fds.as_ref(),
+                            })
+                        })
+                },
+            ));
+        }
+        Ok(Json(overview))
+    })
+    .await
+}
+
+pub async fn process(
+    State(agent): State<Arc<Agent>>,
+    Pid(pid): Pid,
+) -> Result<Json<ProcessDetail>, ApiErr> {
+    blocking(agent, move |agent| {
+        let (info, mut children) = {
+            let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
+            let e = table.get(pid).ok_or_else(|| not_found(pid))?;
+            let u = agent.monitor.get(pid);
+            let kids: Vec<u32> = table.children_of(pid).collect();
+            (query::process_info(e, u.as_ref()), kids)
+        };
+        let leak = {
+            let h = agent
+                .monitor
+                .history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            h.find(pid).and_then(|id| h.leak_suspected(id))
+        };
+        let (fds, sockets) = query::count_fds(pid).unzip();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
+        children.sort_unstable();
+        Ok(Json(ProcessDetail {
+            process: info,
+            fds,
+            sockets,
+            cwd,
+            children,
+            leak_suspected: leak,
+        }))
+    })
+    .await
+}
+
+pub async fn process_tree(
+    State(agent): State<Arc<Agent>>,
+    Pid(pid): Pid,
+) -> Result<Json<serde_json::Value>, ApiErr> {
+    blocking(agent, move |agent| {
+        let all = snapshot(agent);
+        let me = all
+            .iter()
+            .find(|p| p.pid == pid)
+            .ok_or_else(|| not_found(pid))?;
+        let parent = all.iter().find(|p| p.pid == me.ppid).cloned();
+        let node = query::tree(all, Some(pid)).into_iter().next();
+        Ok(Json(serde_json::json!({ "parent": parent, "tree": node })))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct HistoryQuery {
+    hours: Option<f64>,
+}
+
+pub async fn process_history(
+    State(agent): State<Arc<Agent>>,
+    Pid(pid): Pid,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<ProcessHistory>, ApiErr> {
+    let hours = match q.hours {
+        None => 1.0,
+        Some(h) if h > 0.0 && h <= 48.0 => h,
+        Some(h) => {
+            return Err(ApiErr::bad_request(format!(
+                "invalid hours {h}: expected a number of hours, more than 0 and at most 48"
+            )))
+        }
+    };
+    let since = crate::monitor::unix_now().saturating_sub((hours * 3600.0) as u32);
+    let h = agent
+        .monitor
+        .history
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let id = h.find(pid).ok_or_else(|| {
+        ApiErr::not_found(format!(
+            "no history for pid {pid} (not sampled yet, or exited longer ago than the retention)"
+        ))
+    })?;
+    Ok(Json(ProcessHistory {
+        pid,
+        exited: h.exited_at(id).is_some(),
+        hours,
+        samples: h.samples(id, since),
+        stats: h.window(id, since).unwrap_or_default(),
+        leak_suspected: h.leak_suspected(id),
+    }))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct TreeQuery {
+    root: Option<String>,
+    filter: Option<String>,
+}
+
+fn snapshot(agent: &Agent) -> Vec<procman_common::api::ProcessInfo> {
+    let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
+    query::all(&table, &agent.monitor)
+}
+
+pub async fn whole_tree(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<TreeQuery>,
+) -> Result<Json<Vec<TreeNode>>, ApiErr> {
+    let root = q
+        .root
+        .as_deref()
+        .map(super::extract::parse_pid)
+        .transpose()?;
+    let filter = parse_filter(q.filter.as_deref())?;
+    blocking(agent, move |agent| {
+        let keep = filter.map(|f| {
+            let fds = query::fd_counts(&agent.table, Some(&f));
+            let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
+            query::matching(
+                &table,
+                &agent.monitor,
+                &f,
+                agent.enforcer.root(),
+                fds.as_ref(),
+            )
+        });
+        let all = snapshot(agent);
+        if let Some(r) = root {
+            if !all.iter().any(|p| p.pid == r) {
+                return Err(not_found(r));
+            }
+        }
+        let mut nodes = query::tree(all, root);
+        if let Some(keep) = keep {
+            nodes = query::prune(nodes, &keep);
+        }
+        Ok(Json(nodes))
+    })
+    .await
+}
+
+pub async fn system(State(agent): State<Arc<Agent>>) -> Json<SystemInfo> {
+    let mut info = agent
+        .monitor
+        .system
+        .read()
+        .map(|s| s.info.clone())
+        .unwrap_or_default();
+    info.timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    info.processes = agent.table.read().map(|t| t.len()).unwrap_or(0);
+    Json(info)
+}

@@ -1,0 +1,54 @@
+//! What can go wrong in an enforcement action, classified once: the API turns a
+//! [`ErrorKind`] into an HTTP status in one place (`api::error`), the CLI prints the message.
+use procman_cgroup::{CgroupError, LimitError};
+
+/// The class of an error, independent of how it is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request itself is wrong (bad value, bad name, protected process, nothing selected).
+    Invalid,
+    /// What the request names does not exist (slice, process).
+    NotFound,
+    /// This host cannot do it (no usable cgroup2 mount).
+    Unavailable,
+    /// The kernel or the filesystem failed.
+    Internal,
+}
+
+/// An enforcement error. Every message names the value, slice or pid concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum EnforceError {
+    #[error("cgroup v2 is not usable here: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+}
+
+impl EnforceError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EnforceError::Unavailable(_) => ErrorKind::Unavailable,
+            EnforceError::Invalid(_) | EnforceError::Limit(_) => ErrorKind::Invalid,
+            EnforceError::NotFound(_) => ErrorKind::NotFound,
+            EnforceError::Cgroup(e) => match e {
+                CgroupError::InvalidName { .. }
+                | CgroupError::Unenforceable { .. }
+                | CgroupError::ProtectedPid { .. }
+                | CgroupError::ProtectedMember { .. }
+                | CgroupError::Limit(_) => ErrorKind::Invalid,
+                CgroupError::NoSuchSlice { .. } | CgroupError::NoSuchProcess { .. } => {
+                    ErrorKind::NotFound
+                }
+                _ => ErrorKind::Internal,
+            },
+        }
+    }
+}
+
+pub type Result<T, E = EnforceError> = std::result::Result<T, E>;

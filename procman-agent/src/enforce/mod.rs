@@ -1,0 +1,256 @@
+//! The Enforcer: the one owner of cgroup decisions. It opens the managed subtree (at start
+//! when the config declares slices or rules, else on the first request that needs it),
+//! creates or re-adopts the configured slices, runs exec-time placement, and carries out the
+//! API's limit / move / freeze / thaw requests.
+//!
+//! Every method here is blocking (cgroupfs and /proc I/O): the API calls them on the blocking
+//! pool, never on an async worker. They return [`EnforceError`]s whose [`ErrorKind`] the API
+//! maps to a status in one place.
+pub mod error;
+pub mod targets;
+
+pub use error::{EnforceError, ErrorKind, Result};
+
+use crate::{
+    config::Config,
+    monitor::Monitor,
+    placement::{Placement, Rule},
+    tree::ProcTable,
+};
+use procman_cgroup::{Cgroup2Mount, CgroupError, Ensured, Limits, Manager};
+use procman_common::{
+    api::{LimitRequest, PlacementReport, SliceAnswer, SliceInfo},
+    filter::Filter,
+};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock, RwLock},
+    time::Duration,
+};
+
+/// How long freeze waits for the kernel to report the slice frozen.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Enforcer {
+    root: String,
+    manager: OnceLock<Result<Arc<Manager>, String>>,
+    pub placement: Option<Placement>,
+}
+
+fn open(root: &str) -> Result<Arc<Manager>, String> {
+    let mount = Cgroup2Mount::discover().map_err(|e| format!("{e}"))?;
+    let m = Manager::open(mount, root).map_err(|e| format!("{e}"))?;
+    let caps = m.capabilities();
+    if caps.is_degraded() {
+        log::warn!("cgroup v2 degraded mode: {caps}");
+    } else {
+        log::info!("cgroup v2: {caps}");
+    }
+    Ok(Arc::new(m))
+}
+
+impl Enforcer {
+    /// Sets up what the config asks for: opens the managed subtree, creates or re-adopts the
+    /// declared slices (a slice whose limits cannot be enforced here is refused loudly and its
+    /// rules disabled; the agent still starts) and starts placement.
+    pub fn start(cfg: &Config, rules: Vec<Rule>) -> anyhow::Result<Enforcer> {
+        let mut e = Enforcer {
+            root: cfg.cgroup.root.clone(),
+            manager: OnceLock::new(),
+            placement: None,
+        };
+        if cfg.slice.is_empty() && rules.is_empty() {
+            return Ok(e);
+        }
+        let m = match e.manager() {
+            Ok(m) => m,
+            Err(err) => {
+                log::error!("{err}; slices and placement rules are disabled");
+                return Ok(e);
+            }
+        };
+        let mut ok = std::collections::HashSet::new();
+        for s in &cfg.slice {
+            match m.ensure_slice(&s.name, &s.limits) {
+                Ok(Ensured::Created) => log::info!("slice {}: created ({})", s.name, s.limits),
+                Ok(Ensured::Adopted) => log::info!(
+                    "slice {}: re-adopted, limits re-applied ({})",
+                    s.name,
+                    s.limits
+                ),
+                Err(err) => {
+                    log::error!(
+                        "slice {}: refused: {err}; rules placing into it are disabled",
+                        s.name
+                    );
+                    continue;
+                }
+            }
+            ok.insert(s.name.clone());
+        }
+        let rules: Vec<Rule> = rules
+            .into_iter()
+            .filter(|r| ok.contains(&r.slice))
+            .collect();
+        if !rules.is_empty() {
+            use anyhow::Context;
+            e.placement = Some(Placement::start(rules, m).context("starting placement")?);
+        }
+        Ok(e)
+    }
+
+    /// The manager, opened on first use.
+    pub fn manager(&self) -> Result<Arc<Manager>> {
+        self.manager
+            .get_or_init(|| open(&self.root))
+            .clone()
+            .map_err(EnforceError::Unavailable)
+    }
+
+    /// The managed root below the cgroup2 mount (`procman.slice`), as configured.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Every managed slice with its limits and usage.
+    pub fn slices(&self) -> Result<Vec<SliceInfo>> {
+        let m = self.manager()?;
+        let mut out = Vec::new();
+        for name in m.list_slices()? {
+            let stats = m
+                .stats(&name)
+                .map(|s| serde_json::to_value(s).unwrap_or_default())
+                .unwrap_or_default();
+            out.push(SliceInfo {
+                path: m.slice_path(&name)?.display().to_string(),
+                pids: m.pids(&name).unwrap_or_default(),
+                limits: m.read_limits(&name).map(limit_pairs).unwrap_or_default(),
+                stats,
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates a slice, or updates its limits (`updates` merged over the current ones).
+    pub fn ensure_slice(
+        &self,
+        name: &str,
+        updates: &BTreeMap<String, String>,
+    ) -> Result<SliceAnswer> {
+        let m = self.manager()?;
+        procman_cgroup::validate_name("slice", name)?;
+        let limits = merged_limits(&m, name, updates)?;
+        let created = m.ensure_slice(name, &limits)? == Ensured::Created;
+        answer(&m, name, created, vec![])
+    }
+
+    /// Moves the requested processes (and their descendants) into a slice, creating or
+    /// updating it with the requested limits. Everything is validated before anything is
+    /// written; the table lock is held only while choosing the targets in memory.
+    pub fn limit(
+        &self,
+        req: &LimitRequest,
+        table: &RwLock<ProcTable>,
+        mon: &Monitor,
+    ) -> Result<SliceAnswer> {
+        let m = self.manager()?;
+        let filter = req
+            .filter
+            .as_deref()
+            .map(|f| {
+                Filter::parse(f)
+                    .map_err(|e| EnforceError::Invalid(format!("invalid filter {f:?}: {e}")))
+            })
+            .transpose()?;
+        let fds = crate::query::fd_counts(table, filter.as_ref());
+        let selection = {
+            let table = table.read().unwrap_or_else(|e| e.into_inner());
+            targets::select(req, filter.as_ref(), &table, mon, &self.root, fds.as_ref())?
+        };
+        let targets = selection.resolve()?;
+        let slice = match (&req.slice, req.pids.first(), &req.name) {
+            (Some(s), _, _) => s.clone(),
+            (None, Some(p), _) => format!("pid-{p}"),
+            (None, None, Some(n)) => format!("name-{n}"),
+            (None, None, None) => {
+                return Err(EnforceError::Invalid(
+                    "with --filter, give --slice NAME".into(),
+                ))
+            }
+        };
+        procman_cgroup::validate_name("slice", &slice)?;
+        let limits = merged_limits(&m, &slice, &req.limits)?;
+        let created = m.ensure_slice(&slice, &limits)? == Ensured::Created;
+        let mut moved = Vec::new();
+        for (pid, start) in targets {
+            match m.move_process(&slice, pid, Some(start)) {
+                Ok(()) => moved.push(pid),
+                // exited meanwhile
+                Err(CgroupError::NoSuchProcess { .. }) | Err(CgroupError::PidReused { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        answer(&m, &slice, created, moved)
+    }
+
+    /// Lifts every limit of a slice (its processes stay).
+    pub fn unlimit(&self, name: &str) -> Result<SliceAnswer> {
+        let m = self.manager()?;
+        m.update_slice(name, &Limits::default())?;
+        answer(&m, name, false, vec![])
+    }
+
+    /// Freezes a slice and waits until the kernel reports it frozen.
+    pub fn freeze(&self, name: &str) -> Result<()> {
+        let m = self.manager()?;
+        m.freeze(name)?;
+        m.wait_frozen(name, true, FREEZE_TIMEOUT)?;
+        Ok(())
+    }
+
+    pub fn thaw(&self, name: &str) -> Result<()> {
+        self.manager()?.thaw(name)?;
+        Ok(())
+    }
+
+    /// Placement rules, counters and latencies (empty when no rule is active).
+    pub fn placement_report(&self) -> PlacementReport {
+        self.placement
+            .as_ref()
+            .map(Placement::report)
+            .unwrap_or_default()
+    }
+}
+
+fn limit_pairs(l: Limits) -> Vec<(String, String)> {
+    l.entries()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// The slice's current limits with `updates` (systemd keys) applied; nothing is written.
+fn merged_limits(m: &Manager, slice: &str, updates: &BTreeMap<String, String>) -> Result<Limits> {
+    let mut l = if m.list_slices()?.iter().any(|s| s == slice) {
+        m.read_limits(slice)?
+    } else {
+        Limits::default()
+    };
+    for (k, v) in updates {
+        l.set(k, v)?;
+    }
+    l.validate()?;
+    m.check_enforceable(&l)?;
+    Ok(l)
+}
+
+fn answer(m: &Manager, slice: &str, created: bool, moved: Vec<u32>) -> Result<SliceAnswer> {
+    Ok(SliceAnswer {
+        slice: slice.to_string(),
+        path: m.slice_path(slice)?.display().to_string(),
+        created,
+        moved,
+        limits: limit_pairs(m.read_limits(slice)?),
+    })
+}
