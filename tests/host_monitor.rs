@@ -209,6 +209,29 @@ fn read_api_status_codes_and_shapes() {
     }
     let (_, v) = http_get(&agent.socket, "/api/processes?sort=colour");
     assert!(v["error"].as_str().unwrap().contains("colour"));
+
+    // hostile input is a 400, and the agent keeps answering
+    let nested = format!(
+        "/api/processes?filter={}cpu%3E1{}",
+        "%28".repeat(5000),
+        "%29".repeat(5000)
+    );
+    let long = format!(
+        "/api/tree?filter={}",
+        vec!["cpu%3E1"; 1000].join("%20or%20")
+    );
+    for path in [
+        nested.as_str(),
+        long.as_str(),
+        "/api/processes?limit=-1",
+        "/api/events?kind=exec,boom",
+    ] {
+        let (code, v) = http_get(&agent.socket, path);
+        assert_eq!(code, 400, "{}: {v}", &path[..60.min(path.len())]);
+        assert!(v["error"].is_string(), "{v}");
+    }
+    let (code, _) = http_get(&agent.socket, "/api/status");
+    assert_eq!(code, 200, "the agent survived");
 }
 
 /// The in-kernel scheduling statistics agree with /proc's CPU time, and show run-queue wait

@@ -7,7 +7,7 @@
 //! - `DELETE /api/slices/{name}/limits`: lift every limit of a slice (processes stay).
 //! - `POST /api/slices/{name}/freeze`, `/thaw`.
 //! - `GET /api/placement`: placement rules, counters and latency percentiles.
-use super::{error::ApiErr, processes::blocking};
+use super::{error::ApiErr, extract, processes::blocking};
 use crate::core::Agent;
 use axum::{
     extract::{Path as UrlPath, State},
@@ -37,7 +37,7 @@ struct EnsureBody {
 async fn ensure(
     State(agent): State<Arc<Agent>>,
     UrlPath(name): UrlPath<String>,
-    body: Option<Json<EnsureBody>>,
+    body: Option<extract::Json<EnsureBody>>,
 ) -> Result<Json<SliceAnswer>, ApiErr> {
     let updates = body.map(|b| b.0.limits).unwrap_or_default();
     blocking(agent, move |a| {
@@ -48,7 +48,7 @@ async fn ensure(
 
 async fn limit(
     State(agent): State<Arc<Agent>>,
-    Json(req): Json<LimitRequest>,
+    extract::Json(req): extract::Json<LimitRequest>,
 ) -> Result<Json<SliceAnswer>, ApiErr> {
     blocking(agent, move |a| {
         Ok(Json(a.enforcer.limit(&req, &a.table, &a.monitor)?))

@@ -19,6 +19,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// `Json<T>` bodies with JSON errors (a malformed body is a 400 `{"error": ...}` naming what
+/// was wrong, like every other error).
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json<T> {
+    type Rejection = ApiErr;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiErr> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|j| Json(j.0))
+            .map_err(|e| ApiErr(e.status(), e.body_text()))
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for Json<T> {
+    type Rejection = ApiErr;
+
+    /// `None` when the request says no JSON body (no JSON content type).
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Option<Self>, ApiErr> {
+        <axum::Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
+            .await
+            .map(|j| j.map(|j| Json(j.0)))
+            .map_err(|e| ApiErr(e.status(), e.body_text()))
+    }
+}
+
 /// A pid in a URL path: a positive number.
 pub struct Pid(pub u32);
 
