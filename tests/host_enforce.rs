@@ -1,72 +1,12 @@
 //! Host tests of placement and the enforcement commands. The host's cgroup2 mount has no
 //! controllers, so these prove moves, placement and refusals; limits are proved in the VM.
 //! Each test manages its own uniquely named subtree under the cgroup2 mount and removes it.
-use procman_tests::{bin, http_get, require_root, Agent};
+use procman_tests::{bin, cgroup_of, http_get, require_root, Agent, TestRoot};
 use std::{
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
-
-/// The cgroup2 mount of this host (`/sys/fs/cgroup/unified` on hybrid hosts).
-fn cgroup2_mount() -> PathBuf {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for l in mi.lines() {
-        let (pre, post) = l.split_once(" - ").unwrap();
-        if post.starts_with("cgroup2 ") {
-            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
-        }
-    }
-    panic!("no cgroup2 mount");
-}
-
-/// A managed root for one test; on drop kills what is left in it and removes it.
-struct TestRoot {
-    name: String,
-    path: PathBuf,
-}
-
-impl TestRoot {
-    fn new(tag: &str) -> TestRoot {
-        let name = format!("procman-test-{}-{tag}.slice", std::process::id());
-        TestRoot {
-            path: cgroup2_mount().join(&name),
-            name,
-        }
-    }
-    fn slice(&self, s: &str) -> PathBuf {
-        self.path.join(s)
-    }
-    fn cgroup_line(&self, s: &str) -> String {
-        format!("0::/{}/{s}", self.name)
-    }
-}
-
-impl Drop for TestRoot {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.path) {
-            for e in rd.flatten().filter(|e| e.path().is_dir()) {
-                let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
-                for _ in 0..100 {
-                    if std::fs::remove_dir(e.path()).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(&self.path);
-    }
-}
-
-fn cgroup_of(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("0::"))
-        .unwrap_or("")
-        .to_string()
-}
 
 /// A copy of a system binary under a new name, so a rule can match its comm and nothing else.
 fn renamed(dir: &std::path::Path, from: &str, name: &str) -> PathBuf {

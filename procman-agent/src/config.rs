@@ -19,6 +19,32 @@ pub struct Config {
     pub slice: Vec<SliceConfig>,
     /// `[[rule]]`: exec-time placement rules, first match wins.
     pub rule: Vec<crate::placement::RuleConfig>,
+    /// `[[access]]`: actions granted to non-root users and groups (root may do everything;
+    /// other callers may only read).
+    pub access: Vec<crate::access::GrantConfig>,
+    pub audit: AuditSection,
+}
+
+/// `[audit]`: where every mutation and denied attempt is recorded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// The JSON-lines file.
+    pub path: PathBuf,
+    /// Rotate past this size.
+    pub max_size: ByteSize,
+    /// Rotated files kept (`audit.jsonl.1` … `.N`).
+    pub keep: u32,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            path: PathBuf::from("/var/log/procman/audit.jsonl"),
+            max_size: ByteSize(10 << 20),
+            keep: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +158,15 @@ impl Config {
         cfg.sample_interval()?;
         cfg.rules()?;
         cfg.history()?;
+        cfg.access_policy()?;
+        if !cfg.audit.path.is_absolute() || cfg.audit.max_size.0 < 4096 || cfg.audit.keep > 100 {
+            bail!(
+                "[audit] path = {:?}, max_size = \"{}\", keep = {}: the path must be absolute, max_size at least 4K, keep at most 100",
+                cfg.audit.path,
+                cfg.audit.max_size,
+                cfg.audit.keep
+            );
+        }
         if cfg.agent.socket.as_os_str().is_empty() || !cfg.agent.socket.is_absolute() {
             bail!(
                 "agent.socket = {:?}: the socket path must be absolute, e.g. \"{}\"",
@@ -140,6 +175,11 @@ impl Config {
             );
         }
         Ok(cfg)
+    }
+
+    /// The `[[access]]` grants, validated (user and group names resolved).
+    pub fn access_policy(&self) -> Result<crate::access::Policy> {
+        crate::access::Policy::from_config(&self.access)
     }
 
     /// The sampling interval, validated (100ms..1h).

@@ -37,16 +37,29 @@ pub struct Agent {
     pub vanished: AtomicU64,
     pub monitor: Monitor,
     pub enforcer: crate::enforce::Enforcer,
+    /// Who may do what (`[[access]]`).
+    pub access: crate::access::Policy,
+    pub audit: crate::audit::Audit,
+}
+
+/// What the agent is made of, besides its event source (see [`Agent::new`]).
+pub struct Parts {
+    pub table: ProcTable,
+    pub monitor: Monitor,
+    pub enforcer: crate::enforce::Enforcer,
+    pub access: crate::access::Policy,
+    pub audit: crate::audit::Audit,
 }
 
 impl Agent {
-    pub fn new(
-        source: SourceInfo,
-        threads: bool,
-        table: ProcTable,
-        monitor: Monitor,
-        enforcer: crate::enforce::Enforcer,
-    ) -> Arc<Agent> {
+    pub fn new(source: SourceInfo, threads: bool, parts: Parts) -> Arc<Agent> {
+        let Parts {
+            table,
+            monitor,
+            enforcer,
+            access,
+            audit,
+        } = parts;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
             started: Instant::now(),
@@ -60,6 +73,8 @@ impl Agent {
             vanished: AtomicU64::new(0),
             monitor,
             enforcer,
+            access,
+            audit,
         })
     }
 
@@ -78,6 +93,9 @@ impl Agent {
             vanished: self.vanished.load(Ordering::Relaxed),
             processes: self.table.read().map(|t| t.len()).unwrap_or(0),
             threads: self.threads,
+            audit_log: self.audit.path().display().to_string(),
+            audit_failures: self.audit.failures.load(Ordering::Relaxed),
+            audit_error: self.audit.last_error(),
         }
     }
 

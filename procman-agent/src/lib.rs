@@ -5,7 +5,9 @@
 //! Unix socket). `monitor` samples usage for the table's processes; `query` joins both for
 //! the read API; `enforce` owns every cgroup decision (limits, moves, freeze, placement) on
 //! top of the `procman-cgroup` library.
+pub mod access;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod core;
 pub mod enforce;

@@ -84,7 +84,20 @@ async fn run(cfg: Config) -> Result<()> {
     let (samples, retention) = cfg.history()?;
     let monitor = procman_agent::monitor::Monitor::new(samples, retention.as_secs() as u32);
     let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules)?;
-    let agent = core::Agent::new(source, opts.threads, table, monitor, enforcer);
+    let access = cfg.access_policy()?;
+    let audit =
+        procman_agent::audit::Audit::new(&cfg.audit.path, cfg.audit.max_size.0, cfg.audit.keep);
+    let agent = core::Agent::new(
+        source,
+        opts.threads,
+        core::Parts {
+            table,
+            monitor,
+            enforcer,
+            access,
+            audit,
+        },
+    );
     core::trim_heap(); // BTF parsing and the seed scan are done
     let sample_every = cfg.sample_interval()?;
     log::info!("API listening on {}", cfg.agent.socket.display());

@@ -198,10 +198,26 @@ pub fn tree(all: Vec<ProcessInfo>, root: Option<u32>) -> Vec<TreeNode> {
 pub struct Row<'a> {
     pub entry: &'a ProcEntry,
     pub usage: Option<&'a Usage>,
+    pub ctx: &'a RowContext<'a>,
+}
+
+/// What a filter needs besides the row, the same for every row of one request.
+#[derive(Default)]
+pub struct RowContext<'a> {
     /// The configured managed root (`[cgroup] root`), for the `slice` field.
     pub slice_root: &'a str,
     /// Open fds per pid, read beforehand (without the table lock) when the filter uses `fds`.
-    pub fds: Option<&'a HashMap<u32, u32>>,
+    pub fds: Option<HashMap<u32, u32>>,
+    /// A non-root caller's uid: other users' command lines are hidden from it, in answers
+    /// and in what its filters can match (like `hidepid=2`).
+    pub viewer: Option<u32>,
+}
+
+impl RowContext<'_> {
+    /// Whether `uid`'s command lines are hidden from the caller.
+    pub fn hides(&self, uid: u32) -> bool {
+        self.viewer.is_some_and(|v| v != uid)
+    }
 }
 
 impl Fields for Row<'_> {
@@ -213,7 +229,7 @@ impl Fields for Row<'_> {
             Field::Uid => e.uid as f64,
             Field::Threads => u?.threads as f64,
             // read beforehand: only filters that mention fds pay for the directory walk
-            Field::Fds => *self.fds?.get(&e.pid)? as f64,
+            Field::Fds => *self.ctx.fds.as_ref()?.get(&e.pid)? as f64,
             Field::Cpu => u?.cpu_pct as f64,
             Field::Memory => u?.mem_pct as f64,
             Field::Rss => u?.rss_bytes as f64,
@@ -232,6 +248,7 @@ impl Fields for Row<'_> {
         Some(match f {
             Field::Name => e.comm.to_str_lossy(),
             Field::Exe => Cow::Borrowed(e.exe.as_deref()?),
+            Field::Cmdline if self.ctx.hides(e.uid) => return None,
             Field::Cmdline => Cow::Borrowed(&*u?.cmdline),
             Field::User => Cow::Owned(user_name(e.uid)),
             Field::State => {
@@ -242,7 +259,9 @@ impl Fields for Row<'_> {
                 }
             }
             Field::Cgroup => Cow::Borrowed(u?.cgroup.as_deref()?),
-            Field::Slice => Cow::Borrowed(slice_of_cgroup(u?.cgroup.as_deref()?, self.slice_root)?),
+            Field::Slice => {
+                Cow::Borrowed(slice_of_cgroup(u?.cgroup.as_deref()?, self.ctx.slice_root)?)
+            }
             _ => return None,
         })
     }
@@ -264,8 +283,7 @@ pub fn matching(
     table: &ProcTable,
     mon: &Monitor,
     filter: &Filter,
-    slice_root: &str,
-    fds: Option<&HashMap<u32, u32>>,
+    ctx: &RowContext,
 ) -> std::collections::HashSet<u32> {
     let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
     table
@@ -274,8 +292,7 @@ pub fn matching(
             filter.matches(&Row {
                 entry: e,
                 usage: usage_of(&usage, e),
-                slice_root,
-                fds,
+                ctx,
             })
         })
         .map(|e| e.pid)

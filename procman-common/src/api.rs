@@ -248,6 +248,15 @@ pub struct AgentStatus {
     pub processes: usize,
     /// Whether thread events are reported.
     pub threads: bool,
+    /// The audit log's path.
+    #[serde(default)]
+    pub audit_log: String,
+    /// Audit lines that could not be written since the agent started.
+    #[serde(default)]
+    pub audit_failures: u64,
+    /// Why the last audit write failed, while it keeps failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_error: Option<String>,
 }
 
 /// Body of every error response: `{"error": "..."}`.
@@ -461,8 +470,10 @@ pub struct ProcessHistory {
 
 // ---- enforcement ----
 
-/// `POST /api/limit`: create or update a slice and move processes into it.
+/// `POST /api/limit`: create or update a slice and move processes into it. Unknown fields
+/// are refused (a typo must not silently drop part of the request).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct LimitRequest {
     /// Processes to move (with their descendants).
     #[serde(default)]
@@ -533,4 +544,43 @@ pub struct LatencySummary {
     pub max: u32,
     /// Counts per power-of-two bucket: `buckets[i]` counts latencies < 2^i µs (and >= 2^(i-1)).
     pub buckets: Vec<u64>,
+}
+
+/// One line of the audit log (`GET /api/audit`, `procman audit`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    /// Unix time, seconds with milliseconds.
+    pub time: f64,
+    /// Sequence number since the agent started.
+    pub seq: u64,
+    /// Who.
+    pub actor: AuditActor,
+    /// What: `limit`, `move+limit`, `freeze`, …
+    pub action: String,
+    /// On what: the request (`POST /api/limit`).
+    pub target: String,
+    /// The request's arguments (its JSON body).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub args: serde_json::Value,
+    /// `ok`, `denied` or `error`.
+    pub result: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The error or denial message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Who did something: a peer's credentials (`via = "api"`), or `config`, `policy:<name>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditActor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    pub via: String,
 }

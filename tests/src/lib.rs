@@ -264,3 +264,63 @@ pub fn http_get(socket: &std::path::Path, path: &str) -> (u16, serde_json::Value
     let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
     (status, json)
 }
+
+/// The cgroup2 mount of this host (`/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_mount() -> PathBuf {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in mi.lines() {
+        let (pre, post) = l.split_once(" - ").unwrap();
+        if post.starts_with("cgroup2 ") {
+            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
+        }
+    }
+    panic!("no cgroup2 mount");
+}
+
+/// A managed root for one test; on drop kills what is left in it and removes it.
+pub struct TestRoot {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl TestRoot {
+    pub fn new(tag: &str) -> TestRoot {
+        let name = format!("procman-test-{}-{tag}.slice", std::process::id());
+        TestRoot {
+            path: cgroup2_mount().join(&name),
+            name,
+        }
+    }
+    pub fn slice(&self, s: &str) -> PathBuf {
+        self.path.join(s)
+    }
+    pub fn cgroup_line(&self, s: &str) -> String {
+        format!("0::/{}/{s}", self.name)
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir(&self.path) {
+            for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
+                for _ in 0..100 {
+                    if std::fs::remove_dir(e.path()).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+pub fn cgroup_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap_or("")
+        .to_string()
+}

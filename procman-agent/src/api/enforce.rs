@@ -8,9 +8,10 @@
 //! - `POST /api/slices/{name}/freeze`, `/thaw`.
 //! - `GET /api/placement`: placement rules, counters and latency percentiles.
 use super::{error::ApiErr, extract, processes::blocking};
+use crate::access::Scope;
 use crate::core::Agent;
 use axum::{
-    extract::{Path as UrlPath, State},
+    extract::{Extension, Path as UrlPath, State},
     routing::{delete, get, post},
     Json, Router,
 };
@@ -36,31 +37,46 @@ struct EnsureBody {
 
 async fn ensure(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     UrlPath(name): UrlPath<String>,
     body: Option<extract::Json<EnsureBody>>,
 ) -> Result<Json<SliceAnswer>, ApiErr> {
     let updates = body.map(|b| b.0.limits).unwrap_or_default();
     blocking(agent, move |a| {
-        Ok(Json(a.enforcer.ensure_slice(&name, &updates)?))
+        Ok(Json(a.enforcer.ensure_slice(
+            &name,
+            &updates,
+            scope.only_uid,
+        )?))
     })
     .await
 }
 
 async fn limit(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     extract::Json(req): extract::Json<LimitRequest>,
 ) -> Result<Json<SliceAnswer>, ApiErr> {
     blocking(agent, move |a| {
-        Ok(Json(a.enforcer.limit(&req, &a.table, &a.monitor)?))
+        Ok(Json(a.enforcer.limit(
+            &req,
+            &a.table,
+            &a.monitor,
+            scope.only_uid,
+        )?))
     })
     .await
 }
 
 async fn unlimit(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<SliceAnswer>, ApiErr> {
-    blocking(agent, move |a| Ok(Json(a.enforcer.unlimit(&name)?))).await
+    blocking(agent, move |a| {
+        Ok(Json(a.enforcer.unlimit(&name, scope.only_uid)?))
+    })
+    .await
 }
 
 #[derive(serde::Serialize)]
@@ -71,10 +87,11 @@ struct FreezeAnswer {
 
 async fn freeze(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<FreezeAnswer>, ApiErr> {
     blocking(agent, move |a| {
-        a.enforcer.freeze(&name)?;
+        a.enforcer.freeze(&name, scope.only_uid)?;
         Ok(Json(FreezeAnswer {
             slice: name,
             frozen: true,
@@ -85,10 +102,11 @@ async fn freeze(
 
 async fn thaw(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<FreezeAnswer>, ApiErr> {
     blocking(agent, move |a| {
-        a.enforcer.thaw(&name)?;
+        a.enforcer.thaw(&name, scope.only_uid)?;
         Ok(Json(FreezeAnswer {
             slice: name,
             frozen: false,

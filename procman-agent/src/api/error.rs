@@ -26,9 +26,21 @@ impl ApiErr {
     }
 }
 
+/// The message of an error answer, kept in the response's extensions for the audit line.
+#[derive(Debug, Clone)]
+pub struct ErrorMessage(pub String);
+
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        (self.0, Json(ApiError { error: self.1 })).into_response()
+        let mut r = (
+            self.0,
+            Json(ApiError {
+                error: self.1.clone(),
+            }),
+        )
+            .into_response();
+        r.extensions_mut().insert(ErrorMessage(self.1));
+        r
     }
 }
 
@@ -36,6 +48,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::Invalid => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

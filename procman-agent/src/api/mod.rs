@@ -16,6 +16,7 @@ pub mod enforce;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod guard;
 pub mod processes;
 
 use crate::core::Agent;
@@ -43,7 +44,12 @@ pub fn router(agent: Arc<Agent>) -> Router {
         )
         .route("/api/tree", get(processes::whole_tree))
         .route("/api/system", get(processes::system))
+        .route("/api/audit", get(audit_log))
         .merge(enforce::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            agent.clone(),
+            guard::guard,
+        ))
         .fallback(|| async { ApiErr::not_found("no such endpoint; see README.md (API)") })
         .with_state(agent)
 }
@@ -81,11 +87,37 @@ pub async fn bind(path: &Path, group: &str) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves the API until the future is dropped.
+/// Serves the API until the future is dropped. Each connection's peer credentials are read
+/// once, when it is accepted, for the access check ([`guard`]).
 pub async fn serve(listener: UnixListener, agent: Arc<Agent>) -> Result<()> {
-    axum::serve(listener, router(agent))
-        .await
-        .context("API server failed")
+    axum::serve(
+        listener,
+        router(agent).into_make_service_with_connect_info::<crate::access::Peer>(),
+    )
+    .await
+    .context("API server failed")
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct AuditQuery {
+    /// Unix seconds.
+    since: f64,
+    limit: Option<usize>,
+}
+
+/// `GET /api/audit?since=UNIX&limit=N`: the latest audit records (action `audit`).
+async fn audit_log(
+    State(agent): State<Arc<Agent>>,
+    extract::Query(q): extract::Query<AuditQuery>,
+) -> Result<Json<Vec<crate::audit::Record>>, ApiErr> {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    processes::blocking(agent, move |a| {
+        crate::audit::read(a.audit.path(), a.audit.keep(), q.since, limit)
+            .map(Json)
+            .map_err(|e| ApiErr::internal(format!("reading {}: {e}", a.audit.path().display())))
+    })
+    .await
 }
 
 /// Removes the socket file when the agent exits.

@@ -5,10 +5,13 @@ use super::{
     error::ApiErr,
     extract::{Pid, Query},
 };
-use crate::{core::Agent, query};
-use axum::{extract::State, Json};
+use crate::{access::Scope, core::Agent, query};
+use axum::{
+    extract::{Extension, State},
+    Json,
+};
 use procman_common::{
-    api::{ProcessDetail, ProcessHistory, ProcessList, SortKey, SystemInfo, TreeNode},
+    api::{ProcessDetail, ProcessHistory, ProcessInfo, ProcessList, SortKey, SystemInfo, TreeNode},
     filter::Filter,
 };
 use std::sync::Arc;
@@ -31,6 +34,27 @@ fn parse_filter(f: Option<&str>) -> Result<Option<Filter>, ApiErr> {
         .transpose()
 }
 
+/// A non-root caller's uid: other users' command lines, cwd and fds are hidden from it.
+fn viewer(scope: &Scope) -> Option<u32> {
+    (!scope.sees_all).then_some(scope.peer.uid)
+}
+
+fn redact(p: &mut ProcessInfo, viewer: Option<u32>) {
+    if viewer.is_some_and(|v| v != p.uid) {
+        p.cmdline.clear();
+    }
+}
+
+fn redact_tree(nodes: &mut [TreeNode], viewer: Option<u32>) {
+    if viewer.is_none() {
+        return;
+    }
+    for n in nodes {
+        redact(&mut n.process, viewer);
+        redact_tree(&mut n.children, viewer);
+    }
+}
+
 fn not_found(pid: u32) -> ApiErr {
     ApiErr::not_found(format!("no process with pid {pid}"))
 }
@@ -45,8 +69,10 @@ pub async fn blocking<T: Send + 'static>(
 
 pub async fn processes(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ProcessList>, ApiErr> {
+    let viewer = viewer(&scope);
     let full = q.sort.is_some() || q.limit.is_some() || q.user.is_some() || q.filter.is_some();
     let filter = parse_filter(q.filter.as_deref())?;
     let key = q.sort.unwrap_or_default();
@@ -62,8 +88,11 @@ pub async fn processes(
         ),
     };
     blocking(agent, move |agent| {
-        let fds = query::fd_counts(&agent.table, filter.as_ref());
-        let root = agent.enforcer.root();
+        let ctx = query::RowContext {
+            slice_root: agent.enforcer.root(),
+            fds: query::fd_counts(&agent.table, filter.as_ref()),
+            viewer,
+        };
         let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
         let mut overview = query::overview(&table, &agent.monitor);
         if full {
@@ -78,12 +107,20 @@ pub async fn processes(
                             f.matches(&query::Row {
                                 entry: e,
                                 usage: u,
-                                slice_root: root,
-                                fds: fds.as_ref(),
+                                ctx: &ctx,
                             })
                         })
                 },
             ));
+        }
+        drop(table);
+        for p in overview
+            .top_cpu
+            .iter_mut()
+            .chain(overview.top_ram.iter_mut())
+            .chain(overview.processes.iter_mut().flatten())
+        {
+            redact(p, viewer);
         }
         Ok(Json(overview))
     })
@@ -92,8 +129,10 @@ pub async fn processes(
 
 pub async fn process(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     Pid(pid): Pid,
 ) -> Result<Json<ProcessDetail>, ApiErr> {
+    let viewer = viewer(&scope);
     blocking(agent, move |agent| {
         let (info, mut children) = {
             let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
@@ -110,11 +149,19 @@ pub async fn process(
                 .unwrap_or_else(|e| e.into_inner());
             h.find(pid).and_then(|id| h.leak_suspected(id))
         };
-        let (fds, sockets) = query::count_fds(pid).unzip();
+        let hidden = viewer.is_some_and(|v| v != info.uid);
+        let (fds, sockets) = if hidden {
+            (None, None)
+        } else {
+            query::count_fds(pid).unzip()
+        };
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
             .ok()
+            .filter(|_| !hidden)
             .map(|p| p.to_string_lossy().into_owned());
         children.sort_unstable();
+        let mut info = info;
+        redact(&mut info, viewer);
         Ok(Json(ProcessDetail {
             process: info,
             fds,
@@ -199,8 +246,10 @@ fn snapshot(agent: &Agent) -> Vec<procman_common::api::ProcessInfo> {
 
 pub async fn whole_tree(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     Query(q): Query<TreeQuery>,
 ) -> Result<Json<Vec<TreeNode>>, ApiErr> {
+    let viewer = viewer(&scope);
     let root = q
         .root
         .as_deref()
@@ -209,15 +258,13 @@ pub async fn whole_tree(
     let filter = parse_filter(q.filter.as_deref())?;
     blocking(agent, move |agent| {
         let keep = filter.map(|f| {
-            let fds = query::fd_counts(&agent.table, Some(&f));
+            let ctx = query::RowContext {
+                slice_root: agent.enforcer.root(),
+                fds: query::fd_counts(&agent.table, Some(&f)),
+                viewer,
+            };
             let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
-            query::matching(
-                &table,
-                &agent.monitor,
-                &f,
-                agent.enforcer.root(),
-                fds.as_ref(),
-            )
+            query::matching(&table, &agent.monitor, &f, &ctx)
         });
         let all = snapshot(agent);
         if let Some(r) = root {
@@ -229,6 +276,7 @@ pub async fn whole_tree(
         if let Some(keep) = keep {
             nodes = query::prune(nodes, &keep);
         }
+        redact_tree(&mut nodes, viewer);
         Ok(Json(nodes))
     })
     .await

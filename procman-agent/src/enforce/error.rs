@@ -9,6 +9,8 @@ pub enum ErrorKind {
     Invalid,
     /// What the request names does not exist (slice, process).
     NotFound,
+    /// The caller may not touch what the request names (another user's process).
+    Forbidden,
     /// This host cannot do it (no usable cgroup2 mount).
     Unavailable,
     /// The kernel or the filesystem failed.
@@ -24,6 +26,8 @@ pub enum EnforceError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Limit(#[from] LimitError),
     #[error(transparent)]
@@ -36,6 +40,7 @@ impl EnforceError {
             EnforceError::Unavailable(_) => ErrorKind::Unavailable,
             EnforceError::Invalid(_) | EnforceError::Limit(_) => ErrorKind::Invalid,
             EnforceError::NotFound(_) => ErrorKind::NotFound,
+            EnforceError::Forbidden(_) => ErrorKind::Forbidden,
             EnforceError::Cgroup(e) => match e {
                 CgroupError::InvalidName { .. }
                 | CgroupError::Unenforceable { .. }

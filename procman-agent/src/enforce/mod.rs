@@ -132,14 +132,29 @@ impl Enforcer {
         Ok(out)
     }
 
+    /// With `only_uid`, refuses unless every process in the slice belongs to that user (a
+    /// caller granted actions on its own processes only).
+    fn check_slice_owned(&self, m: &Manager, name: &str, only_uid: Option<u32>) -> Result<()> {
+        let Some(uid) = only_uid else { return Ok(()) };
+        if !m.list_slices()?.iter().any(|s| s == name) {
+            return Ok(()); // a new slice holds nobody's processes
+        }
+        for pid in m.pids(name)? {
+            check_owned(pid, uid)?;
+        }
+        Ok(())
+    }
+
     /// Creates a slice, or updates its limits (`updates` merged over the current ones).
     pub fn ensure_slice(
         &self,
         name: &str,
         updates: &BTreeMap<String, String>,
+        only_uid: Option<u32>,
     ) -> Result<SliceAnswer> {
         let m = self.manager()?;
         procman_cgroup::validate_name("slice", name)?;
+        self.check_slice_owned(&m, name, only_uid)?;
         let limits = merged_limits(&m, name, updates)?;
         let created = m.ensure_slice(name, &limits)? == Ensured::Created;
         answer(&m, name, created, vec![])
@@ -153,6 +168,7 @@ impl Enforcer {
         req: &LimitRequest,
         table: &RwLock<ProcTable>,
         mon: &Monitor,
+        only_uid: Option<u32>,
     ) -> Result<SliceAnswer> {
         let m = self.manager()?;
         let filter = req
@@ -163,12 +179,21 @@ impl Enforcer {
                     .map_err(|e| EnforceError::Invalid(format!("invalid filter {f:?}: {e}")))
             })
             .transpose()?;
-        let fds = crate::query::fd_counts(table, filter.as_ref());
+        let ctx = crate::query::RowContext {
+            slice_root: &self.root,
+            fds: crate::query::fd_counts(table, filter.as_ref()),
+            viewer: only_uid,
+        };
         let selection = {
             let table = table.read().unwrap_or_else(|e| e.into_inner());
-            targets::select(req, filter.as_ref(), &table, mon, &self.root, fds.as_ref())?
+            targets::select(req, filter.as_ref(), &table, mon, &ctx)?
         };
         let targets = selection.resolve()?;
+        if let Some(uid) = only_uid {
+            for &(pid, _) in &targets {
+                check_owned(pid, uid)?;
+            }
+        }
         let slice = match (&req.slice, req.pids.first(), &req.name) {
             (Some(s), _, _) => s.clone(),
             (None, Some(p), _) => format!("pid-{p}"),
@@ -180,6 +205,7 @@ impl Enforcer {
             }
         };
         procman_cgroup::validate_name("slice", &slice)?;
+        self.check_slice_owned(&m, &slice, only_uid)?;
         let limits = merged_limits(&m, &slice, &req.limits)?;
         let created = m.ensure_slice(&slice, &limits)? == Ensured::Created;
         let mut moved = Vec::new();
@@ -195,22 +221,26 @@ impl Enforcer {
     }
 
     /// Lifts every limit of a slice (its processes stay).
-    pub fn unlimit(&self, name: &str) -> Result<SliceAnswer> {
+    pub fn unlimit(&self, name: &str, only_uid: Option<u32>) -> Result<SliceAnswer> {
         let m = self.manager()?;
+        self.check_slice_owned(&m, name, only_uid)?;
         m.update_slice(name, &Limits::default())?;
         answer(&m, name, false, vec![])
     }
 
     /// Freezes a slice and waits until the kernel reports it frozen.
-    pub fn freeze(&self, name: &str) -> Result<()> {
+    pub fn freeze(&self, name: &str, only_uid: Option<u32>) -> Result<()> {
         let m = self.manager()?;
+        self.check_slice_owned(&m, name, only_uid)?;
         m.freeze(name)?;
         m.wait_frozen(name, true, FREEZE_TIMEOUT)?;
         Ok(())
     }
 
-    pub fn thaw(&self, name: &str) -> Result<()> {
-        self.manager()?.thaw(name)?;
+    pub fn thaw(&self, name: &str, only_uid: Option<u32>) -> Result<()> {
+        let m = self.manager()?;
+        self.check_slice_owned(&m, name, only_uid)?;
+        m.thaw(name)?;
         Ok(())
     }
 
@@ -221,6 +251,19 @@ impl Enforcer {
             .map(Placement::report)
             .unwrap_or_default()
     }
+}
+
+/// Refuses a process that does not belong to `uid` (its real uid, as kill(1) checks).
+fn check_owned(pid: u32, uid: u32) -> Result<()> {
+    let owner = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.uid())
+        .map_err(|_| EnforceError::NotFound(format!("no process with pid {pid}")))?;
+    if owner != uid {
+        return Err(EnforceError::Forbidden(format!(
+            "process {pid} belongs to uid {owner}: your grant covers only your own processes (uid {uid})"
+        )));
+    }
+    Ok(())
 }
 
 fn limit_pairs(l: Limits) -> Vec<(String, String)> {

@@ -23,8 +23,7 @@ pub fn select(
     filter: Option<&Filter>,
     table: &ProcTable,
     mon: &Monitor,
-    slice_root: &str,
-    fds: Option<&std::collections::HashMap<u32, u32>>,
+    ctx: &query::RowContext,
 ) -> Result<Selection> {
     let mut found = Vec::new();
     let mut unknown = Vec::new();
@@ -49,7 +48,7 @@ pub fn select(
         }
     }
     if let Some(f) = filter {
-        let keep = query::matching(table, mon, f, slice_root, fds);
+        let keep = query::matching(table, mon, f, ctx);
         found.extend(
             keep.into_iter()
                 .filter_map(|p| table.get(p))

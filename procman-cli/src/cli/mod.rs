@@ -59,6 +59,20 @@ pub enum Cmd {
     Thaw(enforce::FreezeArgs),
     /// Run a command inside a slice from its first instruction, like `systemd-run --scope`.
     Run(enforce::RunArgs),
+    /// Show the audit log: every change made through the agent and every refused attempt.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Only records from the last DURATION, e.g. 1h or 30m.
+    #[arg(long, value_name = "DURATION", value_parser = procman_common::units::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// At most the last N records.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -155,6 +169,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Placement(a) => enforce::placement(&client, a).await,
         Cmd::Freeze(a) => enforce::freeze(&client, a, true).await,
         Cmd::Thaw(a) => enforce::freeze(&client, a, false).await,
+        Cmd::Audit(a) => audit(&client, a).await,
         Cmd::Run(a) => {
             let code = enforce::run(&client, a).await?;
             std::process::exit(code);
@@ -219,6 +234,23 @@ fn local_hms(wall_ns: i128) -> String {
     format!(
         "{:02}:{:02}:{:02}.{ms:03}",
         tm.tm_hour, tm.tm_min, tm.tm_sec
+    )
+}
+
+/// `2026-12-01 04:05:06` in local time.
+fn local_datetime(secs: i64) -> String {
+    let secs = secs as libc::time_t;
+    // SAFETY: localtime_r writes into the tm we pass and reads only `secs`.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&secs, &mut tm) };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
     )
 }
 
@@ -586,6 +618,46 @@ async fn tree(client: &Client, a: TreeArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for n in &nodes {
         if print_tree(&mut out, n, "", true, true).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn audit(client: &Client, a: AuditArgs) -> Result<()> {
+    let since = a.since.map_or(0.0, |d| {
+        std::time::SystemTime::now()
+            .checked_sub(d)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |t| t.as_secs_f64())
+    });
+    let recs: Vec<procman_common::api::AuditRecord> = client
+        .get(&format!("/api/audit?since={since}&limit={}", a.limit))
+        .await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&recs)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for r in &recs {
+        let who = match (r.actor.uid, &r.actor.exe) {
+            (Some(uid), Some(exe)) => format!("uid {uid} ({exe})"),
+            (Some(uid), None) => format!("uid {uid}"),
+            _ => r.actor.via.clone(),
+        };
+        let when = local_datetime(r.time as i64);
+        let line = format!(
+            "{when}  #{:<5} {:<7} {:<12} {:<30} {who}{}",
+            r.seq,
+            r.result,
+            r.action,
+            r.target,
+            r.detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+        if writeln!(out, "{line}").is_err() {
             break;
         }
     }

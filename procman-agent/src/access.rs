@@ -1,0 +1,312 @@
+//! Who may do what: peer credentials of each API connection (SO_PEERCRED, read once when the
+//! connection is accepted) checked against the `[[access]]` grants of the config, per request.
+//!
+//! - root (uid 0): everything.
+//! - anyone else who can open the socket (the `agent.socket_group`): read-only, unless a grant
+//!   names them (by user or group) with actions; `only_own = true` limits those actions to
+//!   processes they own (the uid rule of kill(1)).
+//! - non-root readers do not see other users' command lines, working directories or fds
+//!   (like `hidepid=2`).
+//!
+//! The API asks [`Policy::check`] once per request, with the [`Action`] its route needs; a
+//! denial is a 403 with the reason, and an audit line.
+use anyhow::{bail, Result};
+use axum::serve::IncomingStream;
+use serde::{Deserialize, Serialize};
+use std::{collections::HashSet, fmt};
+use tokio::net::UnixListener;
+
+/// What a request does. Reads need nothing; every other action must be granted to non-root
+/// callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// GET endpoints.
+    Read,
+    /// Create slices, set or lift limits (`procman limit`, `unlimit`, `POST /api/slices`).
+    Limit,
+    /// Move processes into slices (`procman limit --pid` moves as well as limits).
+    Move,
+    /// Freeze and thaw slices.
+    Freeze,
+    /// End processes (signals, `cgroup.kill`).
+    Kill,
+    /// Run commands in slices (`procman run`).
+    Run,
+    /// Manage services.
+    Service,
+    /// Change policies.
+    Policy,
+    /// Read the audit log.
+    Audit,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Limit => "limit",
+            Action::Move => "move",
+            Action::Freeze => "freeze",
+            Action::Kill => "kill",
+            Action::Run => "run",
+            Action::Service => "service",
+            Action::Policy => "policy",
+            Action::Audit => "audit",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[access]]`: a grant of actions to users and/or groups.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantConfig {
+    /// User names or uids.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Group names or gids (primary or supplementary).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The actions granted, e.g. `["limit", "freeze"]`.
+    pub allow: Vec<Action>,
+    /// Only on processes the caller owns (and slices holding only such processes).
+    #[serde(default)]
+    pub only_own: bool,
+}
+
+/// A validated grant: names resolved to ids once, at load.
+#[derive(Debug, Clone)]
+struct Grant {
+    uids: HashSet<u32>,
+    gids: HashSet<u32>,
+    allow: HashSet<Action>,
+    only_own: bool,
+}
+
+/// The access policy of the running config.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    grants: Vec<Grant>,
+}
+
+/// The process at the other end of an API connection, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
+
+impl Peer {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Supplementary groups of the peer, from /proc/PID/status (`Groups:`).
+    fn groups(&self) -> Vec<u32> {
+        let Some(pid) = self.pid else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("Groups:").map(|g| {
+                        g.split_whitespace()
+                            .filter_map(|x| x.parse().ok())
+                            .collect()
+                    })
+                })
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl axum::extract::connect_info::Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid(),
+            },
+            // cannot happen on a Unix socket; treat as the least privileged caller
+            Err(_) => Peer {
+                uid: u32::MAX,
+                gid: u32::MAX,
+                pid: None,
+            },
+        }
+    }
+}
+
+/// What an allowed request may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    /// `Some(uid)`: only processes of this uid (a grant with `only_own`).
+    pub only_uid: Option<u32>,
+    /// Whether the caller sees every process's command line (root).
+    pub sees_all: bool,
+    pub peer: Peer,
+}
+
+/// A refused request: why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+fn resolve(
+    what: &str,
+    names: &[String],
+    lookup: impl Fn(&str) -> Option<u32>,
+) -> Result<HashSet<u32>> {
+    names
+        .iter()
+        .map(|n| match n.parse::<u32>().ok().or_else(|| lookup(n)) {
+            Some(id) => Ok(id),
+            None => bail!("[[access]] {what} = {n:?}: no such {what}"),
+        })
+        .collect()
+}
+
+impl Policy {
+    /// Validates the `[[access]]` grants (names must exist, each grant names someone and
+    /// allows something).
+    pub fn from_config(grants: &[GrantConfig]) -> Result<Policy> {
+        let mut out = Vec::new();
+        for (i, g) in grants.iter().enumerate() {
+            if g.users.is_empty() && g.groups.is_empty() {
+                bail!("[[access]] #{}: name users or groups to grant to", i + 1);
+            }
+            if g.allow.is_empty() {
+                bail!(
+                    "[[access]] #{}: allow is empty; list actions: limit, move, freeze, kill, run, service, policy, audit",
+                    i + 1
+                );
+            }
+            out.push(Grant {
+                uids: resolve("user", &g.users, |n| {
+                    nix::unistd::User::from_name(n)
+                        .ok()
+                        .flatten()
+                        .map(|u| u.uid.as_raw())
+                })?,
+                gids: resolve("group", &g.groups, |n| {
+                    nix::unistd::Group::from_name(n)
+                        .ok()
+                        .flatten()
+                        .map(|g| g.gid.as_raw())
+                })?,
+                allow: g.allow.iter().copied().collect(),
+                only_own: g.only_own,
+            });
+        }
+        Ok(Policy { grants: out })
+    }
+
+    /// Whether `peer` may do `action`, and within which scope.
+    pub fn check(&self, peer: Peer, action: Action) -> Result<Scope, Denied> {
+        let scope = |only_uid| Scope {
+            only_uid,
+            sees_all: peer.is_root(),
+            peer,
+        };
+        if peer.is_root() || action == Action::Read {
+            return Ok(scope(None));
+        }
+        let groups = if self.grants.iter().any(|g| !g.gids.is_empty()) {
+            peer.groups()
+        } else {
+            Vec::new()
+        };
+        let applies = |g: &&Grant| {
+            g.allow.contains(&action)
+                && (g.uids.contains(&peer.uid)
+                    || g.gids.contains(&peer.gid)
+                    || groups.iter().any(|x| g.gids.contains(x)))
+        };
+        // a grant without only_own wins over one with it
+        let mut best: Option<&Grant> = None;
+        for g in self.grants.iter().filter(applies) {
+            if best.is_none_or(|b| b.only_own && !g.only_own) {
+                best = Some(g);
+            }
+        }
+        match best {
+            Some(g) => Ok(scope(g.only_own.then_some(peer.uid))),
+            None => Err(Denied(format!(
+                "uid {} may not {action}: only root may, unless an [[access]] grant in the agent's \
+                 config allows \"{action}\" to this user or one of its groups",
+                peer.uid
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(uid: u32, gid: u32) -> Peer {
+        Peer {
+            uid,
+            gid,
+            pid: None,
+        }
+    }
+
+    #[test]
+    fn root_may_everything_others_read_only_unless_granted() {
+        let p = Policy::from_config(&[
+            GrantConfig {
+                users: vec!["4242".into()],
+                allow: vec![Action::Limit, Action::Freeze],
+                only_own: true,
+                ..Default::default()
+            },
+            GrantConfig {
+                groups: vec!["4343".into()],
+                allow: vec![Action::Freeze],
+                ..Default::default()
+            },
+        ])
+        .unwrap();
+        assert_eq!(p.check(peer(0, 0), Action::Kill).unwrap().only_uid, None);
+        assert!(p.check(peer(1000, 1000), Action::Read).is_ok());
+        let e = p.check(peer(1000, 1000), Action::Limit).unwrap_err();
+        assert!(e.0.contains("may not limit"), "{e}");
+        let s = p.check(peer(4242, 1), Action::Limit).unwrap();
+        assert_eq!(s.only_uid, Some(4242));
+        assert!(!s.sees_all);
+        assert!(p.check(peer(4242, 1), Action::Kill).is_err());
+        // the group grant has no only_own, so it wins for freeze
+        assert_eq!(
+            p.check(peer(4242, 4343), Action::Freeze).unwrap().only_uid,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_grants_are_refused() {
+        let e = Policy::from_config(&[GrantConfig {
+            users: vec!["no-such-user-procman".into()],
+            allow: vec![Action::Limit],
+            ..Default::default()
+        }])
+        .unwrap_err();
+        assert!(e.to_string().contains("no-such-user-procman"), "{e}");
+        assert!(Policy::from_config(&[GrantConfig {
+            allow: vec![Action::Limit],
+            ..Default::default()
+        }])
+        .is_err());
+        let t: Result<GrantConfig, _> = toml::from_str("users = [\"root\"]\nallow = [\"reboot\"]");
+        assert!(t.unwrap_err().to_string().contains("reboot"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The access check and the audit trail, in front of every route: the action a request needs
+//! is decided from its route (and, for `POST /api/limit`, from what its body asks), checked
+//! against the caller's peer credentials, and every mutation or denial leaves an audit line.
+//! Handlers find the caller's [`Scope`] in the request extensions.
+use super::error::{ApiErr, ErrorMessage};
+use crate::{
+    access::{Action, Peer, Scope},
+    audit::{peer_actor, Record},
+    core::Agent,
+};
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use std::sync::Arc;
+
+/// Largest request body accepted (a limit request is a few hundred bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The actions a request needs. `POST /api/limit` moves the processes it selects (`move`)
+/// and sets limits when it has some (`limit`).
+fn actions_of(method: &Method, route: &str, body: &serde_json::Value) -> Vec<Action> {
+    match (method.as_str(), route) {
+        ("GET", "/api/audit") => vec![Action::Audit],
+        ("GET", _) | ("HEAD", _) => vec![Action::Read],
+        ("POST", "/api/limit") => {
+            let mut a = vec![Action::Move];
+            if body["limits"].as_object().is_some_and(|m| !m.is_empty()) {
+                a.push(Action::Limit);
+            }
+            a
+        }
+        ("POST", "/api/slices/{name}/freeze") | ("POST", "/api/slices/{name}/thaw") => {
+            vec![Action::Freeze]
+        }
+        _ => vec![Action::Limit],
+    }
+}
+
+pub async fn guard(
+    State(agent): State<Arc<Agent>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let method = req.method().clone();
+    if method == Method::GET || method == Method::HEAD {
+        let actions = actions_of(&method, &route, &serde_json::Value::Null);
+        return match check(&agent, peer, &actions) {
+            Ok(scope) => {
+                let mut req = req;
+                req.extensions_mut().insert(scope);
+                next.run(req).await
+            }
+            Err(e) => {
+                let target = format!("{method} {}", req.uri().path());
+                audit(&agent, peer, &actions, target, serde_json::Value::Null, &e);
+                e.into_response()
+            }
+        };
+    }
+    // a mutation: read its (bounded) body once, for the check and the audit line
+    let target = req.uri().path().to_string();
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiErr(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {MAX_BODY} bytes"),
+            );
+            let actions = actions_of(&method, &route, &serde_json::Value::Null);
+            audit(
+                &agent,
+                peer,
+                &actions,
+                format!("{method} {target}"),
+                serde_json::Value::Null,
+                &e,
+            );
+            return e.into_response();
+        }
+    };
+    let args: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let actions = actions_of(&method, &route, &args);
+    let scope = match check(&agent, peer, &actions) {
+        Ok(s) => s,
+        Err(e) => {
+            audit(
+                &agent,
+                peer,
+                &actions,
+                format!("{method} {target}"),
+                args,
+                &e,
+            );
+            return e.into_response();
+        }
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(scope);
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let detail = resp.extensions().get::<ErrorMessage>().map(|m| m.0.clone());
+    agent.audit.record(Record {
+        time: 0.0,
+        seq: 0,
+        actor: peer_actor(peer),
+        action: action_names(&actions),
+        target: format!("{method} {target}"),
+        args,
+        result: if status.is_success() { "ok" } else { "error" }.into(),
+        status: status.as_u16(),
+        detail,
+    });
+    resp
+}
+
+/// Every action must be allowed; the scope is the narrowest of them.
+fn check(agent: &Agent, peer: Peer, actions: &[Action]) -> Result<Scope, ApiErr> {
+    let mut scope: Option<Scope> = None;
+    for &a in actions {
+        let s = agent
+            .access
+            .check(peer, a)
+            .map_err(|d| ApiErr(StatusCode::FORBIDDEN, d.0))?;
+        scope = Some(match scope {
+            Some(prev) => Scope {
+                only_uid: prev.only_uid.or(s.only_uid),
+                ..prev
+            },
+            None => s,
+        });
+    }
+    Ok(scope.expect("every request needs at least one action"))
+}
+
+fn action_names(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// The audit line of a request refused before its handler ran.
+fn audit(
+    agent: &Agent,
+    peer: Peer,
+    actions: &[Action],
+    target: String,
+    args: serde_json::Value,
+    e: &ApiErr,
+) {
+    agent.audit.record(Record {
+        time: 0.0,
+        seq: 0,
+        actor: peer_actor(peer),
+        action: action_names(actions),
+        target,
+        args,
+        result: if e.0 == StatusCode::FORBIDDEN {
+            "denied"
+        } else {
+            "error"
+        }
+        .into(),
+        status: e.0.as_u16(),
+        detail: Some(e.1.clone()),
+    });
+}

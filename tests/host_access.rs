@@ -1,0 +1,320 @@
+//! Access control and the audit log, through the real socket as a real non-root user: a
+//! throwaway user and group are created for the test and removed afterwards.
+use procman_tests::{bin, cgroup_of, require_root, Agent, TestRoot};
+use std::{
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+/// A system user in its own group, removed (with the group) on drop.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl TestUser {
+    /// `tag` keeps the names of tests running in parallel apart.
+    fn create(tag: &str) -> TestUser {
+        let name = format!("pmacl{}{tag}", std::process::id());
+        let ok = |c: &mut Command| {
+            let o = c.output().expect("run useradd/groupadd");
+            assert!(
+                o.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        ok(Command::new("groupadd").args(["--system", &name]));
+        ok(Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--gid",
+            &name,
+            &name,
+        ]));
+        let u = nix::unistd::User::from_name(&name)
+            .unwrap()
+            .expect("the new user");
+        TestUser {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            name,
+        }
+    }
+
+    /// Runs `procman` (a copy the user can execute) as this user.
+    fn procman(&self, procman: &Path, socket: &Path, args: &[&str]) -> Output {
+        Command::new(procman)
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .uid(self.uid)
+            .gid(self.gid)
+            .output()
+            .expect("run procman as the test user")
+    }
+
+    /// A `sleep` owned by this user.
+    fn sleeper(&self) -> std::process::Child {
+        Command::new("sleep")
+            .arg("300")
+            .uid(self.uid)
+            .gid(self.gid)
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // --force: even if a process of the user is still exiting
+        let out = Command::new("userdel").args(["--force", &self.name]).output();
+        if !out.is_ok_and(|o| o.status.success()) {
+            eprintln!("could not remove the test user {}", self.name);
+        }
+        // userdel removes the user's private group; remove it if it stayed
+        if nix::unistd::Group::from_name(&self.name).is_ok_and(|g| g.is_some()) {
+            let _ = Command::new("groupdel").arg(&self.name).output();
+        }
+    }
+}
+
+/// The agent's directory (socket, audit log) opened to the user, and a copy of `procman` in it.
+fn open_to(agent: &Agent) -> PathBuf {
+    std::fs::set_permissions(agent.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = agent.dir.path().join("procman");
+    std::fs::copy(bin("procman"), &p).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn audit_lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("audit/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+        .collect()
+}
+
+fn config(root: &TestRoot, user: &TestUser, dir: &Path, grant: &str) -> String {
+    format!(
+        "[agent]\nsocket_group = \"{g}\"\n[cgroup]\nroot = \"{root}\"\n[audit]\npath = \"{audit}\"\n{grant}",
+        g = user.name,
+        root = root.name,
+        audit = dir.join("audit/audit.jsonl").display(),
+    )
+}
+
+/// A socket_group member reads but cannot change anything; it does not see root's command
+/// lines; each refused attempt leaves an audit line naming it.
+#[test]
+#[ignore = "needs root: creates a user and group, moves processes between cgroups"]
+fn group_members_read_but_may_not_act_and_are_audited() {
+    require_root!();
+    let user = TestUser::create("r");
+    let root = TestRoot::new("acl-ro");
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&config(&root, &user, dir.path(), ""), &[]);
+    let procman = open_to(&agent);
+    let mut secret = Command::new("sh")
+        .args(["-c", "sleep 300; : pm-secret-arg"])
+        .spawn()
+        .unwrap();
+    let secret_pid = secret.id();
+    let mut mine = user.sleeper();
+    // root sees the command line once the agent has sampled it
+    wait_for(|| {
+        let out = agent.cli(&["info", &secret_pid.to_string(), "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["cmdline"]
+            .as_str()
+            .filter(|c| c.contains("pm-secret-arg"))
+            .map(|_| ())
+    });
+
+    let out = user.procman(&procman, &agent.socket, &["ps", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |pid: u32| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .cloned()
+            .unwrap_or_else(|| panic!("pid {pid} in ps: {list}"))
+    };
+    // root's command line is hidden from the user; its own is not
+    wait_for(|| {
+        let out = user.procman(
+            &procman,
+            &agent.socket,
+            &["info", &mine.id().to_string(), "--json"],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["cmdline"]
+            .as_str()
+            .filter(|c| c.contains("300"))
+            .map(|_| ())
+    });
+    assert_eq!(row(secret_pid)["cmdline"], "", "{}", row(secret_pid));
+    let out = user.procman(
+        &procman,
+        &agent.socket,
+        &["info", &secret_pid.to_string(), "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cmdline"], "", "{v}");
+    assert!(v["cwd"].is_null(), "{v}");
+    // a filter cannot probe other users' command lines either
+    let out = user.procman(
+        &procman,
+        &agent.socket,
+        &["ps", "--json", "--filter", "cmdline ~ pm-secret"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+
+    // no action is allowed
+    let out = user.procman(
+        &procman,
+        &agent.socket,
+        &["limit", "--pid", &mine.id().to_string(), "--slice", "mine"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may not move") && err.contains("403"), "{err}");
+    assert!(!cgroup_of(mine.id()).contains(&root.name), "nothing moved");
+    let out = user.procman(&procman, &agent.socket, &["freeze", "--slice", "mine"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = user.procman(&procman, &agent.socket, &["audit"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not audit"));
+
+    let lines = audit_lines(dir.path());
+    let denied: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["result"] == "denied").collect();
+    assert_eq!(denied.len(), 3, "{lines:?}");
+    for d in &denied {
+        assert_eq!(d["actor"]["uid"], user.uid, "{d}");
+        assert_eq!(d["status"], 403, "{d}");
+    }
+    assert_eq!(denied[0]["action"], "move");
+    assert_eq!(denied[0]["args"]["pids"][0], mine.id(), "{}", denied[0]);
+    // root reads the same log through the API
+    let out = agent.cli(&["audit", "--json"]);
+    let recs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(recs.as_array().unwrap().len(), 3, "{recs}");
+
+    for c in [&mut mine, &mut secret] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// A grant with `only_own` lets the user move its own processes, never root's; both attempts
+/// are audited with their outcome.
+#[test]
+#[ignore = "needs root: creates a user and group, moves processes between cgroups"]
+fn a_grant_allows_acting_on_own_processes_only() {
+    require_root!();
+    let user = TestUser::create("g");
+    let root = TestRoot::new("acl-grant");
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!(
+        "[[access]]\nusers = [\"{}\"]\nallow = [\"move\", \"freeze\"]\nonly_own = true\n",
+        user.name
+    );
+    let agent = Agent::start(&config(&root, &user, dir.path(), &grant), &[]);
+    let procman = open_to(&agent);
+    let mut mine = user.sleeper();
+    let mut roots = Command::new("sleep").arg("300").spawn().unwrap();
+
+    let out = user.procman(
+        &procman,
+        &agent.socket,
+        &["limit", "--pid", &mine.id().to_string(), "--slice", "mine"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cgroup_of(mine.id()), root.cgroup_line("mine"));
+
+    let out = user.procman(
+        &procman,
+        &agent.socket,
+        &["limit", "--pid", &roots.id().to_string(), "--slice", "mine"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("belongs to uid 0") && err.contains("403"),
+        "{err}"
+    );
+    assert!(
+        !cgroup_of(roots.id()).contains(&root.name),
+        "root's process stayed"
+    );
+    // setting limits was not granted
+    let out = user.procman(
+        &procman,
+        &agent.socket,
+        &[
+            "limit",
+            "--pid",
+            &mine.id().to_string(),
+            "--slice",
+            "mine",
+            "--pids",
+            "50",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not limit"));
+
+    let lines = audit_lines(dir.path());
+    let results: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["action"].as_str().unwrap(), l["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        results,
+        [("move", "ok"), ("move", "error"), ("move+limit", "denied")],
+        "{lines:?}"
+    );
+    assert!(lines[1]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("belongs to uid 0"));
+
+    for c in [&mut mine, &mut roots] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Polls `probe` until it answers, for up to 10 s.
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met in 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
