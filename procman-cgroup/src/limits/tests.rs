@@ -480,3 +480,180 @@ fn machine_detect_reads_this_host() {
     let m = Machine::detect().unwrap();
     assert!(m.mem_total > 0 && m.cpus >= 1 && m.pid_max >= 300, "{m:?}");
 }
+
+/// Hostile pieces the fuzz below strings together.
+const PIECES: [&str; 40] = [
+    "0",
+    "1",
+    "9",
+    "512",
+    "99999999999999999999",
+    "18446744073709551615",
+    "4294967296",
+    "1e400",
+    ".",
+    "-",
+    "+",
+    "%",
+    " ",
+    "K",
+    "M",
+    "G",
+    "T",
+    "P",
+    "B",
+    "iB",
+    "KB",
+    "k",
+    "max",
+    "infinity",
+    "of machine",
+    "/dev/vda",
+    "254:0",
+    "8:0",
+    ":",
+    "é",
+    "\u{221e}",
+    "\u{0}",
+    "\u{202e}",
+    "\n",
+    "\"",
+    "\\",
+    "NaN",
+    "0x10",
+    "..",
+    "/",
+];
+
+/// Deterministic hostile strings: fixed nasty ones, then random concatenations of
+/// [`PIECES`].
+fn hostile_strings(n: usize) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "99999999999999999999G",
+        "99999999999999999999",
+        "1e400",
+        "-1",
+        "-0",
+        "-99999999999999999999%",
+        "1.0000000001%",
+        "4294967296%",
+        "18446744073709551616",
+        "16384P",
+        "  ",
+        "",
+        "%",
+        "max max",
+        "/dev/vda 99999999999999999999G",
+        "254:0 1e400",
+        "254:0 -1",
+        "254:99999999999 1M",
+        "4294967296:0 1M",
+        "/dev/../dev/vda 1M",
+        "50% of machine of machine",
+        "\u{feff}512M",
+        "５１２M",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    out.push("9".repeat(10_000));
+    out.push(format!("{}M", "1".repeat(100_000)));
+    out.push(format!("/dev/{} 1M", "x".repeat(50_000)));
+    out.push("é".repeat(5_000));
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    while out.len() < n {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 7) as usize;
+        let s: String = (0..len)
+            .map(|i| PIECES[((seed >> (i * 6)) % PIECES.len() as u64) as usize])
+            .collect();
+        out.push(s);
+    }
+    out
+}
+
+/// A refusal names the key and (a bounded prefix of) the value.
+fn assert_names(key: LimitKey, value: &str, e: &LimitError) {
+    assert_eq!(e.key(), Some(key), "{value:?}: {e}");
+    let shown = crate::key::shorten(value, 128);
+    assert_eq!(e.value(), shown, "{value:?}");
+    let msg = e.to_string();
+    assert!(msg.contains(key.as_str()), "{value:?}: {msg}");
+    assert!(msg.contains(&format!("{shown:?}")), "{value:?}: {msg}");
+    assert!(msg.len() < 2_000, "{} bytes for {value:?}", msg.len());
+}
+
+/// Random and hostile values through every key never panic: each is either accepted within
+/// range (validate and plan agree) or refused with an error naming the key and the value.
+#[test]
+fn hostile_values_never_panic_and_are_named() {
+    let strings = hostile_strings(3_000);
+    let mut accepted = 0;
+    for key in LimitKey::ALL {
+        for v in &strings {
+            let mut l = Limits::default();
+            match l.set(key, v) {
+                Ok(()) => {
+                    accepted += 1;
+                    assert!(!l.is_empty(), "{key}={v:?}");
+                    l.validate()
+                        .unwrap_or_else(|e| panic!("{key}={v:?} accepted but {e}"));
+                    // Rendering may refuse (a device the fake resolver does not know, a
+                    // percentage below 1M here) but never panics, and names the key.
+                    if let Err(e) = l.plan(&M, &FakeDevs) {
+                        assert_eq!(e.key(), Some(key), "{e}");
+                    }
+                    // What is printed parses back to the same limits.
+                    let mut again = Limits::default();
+                    for (k, text) in l.entries() {
+                        again.set(k, &text).unwrap();
+                    }
+                    assert_eq!(again, l, "{key}={v:?}");
+                }
+                Err(e) => {
+                    assert_names(key, v, &e);
+                    assert!(l.is_empty(), "a refused value changed the limits");
+                }
+            }
+            // The text-key entry point agrees.
+            let mut p = Limits::default();
+            assert_eq!(p.set_pair(key.as_str(), v).is_ok(), !l.is_empty());
+        }
+    }
+    assert!(accepted > 100, "the fuzz accepted only {accepted} values");
+}
+
+/// The same through the config's TOML form, as a string and as a bare value.
+#[test]
+fn hostile_toml_never_panics_and_names_the_key() {
+    let strings = hostile_strings(600);
+    for key in LimitKey::ALL {
+        for v in &strings {
+            let quoted = toml::Value::String(v.clone()).to_string();
+            for doc in [format!("{key} = {quoted}"), format!("{key} = {v}")] {
+                match toml::from_str::<Limits>(&doc) {
+                    Ok(l) => l
+                        .validate()
+                        .unwrap_or_else(|e| panic!("{doc:?} accepted but {e}")),
+                    // A document that is valid TOML but refused names the key.
+                    Err(e) if toml::from_str::<toml::Table>(&doc).is_ok() => {
+                        let msg = e.to_string();
+                        assert!(msg.contains(key.as_str()), "{doc:?}: {msg}");
+                    }
+                    Err(_) => {}
+                }
+            }
+            // Lists: IO keys take them, other keys refuse them by name.
+            let doc = format!("{key} = [{quoted}, {quoted}]");
+            match toml::from_str::<Limits>(&doc) {
+                Ok(l) => {
+                    assert!(key.is_per_device(), "{doc:?}");
+                    l.validate().unwrap();
+                }
+                Err(e) => assert!(e.to_string().contains(key.as_str()), "{doc:?}: {e}"),
+            }
+        }
+    }
+}
