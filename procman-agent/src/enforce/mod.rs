@@ -139,7 +139,7 @@ impl Enforcer {
         updates: &BTreeMap<String, String>,
     ) -> Result<SliceAnswer> {
         let m = self.manager()?;
-        procman_cgroup::validate_name("slice", name)?;
+        procman_cgroup::validate_name("slice", name).map_err(CgroupError::from)?;
         let limits = merged_limits(&m, name, updates)?;
         let created = m.ensure_slice(name, &limits)? == Ensured::Created;
         answer(&m, name, created, vec![])
@@ -179,7 +179,7 @@ impl Enforcer {
                 ))
             }
         };
-        procman_cgroup::validate_name("slice", &slice)?;
+        procman_cgroup::validate_name("slice", &slice).map_err(CgroupError::from)?;
         let limits = merged_limits(&m, &slice, &req.limits)?;
         let created = m.ensure_slice(&slice, &limits)? == Ensured::Created;
         let mut moved = Vec::new();
@@ -238,7 +238,7 @@ fn merged_limits(m: &Manager, slice: &str, updates: &BTreeMap<String, String>) -
         Limits::default()
     };
     for (k, v) in updates {
-        l.set(k, v)?;
+        l.set_pair(k, v)?;
     }
     l.validate()?;
     m.check_enforceable(&l)?;
