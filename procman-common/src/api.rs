@@ -272,7 +272,7 @@ mod tests {
     }
 
     /// The JSON of slice statistics keeps the field names clients read
-    /// (`stats.memory.current`, `stats.cpu.usage_usec`, ...).
+    /// (`stats.memory.current`, `stats.cpu.usage_usec`, ...), and `null` stats still parse.
     #[test]
     fn slice_stats_json() {
         let st = SliceStats {
@@ -324,6 +324,11 @@ mod tests {
         assert_eq!(v["pressure"]["io"], serde_json::Value::Null);
         assert_eq!(v["populated"], true);
         assert_eq!(serde_json::from_value::<SliceStats>(v).unwrap(), st);
+        let info: SliceInfo = serde_json::from_str(
+            r#"{"name":"a","path":"/x","pids":[],"limits":[["MemoryMax","1G"]],"stats":null}"#,
+        )
+        .unwrap();
+        assert!(info.stats.is_none());
     }
 
     #[test]
@@ -558,8 +563,10 @@ pub struct SliceInfo {
     pub path: String,
     pub pids: Vec<u32>,
     pub limits: Vec<(String, String)>,
-    /// cgroup statistics (cpu.stat, memory.current/peak/events, io.stat, pids, pressure).
-    pub stats: serde_json::Value,
+    /// cgroup statistics (cpu.stat, memory.current/peak/events, io.stat, pids, pressure);
+    /// `null` when they could not be read.
+    #[serde(default)]
+    pub stats: Option<SliceStats>,
 }
 
 // ---- cgroup statistics (`SliceInfo.stats`); procman-cgroup parses the files into these ----

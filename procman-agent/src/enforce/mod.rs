@@ -117,10 +117,7 @@ impl Enforcer {
         let m = self.manager()?;
         let mut out = Vec::new();
         for name in m.list_slices()? {
-            let stats = m
-                .stats(&name)
-                .map(|s| serde_json::to_value(s).unwrap_or_default())
-                .unwrap_or_default();
+            let stats = m.stats(&name).ok();
             out.push(SliceInfo {
                 path: m.slice_path(&name)?.display().to_string(),
                 pids: m.pids(&name).unwrap_or_default(),
