@@ -105,10 +105,8 @@ fn sample_process(
     };
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(|p| Arc::from(p.trim())))
-        });
+        .and_then(|t| procman_cgroup::parse_proc_cgroup(&t))
+        .map(Arc::from);
     let (cpu_pct, read_bps, write_bps) = match prev.and_then(|u| u.at.map(|at| (u, now - at))) {
         Some((u, dt)) if dt > Duration::from_millis(10) => {
             let secs = dt.as_secs_f64();
@@ -187,12 +185,11 @@ fn still_there(pid: u32, start_ticks: u64) -> bool {
         .is_ok_and(|st| start_ticks == 0 || st.starttime == start_ticks)
 }
 
-fn psi_some10(resource: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/pressure/{resource}")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("some"))?;
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix("avg10="))
-        .and_then(|v| v.parse().ok())
+fn psi_some10(kind: procman_cgroup::PressureKind) -> Option<f64> {
+    use procman_cgroup::{ParseFile, Pressure};
+    let path = std::path::Path::new(kind.proc_file());
+    let text = std::fs::read_to_string(path).ok()?;
+    Pressure::parse(path, &text).ok().map(|p| p.some.avg10)
 }
 
 fn sample_system(prev: &SystemUsage) -> SystemUsage {
@@ -234,9 +231,9 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
             s.cpu_pct = (busy.saturating_sub(pb) as f64 / (total - pt) as f64 * 100.0) as f32;
         }
     }
-    s.psi_cpu_some10 = psi_some10("cpu");
-    s.psi_memory_some10 = psi_some10("memory");
-    s.psi_io_some10 = psi_some10("io");
+    s.psi_cpu_some10 = psi_some10(procman_cgroup::PressureKind::Cpu);
+    s.psi_memory_some10 = psi_some10(procman_cgroup::PressureKind::Memory);
+    s.psi_io_some10 = psi_some10(procman_cgroup::PressureKind::Io);
     s.uptime_s = procfs::Uptime::current().map(|u| u.uptime).unwrap_or(0.0);
     SystemUsage {
         info: s,

@@ -204,7 +204,7 @@ impl Rule {
         if let Some(r) = &self.cgroup {
             let cg =
                 std::fs::read_to_string(format!("/proc/{}/cgroup", ev.pid)).unwrap_or_default();
-            let path = procman_cgroup::procs::parse_cgroup2_path(&cg).unwrap_or_default();
+            let path = procman_cgroup::parse_proc_cgroup(&cg).unwrap_or_default();
             if !r.is_match(&path) {
                 return false;
             }

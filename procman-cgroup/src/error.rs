@@ -1,10 +1,10 @@
-//! Typed errors of the `cgroup` module. Every variant carries the path, pid, name or value it
+//! Typed errors of the crate. Every variant carries the path, pid, name, limit key or value it
 //! concerns, and its message says what was wrong and what is accepted or what to do.
 use std::io;
 use std::path::PathBuf;
 
-use super::fs::Controller;
-use super::limits::LimitError;
+use crate::key::{hint, Controller, LimitKey, UnknownKey};
+use crate::name::NameError;
 
 /// Why a pid is refused for a mutating action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,77 @@ impl std::fmt::Display for Protected {
             Protected::KernelThread => "it is a kernel thread",
             Protected::Myself => "it is the agent itself",
         })
+    }
+}
+
+/// A limit that does not parse or is out of range. Names the key, the value and what is
+/// accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error(
+        "{key} = {value:?}: unknown key{}; accepted keys: {}",
+        hint(*.suggestion),
+        LimitKey::ACCEPTED
+    )]
+    UnknownKey {
+        /// The key as given (at most 64 characters of it).
+        key: String,
+        value: String,
+        /// The nearest key, when one is near.
+        suggestion: Option<LimitKey>,
+    },
+
+    #[error("{key} = {value:?}: {problem}; accepted forms: {accepted}")]
+    Invalid {
+        key: LimitKey,
+        /// The value as given (at most 128 characters of it).
+        value: String,
+        problem: String,
+        accepted: &'static str,
+    },
+
+    #[error(
+        "{property:?} is not KEY=VALUE (e.g. MemoryMax=512M); accepted keys: {}",
+        LimitKey::ACCEPTED
+    )]
+    NotAProperty {
+        /// What was given (at most 128 characters of it).
+        property: String,
+    },
+}
+
+impl LimitError {
+    /// The key as text (a known key's systemd name, or what was given).
+    pub fn key_name(&self) -> &str {
+        match self {
+            LimitError::UnknownKey { key, .. } => key,
+            LimitError::Invalid { key, .. } => key.as_str(),
+            LimitError::NotAProperty { property } => property,
+        }
+    }
+
+    /// The refused value.
+    pub fn value(&self) -> &str {
+        match self {
+            LimitError::UnknownKey { value, .. } | LimitError::Invalid { value, .. } => value,
+            LimitError::NotAProperty { .. } => "",
+        }
+    }
+
+    /// The key, when it is a known one.
+    pub fn key(&self) -> Option<LimitKey> {
+        match self {
+            LimitError::Invalid { key, .. } => Some(*key),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn unknown(e: UnknownKey, value: &str) -> LimitError {
+        LimitError::UnknownKey {
+            key: e.key,
+            value: crate::key::shorten(value, 128),
+            suggestion: e.suggestion,
+        }
     }
 }
 
@@ -53,17 +124,8 @@ pub enum CgroupError {
     #[error("malformed {path}: {detail}")]
     Malformed { path: PathBuf, detail: String },
 
-    #[error(
-        "invalid {what} {name:?}: {reason}; accepted: 1 to {max} characters from A-Z a-z 0-9 \
-         _ - . @ (first character a letter or digit), not `.`/`..`, no `/`, not starting with \
-         an interface prefix such as `cgroup.` or `memory.`",
-        max = super::MAX_NAME_LEN
-    )]
-    InvalidName {
-        what: &'static str,
-        name: String,
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
 
     #[error(transparent)]
     Limit(#[from] LimitError),
@@ -73,7 +135,7 @@ pub enum CgroupError {
          {reason}; the limit was refused and nothing was written"
     )]
     Unenforceable {
-        key: &'static str,
+        key: LimitKey,
         value: String,
         controller: Controller,
         reason: String,
@@ -84,7 +146,7 @@ pub enum CgroupError {
          refused and nothing was written"
     )]
     MissingFile {
-        key: &'static str,
+        key: LimitKey,
         value: String,
         path: PathBuf,
         why: &'static str,
@@ -138,12 +200,15 @@ pub enum CgroupError {
     },
 
     #[error(
-        "the kernel refused {value:?} in {path}: {source}{}",
+        "the kernel refused {value:?} in {path}{}: {source}{}",
+        key.map(|k| format!(" (for {k})")).unwrap_or_default(),
         if *rolled_back { "; the files written before it were restored" } else { "" }
     )]
     Write {
         path: PathBuf,
         value: String,
+        /// The limit key the value came from, when it came from one.
+        key: Option<LimitKey>,
         rolled_back: bool,
         #[source]
         source: io::Error,
@@ -179,6 +244,28 @@ impl CgroupError {
             source,
         }
     }
+
+    /// A read or open that failed because the file does not exist (its controller is off,
+    /// or the kernel is older).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CgroupError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
 }
 
 pub type Result<T, E = CgroupError> = std::result::Result<T, E>;
+
+/// Turns "the file does not exist" into `Ok(None)`, for interface files that are legitimately
+/// absent: `cg.memory_peak().optional()?`.
+pub trait Optional<T> {
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> Optional<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,10 +1,10 @@
-//! What the cgroup module needs from /proc: who a pid is (thread group, parent, kernel-thread
-//! flag, start time) and which cgroup2 path it is in; and the guard that refuses pid 1,
-//! kernel threads and the agent itself.
+//! What the crate needs from /proc: who a pid is (thread group, parent, kernel-thread flag,
+//! start time) and which cgroup2 path it is in; and the guard that refuses pid 1, kernel
+//! threads and the agent itself.
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::error::{CgroupError, Protected, Result};
+use crate::error::{CgroupError, Protected, Result};
 
 /// `PF_KTHREAD` from include/linux/sched.h.
 pub const PF_KTHREAD: u64 = 0x0020_0000;
@@ -45,11 +45,12 @@ pub fn parse_tgid(status: &str) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Parses the cgroup2 path (`0::/path`) out of /proc/PID/cgroup text.
-pub fn parse_cgroup2_path(text: &str) -> Option<String> {
+/// Parses the cgroup2 path (the `0::/path` line) out of /proc/PID/cgroup text: the one parser
+/// of that file, for the agent's sampler too. `None` without a cgroup2 line (a v1-only host).
+pub fn parse_proc_cgroup(text: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_string)
+        .map(|p| p.trim().to_string())
 }
 
 fn read_proc(proc_root: &Path, pid: u32, file: &str) -> Result<String> {
@@ -157,7 +158,7 @@ fn guard(info: ProcInfo, start_time: Option<u64>) -> Result<ProcInfo> {
 /// root, which is the mount root for the agent).
 pub fn cgroup_of(pid: u32) -> Result<String> {
     let text = read_proc(Path::new("/proc"), pid, "cgroup")?;
-    parse_cgroup2_path(&text).ok_or_else(|| CgroupError::Malformed {
+    parse_proc_cgroup(&text).ok_or_else(|| CgroupError::Malformed {
         path: format!("/proc/{pid}/cgroup").into(),
         detail: "no `0::` (cgroup2) line".into(),
     })
@@ -196,10 +197,12 @@ mod tests {
         assert_eq!(parse_tgid("Name:\tx\nTgid:\t77\nPid:\t78\n"), Some(77));
         assert_eq!(parse_tgid("Name:\tx\n"), None);
         assert_eq!(
-            parse_cgroup2_path("4:memory:/a\n0::/procman.slice/web\n").as_deref(),
+            parse_proc_cgroup("4:memory:/a\n0::/procman.slice/web\n").as_deref(),
             Some("/procman.slice/web")
         );
-        assert_eq!(parse_cgroup2_path("4:memory:/a\n"), None);
+        assert_eq!(parse_proc_cgroup("0::/\n").as_deref(), Some("/"));
+        assert_eq!(parse_proc_cgroup("4:memory:/a\n"), None);
+        assert_eq!(parse_proc_cgroup(""), None);
     }
 
     #[test]

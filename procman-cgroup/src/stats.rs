@@ -1,15 +1,20 @@
-//! Slice statistics: cpu.stat, memory.current/peak/events, io.stat, pids.current/peak/events,
-//! the pressure (PSI) files, and cgroup.events. A file that is absent (its controller is off,
-//! or the kernel is older) gives `None`; a file that is present but malformed is an error
-//! naming the file and the line.
+//! Parsers of the statistics files: cpu.stat, memory.events, io.stat, the pressure (PSI)
+//! files, cgroup.events and the single-number files. They produce the wire types of
+//! [`procman_common::api`] ([`CpuStat`], [`MemoryEvents`], [`IoStat`], [`Pressure`]), so what
+//! the API sends is what was parsed. A present but malformed file is an error naming the file
+//! and the line; [`crate::Cgroup`] reads the files.
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use procman_common::api::{CpuStat, IoStat, MemoryEvents, Pressure, PressureLine};
 
-use super::error::{CgroupError, Result};
-use super::fs::read_optional;
-use super::limits::DevNum;
+use crate::error::{CgroupError, Result};
+use crate::iface::DevNum;
+
+/// A statistics file format: `T::parse(path, text)`, `path` only naming the file in errors.
+pub trait ParseFile: Sized {
+    fn parse(path: &Path, text: &str) -> Result<Self>;
+}
 
 /// A flat-keyed file (`key value` per line): cpu.stat, memory.events, cgroup.events.
 pub fn parse_flat_keyed(path: &Path, text: &str) -> Result<BTreeMap<String, u64>> {
@@ -28,37 +33,47 @@ pub fn parse_flat_keyed(path: &Path, text: &str) -> Result<BTreeMap<String, u64>
     Ok(out)
 }
 
-fn malformed(path: &Path, line: &str, why: &str) -> CgroupError {
+pub(crate) fn malformed(path: &Path, line: &str, why: &str) -> CgroupError {
     CgroupError::Malformed {
         path: path.to_path_buf(),
         detail: format!("line {line:?}: {why}"),
     }
 }
 
-/// A single-value file (`memory.current`, `pids.current`); `max` reads as `None`.
+/// A single-value file that may hold `max` (`memory.max`, `pids.max`); `max` reads as `None`.
 pub fn parse_single(path: &Path, text: &str) -> Result<Option<u64>> {
+    crate::iface::parse_max(text)
+        .ok_or_else(|| malformed(path, text.trim(), "not an unsigned integer or `max`"))
+}
+
+/// A single-counter file (`memory.current`, `pids.current`, `memory.peak`).
+pub fn parse_counter(path: &Path, text: &str) -> Result<u64> {
     let t = text.trim();
-    if t == "max" {
-        return Ok(None);
-    }
     t.parse()
-        .map(Some)
-        .map_err(|_| malformed(path, t, "not an unsigned integer or `max`"))
+        .map_err(|_| malformed(path, t, "not an unsigned integer"))
 }
 
-/// cpu.stat (usage is there even without the cpu controller; throttling needs it).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct CpuStat {
-    pub usage_usec: u64,
-    pub user_usec: u64,
-    pub system_usec: u64,
-    pub nr_periods: Option<u64>,
-    pub nr_throttled: Option<u64>,
-    pub throttled_usec: Option<u64>,
+/// `cgroup.events`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupEvents {
+    /// Any process in the cgroup or below.
+    pub populated: bool,
+    /// The freezer has frozen it (false where the freezer is absent).
+    pub frozen: bool,
 }
 
-impl CpuStat {
-    pub fn parse(path: &Path, text: &str) -> Result<CpuStat> {
+impl ParseFile for CgroupEvents {
+    fn parse(path: &Path, text: &str) -> Result<CgroupEvents> {
+        let m = parse_flat_keyed(path, text)?;
+        Ok(CgroupEvents {
+            populated: m.get("populated").copied().unwrap_or(0) == 1,
+            frozen: m.get("frozen").copied().unwrap_or(0) == 1,
+        })
+    }
+}
+
+impl ParseFile for CpuStat {
+    fn parse(path: &Path, text: &str) -> Result<CpuStat> {
         let m = parse_flat_keyed(path, text)?;
         let need = |k: &str| {
             m.get(k).copied().ok_or_else(|| {
@@ -76,19 +91,8 @@ impl CpuStat {
     }
 }
 
-/// memory.events counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct MemoryEvents {
-    pub low: u64,
-    pub high: u64,
-    pub max: u64,
-    pub oom: u64,
-    pub oom_kill: u64,
-    pub oom_group_kill: u64,
-}
-
-impl MemoryEvents {
-    pub fn parse(path: &Path, text: &str) -> Result<MemoryEvents> {
+impl ParseFile for MemoryEvents {
+    fn parse(path: &Path, text: &str) -> Result<MemoryEvents> {
         let m = parse_flat_keyed(path, text)?;
         let g = |k: &str| m.get(k).copied().unwrap_or(0);
         if !m.contains_key("oom_kill") {
@@ -105,26 +109,12 @@ impl MemoryEvents {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct MemoryStats {
-    pub current: u64,
-    /// memory.peak (Linux 5.19+).
-    pub peak: Option<u64>,
-    /// memory.swap.current (needs swap accounting).
-    pub swap_current: Option<u64>,
-    pub events: MemoryEvents,
-}
-
-/// One device line of io.stat.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct IoStat {
-    pub device: String,
-    pub rbytes: u64,
-    pub wbytes: u64,
-    pub rios: u64,
-    pub wios: u64,
-    pub dbytes: u64,
-    pub dios: u64,
+/// `pids.events`: the `max` counter (forks refused by pids.max).
+pub fn parse_pids_events(path: &Path, text: &str) -> Result<u64> {
+    Ok(parse_flat_keyed(path, text)?
+        .get("max")
+        .copied()
+        .unwrap_or(0))
 }
 
 /// Parses io.stat: `MAJ:MIN rbytes=N wbytes=N rios=N wios=N dbytes=N dios=N` per line.
@@ -163,35 +153,46 @@ pub fn parse_io_stat(path: &Path, text: &str) -> Result<Vec<IoStat>> {
     Ok(out)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PidsStats {
-    pub current: u64,
-    /// pids.peak (Linux 6.1+... where present).
-    pub peak: Option<u64>,
-    /// pids.events `max`: forks refused by pids.max.
-    pub max_events: u64,
+impl ParseFile for Vec<IoStat> {
+    fn parse(path: &Path, text: &str) -> Result<Vec<IoStat>> {
+        parse_io_stat(path, text)
+    }
 }
 
-/// One line of a pressure file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct PressureLine {
-    pub avg10: f64,
-    pub avg60: f64,
-    pub avg300: f64,
-    /// Total stall time in microseconds.
-    pub total: u64,
+/// Which pressure file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PressureKind {
+    Cpu,
+    Memory,
+    Io,
 }
 
-/// A PSI file (`cpu.pressure`, `memory.pressure`, `io.pressure`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Pressure {
-    pub some: PressureLine,
-    /// Absent in cpu.pressure on older kernels.
-    pub full: Option<PressureLine>,
+impl PressureKind {
+    pub const ALL: [PressureKind; 3] = [PressureKind::Cpu, PressureKind::Memory, PressureKind::Io];
+
+    /// The file in a cgroup directory (`cpu.pressure`).
+    pub fn file(self) -> &'static str {
+        match self {
+            PressureKind::Cpu => "cpu.pressure",
+            PressureKind::Memory => "memory.pressure",
+            PressureKind::Io => "io.pressure",
+        }
+    }
+
+    /// The system-wide file (`/proc/pressure/cpu`).
+    pub fn proc_file(self) -> &'static str {
+        match self {
+            PressureKind::Cpu => "/proc/pressure/cpu",
+            PressureKind::Memory => "/proc/pressure/memory",
+            PressureKind::Io => "/proc/pressure/io",
+        }
+    }
 }
 
-impl Pressure {
-    pub fn parse(path: &Path, text: &str) -> Result<Pressure> {
+/// A PSI file, a cgroup's (`cpu.pressure`) or the system's (`/proc/pressure/cpu`): the one
+/// parser of that format, for the agent's sampler too.
+impl ParseFile for Pressure {
+    fn parse(path: &Path, text: &str) -> Result<Pressure> {
         let mut some = None;
         let mut full = None;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -204,10 +205,16 @@ impl Pressure {
                     .split_once('=')
                     .ok_or_else(|| malformed(path, line, "expected key=value pairs"))?;
                 let bad = || malformed(path, line, "a value is not a number");
+                let avg = |v: &str| -> Result<f64> {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite() && *x >= 0.0)
+                        .ok_or_else(bad)
+                };
                 match k {
-                    "avg10" => pl.avg10 = v.parse().map_err(|_| bad())?,
-                    "avg60" => pl.avg60 = v.parse().map_err(|_| bad())?,
-                    "avg300" => pl.avg300 = v.parse().map_err(|_| bad())?,
+                    "avg10" => pl.avg10 = avg(v)?,
+                    "avg60" => pl.avg60 = avg(v)?,
+                    "avg300" => pl.avg300 = avg(v)?,
                     "total" => pl.total = v.parse().map_err(|_| bad())?,
                     _ => continue,
                 }
@@ -233,85 +240,9 @@ impl Pressure {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PressureStats {
-    pub cpu: Option<Pressure>,
-    pub memory: Option<Pressure>,
-    pub io: Option<Pressure>,
-}
-
-/// Everything the agent samples from one slice.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SliceStats {
-    /// cgroup.events `populated`: any process in the slice.
-    pub populated: bool,
-    /// cgroup.events `frozen` (false where the freezer is absent).
-    pub frozen: bool,
-    pub cpu: Option<CpuStat>,
-    pub memory: Option<MemoryStats>,
-    pub io: Option<Vec<IoStat>>,
-    pub pids: Option<PidsStats>,
-    pub pressure: PressureStats,
-}
-
-fn read_with<T>(dir: &Path, file: &str, f: impl Fn(&Path, &str) -> Result<T>) -> Result<Option<T>> {
-    let p = dir.join(file);
-    match read_optional(&p)? {
-        Some(t) => f(&p, &t).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Reads the stats of the cgroup directory `dir`.
-pub fn read_stats(dir: &Path) -> Result<SliceStats> {
-    let events = read_with(dir, "cgroup.events", parse_flat_keyed)?.ok_or_else(|| {
-        CgroupError::io(
-            "reading",
-            dir.join("cgroup.events"),
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        )
-    })?;
-    let memory = match read_with(dir, "memory.current", parse_single)? {
-        Some(current) => {
-            let ev = read_with(dir, "memory.events", MemoryEvents::parse)?.unwrap_or_default();
-            Some(MemoryStats {
-                current: current.unwrap_or(0),
-                peak: read_with(dir, "memory.peak", parse_single)?.flatten(),
-                swap_current: read_with(dir, "memory.swap.current", parse_single)?.flatten(),
-                events: ev,
-            })
-        }
-        None => None,
-    };
-    let pids = match read_with(dir, "pids.current", parse_single)? {
-        Some(current) => Some(PidsStats {
-            current: current.unwrap_or(0),
-            peak: read_with(dir, "pids.peak", parse_single)?.flatten(),
-            max_events: read_with(dir, "pids.events", parse_flat_keyed)?
-                .and_then(|m| m.get("max").copied())
-                .unwrap_or(0),
-        }),
-        None => None,
-    };
-    Ok(SliceStats {
-        populated: events.get("populated").copied().unwrap_or(0) == 1,
-        frozen: events.get("frozen").copied().unwrap_or(0) == 1,
-        cpu: read_with(dir, "cpu.stat", CpuStat::parse)?,
-        memory,
-        io: read_with(dir, "io.stat", parse_io_stat)?,
-        pids,
-        pressure: PressureStats {
-            cpu: read_with(dir, "cpu.pressure", Pressure::parse)?,
-            memory: read_with(dir, "memory.pressure", Pressure::parse)?,
-            io: read_with(dir, "io.pressure", Pressure::parse)?,
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
 
     fn p() -> &'static Path {
         Path::new("/fake/x")
@@ -343,10 +274,24 @@ mod tests {
     }
 
     #[test]
+    fn cgroup_and_pids_events() {
+        let e = CgroupEvents::parse(p(), "populated 1\nfrozen 0\n").unwrap();
+        assert!(e.populated && !e.frozen);
+        // No `frozen` line before Linux 5.2.
+        assert!(!CgroupEvents::parse(p(), "populated 0\n").unwrap().frozen);
+        assert!(CgroupEvents::parse(p(), "populated yes\n").is_err());
+        assert_eq!(parse_pids_events(p(), "max 4\n").unwrap(), 4);
+        assert_eq!(parse_pids_events(p(), "").unwrap(), 0);
+    }
+
+    #[test]
     fn single_values() {
         assert_eq!(parse_single(p(), "123\n").unwrap(), Some(123));
         assert_eq!(parse_single(p(), "max\n").unwrap(), None);
         assert!(parse_single(p(), "12a\n").is_err());
+        assert_eq!(parse_counter(p(), "77\n").unwrap(), 77);
+        let e = parse_counter(p(), "max\n").unwrap_err().to_string();
+        assert!(e.contains("/fake/x") && e.contains("\"max\""), "{e}");
     }
 
     #[test]
@@ -357,6 +302,7 @@ mod tests {
         assert_eq!(v[0].device, "254:0");
         assert_eq!(v[0].rbytes, 1 << 20);
         assert_eq!(v[1].dios, 6);
+        assert_eq!(Vec::<IoStat>::parse(p(), t).unwrap(), v);
         assert!(parse_io_stat(p(), "").unwrap().is_empty());
         assert!(parse_io_stat(p(), "vda rbytes=1\n").is_err());
         assert!(parse_io_stat(p(), "254:0 rbytes\n").is_err());
@@ -375,38 +321,17 @@ mod tests {
         assert!(only_some.full.is_none());
         assert!(Pressure::parse(p(), "").is_err());
         assert!(Pressure::parse(p(), "some avg10=x avg60=0 avg300=0 total=0\n").is_err());
+        assert!(Pressure::parse(p(), "some avg10=NaN avg60=0 avg300=0 total=0\n").is_err());
         assert!(Pressure::parse(p(), "some avg10=0 total=0\n").is_err());
         assert!(Pressure::parse(p(), "half avg10=0 avg60=0 avg300=0 total=0\n").is_err());
     }
 
     #[test]
-    fn read_stats_from_a_fake_dir() {
-        let d = tempfile::tempdir().unwrap();
-        let w = |f: &str, t: &str| fs::write(d.path().join(f), t).unwrap();
-        w("cgroup.events", "populated 1\nfrozen 0\n");
-        w("cpu.stat", "usage_usec 5\nuser_usec 3\nsystem_usec 2\n");
-        w("memory.current", "4096\n");
-        w("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 2\n");
-        w("pids.current", "3\n");
-        w("pids.events", "max 4\n");
-        w(
-            "cpu.pressure",
-            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
-        );
-        let s = read_stats(d.path()).unwrap();
-        assert!(s.populated && !s.frozen);
-        assert_eq!(s.cpu.unwrap().usage_usec, 5);
-        let m = s.memory.unwrap();
-        assert_eq!((m.current, m.peak, m.events.oom_kill), (4096, None, 2));
-        assert_eq!(s.pids.unwrap().max_events, 4);
-        assert!(s.io.is_none());
-        assert!(s.pressure.cpu.is_some() && s.pressure.io.is_none());
-        // Malformed present file: an error naming the file.
-        w("memory.current", "lots\n");
-        let e = read_stats(d.path()).unwrap_err().to_string();
-        assert!(e.contains("memory.current"), "{e}");
-        // No cgroup.events: not a cgroup directory.
-        let empty = tempfile::tempdir().unwrap();
-        assert!(read_stats(empty.path()).is_err());
+    fn system_pressure_file_parses() {
+        // /proc/pressure exists with CONFIG_PSI (and psi=1); skip where it does not.
+        let f = PressureKind::Cpu.proc_file();
+        if let Ok(t) = std::fs::read_to_string(f) {
+            Pressure::parse(Path::new(f), &t).unwrap();
+        }
     }
 }

@@ -280,6 +280,66 @@ mod tests {
         assert_eq!(serde_json::from_str::<Comm>(&j).unwrap(), c);
     }
 
+    /// The JSON of slice statistics keeps the field names clients read
+    /// (`stats.memory.current`, `stats.cpu.usage_usec`, ...), and `null` stats still parse.
+    #[test]
+    fn slice_stats_json() {
+        let st = SliceStats {
+            populated: true,
+            cpu: Some(CpuStat {
+                usage_usec: 7,
+                ..CpuStat::default()
+            }),
+            memory: Some(MemoryStats {
+                current: 4096,
+                peak: Some(8192),
+                events: MemoryEvents {
+                    oom_kill: 2,
+                    ..MemoryEvents::default()
+                },
+                ..MemoryStats::default()
+            }),
+            io: Some(vec![IoStat {
+                device: "254:0".into(),
+                wbytes: 1,
+                ..IoStat::default()
+            }]),
+            pids: Some(PidsStats {
+                current: 3,
+                max_events: 1,
+                ..PidsStats::default()
+            }),
+            pressure: PressureStats {
+                cpu: Some(Pressure {
+                    some: PressureLine {
+                        avg10: 1.5,
+                        ..PressureLine::default()
+                    },
+                    full: None,
+                }),
+                ..PressureStats::default()
+            },
+            ..SliceStats::default()
+        };
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["memory"]["current"], 4096);
+        assert_eq!(v["memory"]["peak"], 8192);
+        assert_eq!(v["memory"]["swap_current"], serde_json::Value::Null);
+        assert_eq!(v["memory"]["events"]["oom_kill"], 2);
+        assert_eq!(v["cpu"]["usage_usec"], 7);
+        assert_eq!(v["io"][0]["device"], "254:0");
+        assert_eq!(v["pids"]["max_events"], 1);
+        assert_eq!(v["pressure"]["cpu"]["some"]["avg10"], 1.5);
+        assert_eq!(v["pressure"]["io"], serde_json::Value::Null);
+        assert_eq!(v["populated"], true);
+        assert_eq!(serde_json::from_value::<SliceStats>(v).unwrap(), st);
+        let info: SliceInfo = serde_json::from_str(
+            r#"{"name":"a","path":"/x","pids":[],"limits":[["MemoryMax","1G"]],"stats":null}"#,
+        )
+        .unwrap();
+        assert!(info.stats.is_none());
+    }
+
     #[test]
     fn wait_status_split() {
         assert_eq!(ProcEvent::split_status(3 << 8), (Some(3), None));
@@ -514,8 +574,118 @@ pub struct SliceInfo {
     pub path: String,
     pub pids: Vec<u32>,
     pub limits: Vec<(String, String)>,
-    /// cgroup statistics (cpu.stat, memory.current/peak/events, io.stat, pids, pressure).
-    pub stats: serde_json::Value,
+    /// cgroup statistics (cpu.stat, memory.current/peak/events, io.stat, pids, pressure);
+    /// `null` when they could not be read.
+    #[serde(default)]
+    pub stats: Option<SliceStats>,
+}
+
+// ---- cgroup statistics (`SliceInfo.stats`); procman-cgroup parses the files into these ----
+
+/// Everything the agent samples from one slice. A part whose file is absent (its controller
+/// is off, or the kernel is older) is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SliceStats {
+    /// cgroup.events `populated`: any process in the slice.
+    pub populated: bool,
+    /// cgroup.events `frozen` (false where the freezer is absent).
+    pub frozen: bool,
+    pub cpu: Option<CpuStat>,
+    pub memory: Option<MemoryStats>,
+    pub io: Option<Vec<IoStat>>,
+    pub pids: Option<PidsStats>,
+    pub pressure: PressureStats,
+}
+
+/// cpu.stat (usage is there even without the cpu controller; throttling needs it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpuStat {
+    pub usage_usec: u64,
+    pub user_usec: u64,
+    pub system_usec: u64,
+    pub nr_periods: Option<u64>,
+    pub nr_throttled: Option<u64>,
+    pub throttled_usec: Option<u64>,
+}
+
+/// memory.events counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryEvents {
+    pub low: u64,
+    pub high: u64,
+    pub max: u64,
+    pub oom: u64,
+    pub oom_kill: u64,
+    pub oom_group_kill: u64,
+}
+
+/// memory.current, memory.peak, memory.swap.current and memory.events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryStats {
+    pub current: u64,
+    /// memory.peak (Linux 5.19+).
+    pub peak: Option<u64>,
+    /// memory.swap.current (needs swap accounting).
+    pub swap_current: Option<u64>,
+    pub events: MemoryEvents,
+}
+
+/// One device line of io.stat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IoStat {
+    /// `MAJ:MIN`.
+    pub device: String,
+    pub rbytes: u64,
+    pub wbytes: u64,
+    pub rios: u64,
+    pub wios: u64,
+    pub dbytes: u64,
+    pub dios: u64,
+}
+
+/// pids.current, pids.peak and pids.events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PidsStats {
+    pub current: u64,
+    /// pids.peak (Linux 6.1+... where present).
+    pub peak: Option<u64>,
+    /// pids.events `max`: forks refused by pids.max.
+    pub max_events: u64,
+}
+
+/// One line (`some` or `full`) of a pressure (PSI) file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PressureLine {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    /// Total stall time in microseconds.
+    pub total: u64,
+}
+
+/// A PSI file (`cpu.pressure`, `memory.pressure`, `io.pressure`, or `/proc/pressure/*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pressure {
+    pub some: PressureLine,
+    /// Absent in cpu.pressure on older kernels.
+    pub full: Option<PressureLine>,
+}
+
+/// The three pressure files of a cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PressureStats {
+    pub cpu: Option<Pressure>,
+    pub memory: Option<Pressure>,
+    pub io: Option<Pressure>,
 }
 
 /// `GET /api/placement`.

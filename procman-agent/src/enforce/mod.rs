@@ -117,10 +117,7 @@ impl Enforcer {
         let m = self.manager()?;
         let mut out = Vec::new();
         for name in m.list_slices()? {
-            let stats = m
-                .stats(&name)
-                .map(|s| serde_json::to_value(s).unwrap_or_default())
-                .unwrap_or_default();
+            let stats = m.stats(&name).ok();
             out.push(SliceInfo {
                 path: m.slice_path(&name)?.display().to_string(),
                 pids: m.pids(&name).unwrap_or_default(),
@@ -153,7 +150,7 @@ impl Enforcer {
         only_uid: Option<u32>,
     ) -> Result<SliceAnswer> {
         let m = self.manager()?;
-        procman_cgroup::validate_name("slice", name)?;
+        procman_cgroup::validate_name("slice", name).map_err(CgroupError::from)?;
         self.check_slice_owned(&m, name, only_uid)?;
         let limits = merged_limits(&m, name, updates)?;
         let created = m.ensure_slice(name, &limits)? == Ensured::Created;
@@ -204,7 +201,7 @@ impl Enforcer {
                 ))
             }
         };
-        procman_cgroup::validate_name("slice", &slice)?;
+        procman_cgroup::validate_name("slice", &slice).map_err(CgroupError::from)?;
         self.check_slice_owned(&m, &slice, only_uid)?;
         let limits = merged_limits(&m, &slice, &req.limits)?;
         let created = m.ensure_slice(&slice, &limits)? == Ensured::Created;
@@ -281,7 +278,7 @@ fn merged_limits(m: &Manager, slice: &str, updates: &BTreeMap<String, String>) -
         Limits::default()
     };
     for (k, v) in updates {
-        l.set(k, v)?;
+        l.set_pair(k, v)?;
     }
     l.validate()?;
     m.check_enforceable(&l)?;

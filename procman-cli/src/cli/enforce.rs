@@ -281,17 +281,18 @@ pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
         "SLICE", "PROCS", "MEMORY", "PEAK", "CPU s"
     );
     for s in &list {
-        let mem = s.stats["memory"]["current"]
-            .as_u64()
+        let st = s.stats.as_ref();
+        let memory = st.and_then(|st| st.memory.as_ref());
+        let mem = memory
+            .map(|m| human_bytes(m.current))
+            .unwrap_or_else(|| "-".into());
+        let peak = memory
+            .and_then(|m| m.peak)
             .map(human_bytes)
             .unwrap_or_else(|| "-".into());
-        let peak = s.stats["memory"]["peak"]
-            .as_u64()
-            .map(human_bytes)
-            .unwrap_or_else(|| "-".into());
-        let cpu = s.stats["cpu"]["usage_usec"]
-            .as_u64()
-            .map(|u| format!("{:.1}", u as f64 / 1e6))
+        let cpu = st
+            .and_then(|st| st.cpu.as_ref())
+            .map(|c| format!("{:.1}", c.usage_usec as f64 / 1e6))
             .unwrap_or_else(|| "-".into());
         let lim = s
             .limits

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::*;
+use crate::*;
 
 const ALL: &str = "cpu memory io pids";
 
@@ -127,39 +127,6 @@ fn every_kind() -> Limits {
         "TasksMax=64",
     ])
     .unwrap()
-}
-
-#[test]
-fn names() {
-    for ok in [
-        "web",
-        "batch.slice",
-        "a",
-        "job-1_x@2",
-        &"x".repeat(MAX_NAME_LEN),
-    ] {
-        validate_name("slice name", ok).unwrap();
-    }
-    for (bad, why) in [
-        ("", "empty"),
-        (".", "not names"),
-        ("..", "not names"),
-        ("a/b", "contains `/`"),
-        ("/", "contains `/`"),
-        (&"x".repeat(MAX_NAME_LEN + 1) as &str, "too long"),
-        ("-x", "start with a letter"),
-        (".hidden", "start with a letter"),
-        ("we b", "character outside"),
-        ("wéb", "character outside"),
-        ("a\nb", "character outside"),
-        ("memory.max", "interface-file prefix"),
-        ("cgroup.procs", "interface-file prefix"),
-    ] {
-        let e = validate_name("slice name", bad).unwrap_err().to_string();
-        assert!(e.contains(why), "{bad:?}: {e}");
-        assert!(e.contains(&format!("{bad:?}")), "{bad:?}: {e}");
-        assert!(e.contains("accepted:"), "{e}");
-    }
 }
 
 #[test]
@@ -303,7 +270,7 @@ fn invalid_limits_write_nothing() {
 
     // A device that does not resolve, after valid keys.
     let mut l = Limits::from_properties(["MemoryMax=512M", "CPUQuota=20%"]).unwrap();
-    l.set("IOReadBandwidthMax", "/dev/nope 1M").unwrap();
+    l.set(LimitKey::IOReadBandwidthMax, "/dev/nope 1M").unwrap();
     let e = m.update_slice("web", &l).unwrap_err().to_string();
     assert!(
         e.contains("\"/dev/nope 1M\"") && e.contains("accepted forms"),
