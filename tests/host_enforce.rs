@@ -1,7 +1,7 @@
 //! Host tests of placement and the enforcement commands. The host's cgroup2 mount has no
 //! controllers, so these prove moves, placement and refusals; limits are proved in the VM.
 //! Each test manages its own uniquely named subtree under the cgroup2 mount and removes it.
-use procman_tests::{bin, http_get, require_root, Agent};
+use procman_tests::{bin, http_get, Agent};
 use std::{
     path::PathBuf,
     process::Command,
@@ -85,8 +85,8 @@ fn config(root: &TestRoot, comm: &str) -> String {
 /// A program that forks 100 children right after exec ends with itself and all 100
 /// children in the rule's slice.
 #[test]
+#[ignore = "needs root: loads BPF programs and moves processes between cgroups"]
 fn placement_is_escape_free_for_100_children() {
-    require_root!();
     let root = TestRoot::new("forker");
     let agent = Agent::start(&config(&root, "pmt-forker"), &["--source", "bpf"]);
     let sh = renamed(agent.dir.path(), "/bin/dash", "pmt-forker");
@@ -149,8 +149,8 @@ fn placement_is_escape_free_for_100_children() {
 /// A thousand short-lived matching processes: each is placed or counted as exited before
 /// placement; none is missed and none fails.
 #[test]
+#[ignore = "needs root: loads BPF programs and moves processes between cgroups"]
 fn a_thousand_short_lived_processes_are_all_accounted() {
-    require_root!();
     let root = TestRoot::new("storm");
     let agent = Agent::start(&config(&root, "pmt-true"), &["--source", "bpf"]);
     let t = renamed(agent.dir.path(), "/bin/true", "pmt-true");
@@ -189,8 +189,8 @@ fn procman(agent: &Agent, args: &[&str]) -> (i32, String, String) {
 /// Bad input is refused with a clear message and writes nothing; on this host (no memory
 /// controller in cgroup2) a memory limit is refused with the degraded-mode reason.
 #[test]
+#[ignore = "needs root: starts the agent (loads BPF programs)"]
 fn bad_limit_requests_are_refused_and_write_nothing() {
-    require_root!();
     let root = TestRoot::new("bad");
     let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
     let mut victim = Command::new("sleep").arg("30").spawn().unwrap();
@@ -250,8 +250,8 @@ fn bad_limit_requests_are_refused_and_write_nothing() {
 /// `procman limit` moves a process (and its children) into a slice; `procman slices` lists
 /// it; after `kill -9` of the agent and a restart everything is still in place and listed.
 #[test]
+#[ignore = "needs root: starts the agent and moves processes between cgroups"]
 fn limit_then_agent_kill_and_restart_keeps_everything() {
-    require_root!();
     let root = TestRoot::new("adopt");
     let cfg = format!("[cgroup]\nroot = \"{}\"\n", root.name);
     let mut agent = Agent::start(&cfg, &[]);
@@ -314,8 +314,8 @@ fn limit_then_agent_kill_and_restart_keeps_everything() {
 /// `procman run` starts the command inside the slice (it sees itself there from its first
 /// instruction) and passes its exit status and output through.
 #[test]
+#[ignore = "needs root: starts the agent and spawns into a cgroup"]
 fn run_starts_inside_the_slice_and_passes_the_status() {
-    require_root!();
     let root = TestRoot::new("run");
     let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
     let out = Command::new(bin("procman"))

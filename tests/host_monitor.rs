@@ -1,5 +1,5 @@
 //! Host tests of the process table and the read API, against the real agent and socket.
-use procman_tests::{http_get, require_root, Agent};
+use procman_tests::{http_get, Agent};
 use serde_json::Value;
 use std::{
     collections::HashSet,
@@ -24,8 +24,8 @@ fn api_pids(agent: &Agent) -> Vec<Value> {
 /// After a storm of 5,000 short-lived processes (and 50 that stay), the agent's table holds
 /// the same live pids as /proc, with the right parents; none of the storm's pids linger.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn table_matches_proc_after_a_storm() {
-    require_root!();
     let agent = Agent::start("", &["--source", "bpf"]);
     let me = std::process::id() as u64;
     let mut sleepers: Vec<_> = (0..50)
@@ -107,8 +107,8 @@ fn table_matches_proc_after_a_storm() {
 /// A process whose parent exits is reparented (here to the test process, a subreaper): the
 /// table shows the new parent.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn orphans_are_reparented_to_the_subreaper() {
-    require_root!();
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes this process's reaper flag.
     assert_eq!(
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
@@ -147,8 +147,8 @@ fn orphans_are_reparented_to_the_subreaper() {
 /// The read API answers 200 with the documented shape, 404 for an unknown pid and 400 for
 /// malformed input, each with an `error` message.
 #[test]
+#[ignore = "needs root: starts the agent (loads BPF programs)"]
 fn read_api_status_codes_and_shapes() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &[]);
     let me = std::process::id();
     std::thread::sleep(Duration::from_millis(700)); // two samples, so rates exist
@@ -214,8 +214,8 @@ fn read_api_status_codes_and_shapes() {
 /// The in-kernel scheduling statistics agree with /proc's CPU time, and show run-queue wait
 /// when more busy loops than CPUs compete.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"500ms\"\n", &["--source", "bpf"]);
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -260,8 +260,8 @@ fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
 /// An exited process that its parent has not reaped is listed as a zombie (state Z, counted
 /// in zombie_count) and leaves the table once reaped.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn zombies_are_listed_until_reaped() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"300ms\"\n", &["--source", "bpf"]);
     let mut child = Command::new("/bin/sh")
         .args(["-c", "exit 4"])
@@ -303,8 +303,8 @@ fn zombies_are_listed_until_reaped() {
 /// The history endpoint returns the samples of a busy process with window statistics that
 /// reflect it; bad windows are 400, unknown pids 404.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn history_of_a_busy_loop() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
     let mut busy = Command::new("/bin/sh")
         .args(["-c", "while :; do :; done"])
@@ -354,8 +354,8 @@ fn history_of_a_busy_loop() {
 /// `?filter=` selects processes through the real API; a malformed filter is a 400 whose
 /// message names the column; the CLI shows a caret under it.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn filters_select_processes_and_errors_name_the_column() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
     let mut sleepers: Vec<_> = (0..3)
         .map(|_| Command::new("sleep").arg("30").spawn().unwrap())
@@ -437,8 +437,8 @@ fn spawn_with_pid(pid: i32, argv: &[&str]) -> bool {
 /// A pid reused by a new process never merges with the old one: the table shows the new
 /// process (name, start time) and the history of each stays separate.
 #[test]
+#[ignore = "needs root: loads BPF programs and picks a pid (clone3 set_tid)"]
 fn pid_reuse_never_merges_two_processes() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
     let mut old = Command::new("sleep").arg("30").spawn().unwrap();
     let pid = old.id();

@@ -1,8 +1,10 @@
 //! Helpers shared by procman's integration tests.
 //!
 //! Two kinds of tests live in this crate:
-//! - host tests (`tests/*.rs` not starting with `vm_`): need root on the host (BPF), never
-//!   touch controllers;
+//! - host tests (`tests/*.rs` not starting with `vm_`): most need root on the host (BPF,
+//!   the proc connector, moves under the cgroup2 mount) but never touch controllers. Those are
+//!   `#[ignore = "needs root: <why>"]`, so a non-root `cargo test` lists them as ignored;
+//!   `cargo xtask test` run as root (CI) includes them with `--include-ignored`.
 //! - VM tests (`tests/vm_*.rs`): need a real cgroup v2 kernel with controllers; they run inside
 //!   the throwaway VM booted by `cargo xtask vm-test` (which sets `VMTEST=1` and runs them
 //!   with `--include-ignored`). They are `#[ignore = "needs the cgroup v2 test VM ..."]`, so a
@@ -15,11 +17,6 @@ pub fn in_vm() -> bool {
     std::env::var_os("VMTEST").is_some_and(|v| v == "1")
 }
 
-/// True when running as root.
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// Skips (visibly) a test that must run inside the test VM.
 #[macro_export]
 macro_rules! require_vm {
@@ -27,20 +24,6 @@ macro_rules! require_vm {
         if !$crate::in_vm() {
             eprintln!(
                 "SKIPPED {}: needs the cgroup v2 test VM; run `cargo xtask vm-test`",
-                module_path!()
-            );
-            return;
-        }
-    };
-}
-
-/// Skips (visibly) a test that needs root (BPF, netlink, cgroup moves).
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !$crate::is_root() {
-            eprintln!(
-                "SKIPPED {}: needs root (BPF and cgroups); run as root",
                 module_path!()
             );
             return;
