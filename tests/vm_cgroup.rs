@@ -3,9 +3,9 @@
 //! IO rate measured, freeze stops progress, cgroup.kill empties the slice).
 //!
 //! They run inside the throwaway VM of `cargo xtask vm-test` (VMTEST=1, cgroup2 at
-//! /sys/fs/cgroup with cpu, memory, io, pids enabled at the root); on the host they print why
-//! they are skipped. The IO tests need `PROCMAN_VM_DISK`, a SCRATCH whole disk (e.g.
-//! /dev/vda); they overwrite its first 64 MiB.
+//! /sys/fs/cgroup with cpu, memory, io, pids enabled at the root); run on the host (with
+//! `--ignored`) they fail and say so. The IO tests need `PROCMAN_VM_DISK`, a SCRATCH whole
+//! disk (e.g. /dev/vda, set by vm-test); they overwrite its first 64 MiB.
 //!
 //! Workloads are forked children of this test process: each waits on a pipe until the parent
 //! has moved it into its slice (so everything it allocates or does is charged there), and
@@ -145,7 +145,7 @@ fn cpu_share(m: &Manager, slice: &str, window: Duration) -> f64 {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_memory_max_oom_kills_and_counts() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("mem", &[Controller::Memory]);
     let m = &t.m;
@@ -220,7 +220,7 @@ fn vm_memory_max_oom_kills_and_counts() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_memory_high_throttles_without_killing() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("high", &[Controller::Memory]);
     let m = &t.m;
@@ -276,7 +276,7 @@ fn vm_memory_high_throttles_without_killing() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_cpu_quota_20_percent_is_held() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("cpu", &[Controller::Cpu]);
     let m = &t.m;
@@ -308,7 +308,7 @@ fn vm_cpu_quota_20_percent_is_held() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_cpu_weight_splits_a_contended_cpu() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("weight", &[Controller::Cpu]);
     let m = &t.m;
@@ -348,7 +348,7 @@ fn vm_cpu_weight_splits_a_contended_cpu() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_tasks_max_refuses_fork_with_eagain() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("pids", &[Controller::Pids]);
     let m = &t.m;
@@ -393,7 +393,7 @@ fn vm_tasks_max_refuses_fork_with_eagain() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_freeze_stops_progress_and_thaw_resumes() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("freeze", &[]);
     let m = &t.m;
@@ -423,7 +423,7 @@ fn vm_freeze_stops_progress_and_thaw_resumes() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_kill_empties_the_slice_including_forks() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("kill", &[]);
     let m = &t.m;
@@ -456,25 +456,21 @@ fn vm_kill_empties_the_slice_including_forks() {
     assert!(m.remove_slice("k").unwrap());
 }
 
-/// The scratch disk for IO tests, or None (test skipped visibly).
-fn vm_disk(test: &str) -> Option<(String, DevNum)> {
-    let Ok(disk) = std::env::var("PROCMAN_VM_DISK") else {
-        eprintln!(
-            "SKIPPED {test}: PROCMAN_VM_DISK is not set (a scratch whole disk, e.g. /dev/vda)"
-        );
-        return None;
-    };
+/// The scratch disk for IO tests (`PROCMAN_VM_DISK`, set by vm-test).
+fn vm_disk() -> (String, DevNum) {
+    let disk = std::env::var("PROCMAN_VM_DISK")
+        .expect("PROCMAN_VM_DISK is set by vm-test (a scratch whole disk, e.g. /dev/vda)");
     use std::os::unix::fs::MetadataExt;
     let rdev = std::fs::metadata(&disk)
         .unwrap_or_else(|e| panic!("PROCMAN_VM_DISK={disk}: {e}"))
         .rdev();
-    Some((
+    (
         disk,
         DevNum {
             major: libc::major(rdev),
             minor: libc::minor(rdev),
         },
-    ))
+    )
 }
 
 const IO_SPAN: u64 = 64 << 20;
@@ -561,10 +557,8 @@ fn run_io(m: &Manager, slice: &str, disk: &str, dev: DevNum, write: bool, bs: us
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_io_bandwidth_limits_hold() {
-    procman_tests::require_vm!();
-    let Some((disk, dev)) = vm_disk(module_path!()) else {
-        return;
-    };
+    procman_tests::require_vm();
+    let (disk, dev) = vm_disk();
     let _g = serial();
     let t = open("iobw", &[Controller::Io]);
     let m = &t.m;
@@ -601,10 +595,8 @@ fn vm_io_bandwidth_limits_hold() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_io_iops_limits_hold() {
-    procman_tests::require_vm!();
-    let Some((disk, dev)) = vm_disk(module_path!()) else {
-        return;
-    };
+    procman_tests::require_vm();
+    let (disk, dev) = vm_disk();
     let _g = serial();
     let t = open("iops", &[Controller::Io]);
     let m = &t.m;
@@ -628,7 +620,7 @@ fn vm_io_iops_limits_hold() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_unknown_device_is_refused_before_writing() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("part", &[Controller::Io]);
     let m = &t.m;
@@ -649,7 +641,7 @@ fn vm_unknown_device_is_refused_before_writing() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_restart_readopts_slices_and_keeps_limits() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open(
         "adopt",

@@ -72,7 +72,7 @@ fn procman(agent: &Agent, args: &[&str]) -> std::process::Output {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn limit_memory_oom_kills_an_over_allocating_process() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("mem");
     let agent = Agent::start(&root.config(), &[]);
@@ -113,7 +113,7 @@ fn limit_memory_oom_kills_an_over_allocating_process() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn run_with_cpu_quota_holds_a_busy_loop_near_it() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("cpu");
     let agent = Agent::start(&root.config(), &[]);
@@ -150,7 +150,7 @@ fn run_with_cpu_quota_holds_a_busy_loop_near_it() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn run_with_tasks_max_stops_a_fork_bomb() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("pids");
     let agent = Agent::start(&root.config(), &[]);
@@ -172,12 +172,9 @@ fn run_with_tasks_max_stops_a_fork_bomb() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn run_with_io_write_limit_holds_direct_io_near_it() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Ok(disk) = std::env::var("PROCMAN_VM_DISK") else {
-        eprintln!("SKIPPED: PROCMAN_VM_DISK is not set");
-        return;
-    };
+    let disk = std::env::var("PROCMAN_VM_DISK").expect("PROCMAN_VM_DISK is set by vm-test");
     let root = Root::new("io");
     let agent = Agent::start(&root.config(), &[]);
     let t0 = Instant::now();
@@ -209,7 +206,7 @@ fn run_with_io_write_limit_holds_direct_io_near_it() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn freeze_and_thaw_a_process() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("frz");
     let agent = Agent::start(&root.config(), &[]);
@@ -241,7 +238,7 @@ fn freeze_and_thaw_a_process() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn agent_killed_during_placement_storm_loses_nothing() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("adopt");
     let cfg = format!(

@@ -1,5 +1,5 @@
 //! Kernel facts procman relies on, proven on a real cgroup v2 kernel inside the test VM
-//! (`cargo xtask vm-test`; on the host every test prints SKIPPED and returns).
+//! (`cargo xtask vm-test`; run on the host with `--ignored`, every test fails and says so).
 //!
 //! The tests write cgroup files directly (not through procman's cgroup module) so they
 //! pin down the kernel's behaviour itself: memory.max OOM-kills, cpu.max throttles, pids.max
@@ -159,7 +159,7 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn memory_max_oom_kills_an_over_allocating_child() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let cg = Cg::new("mem");
     cg.write("memory.max", &(32u64 << 20).to_string());
     if cg.file("memory.swap.max").exists() {
@@ -211,7 +211,7 @@ fn memory_max_oom_kills_an_over_allocating_child() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn cpu_max_holds_a_busy_loop_near_its_quota() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let cg = Cg::new("cpu");
     let _child = Child::spawn_in(&cg, busy_loop);
     let share = |secs: f64| {
@@ -249,7 +249,7 @@ fn cpu_max_holds_a_busy_loop_near_its_quota() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn pids_max_refuses_forks() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let cg = Cg::new("pids");
     cg.write("pids.max", "5");
     // The child itself counts: it may create 4 more processes.
@@ -362,7 +362,7 @@ fn direct_io_rate(cg: &Cg, disk: &Path, write: bool, total: usize) -> f64 {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn io_max_limits_direct_io_on_the_virtio_disk() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let disk =
         PathBuf::from(std::env::var("PROCMAN_VM_DISK").expect("PROCMAN_VM_DISK is set by vm-test"));
     let rdev = fs::metadata(&disk)
@@ -415,7 +415,7 @@ fn io_max_limits_direct_io_on_the_virtio_disk() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn cgroup_freeze_stops_a_process() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let cg = Cg::new("freeze");
     let child = Child::spawn_in(&cg, busy_loop);
     sleep(Duration::from_millis(500));
@@ -440,7 +440,7 @@ fn cgroup_freeze_stops_a_process() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn bpf_reports_exec_and_exit_in_the_guest() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     use procman_agent::events::{bpf, SourceMsg, SourceOptions, CHANNEL_CAPACITY};
     use procman_common::api::{EventKind, SourceKind};
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -8,8 +8,8 @@
 //! - VM tests (`tests/vm_*.rs`): need a real cgroup v2 kernel with controllers; they run inside
 //!   the throwaway VM booted by `cargo xtask vm-test` (which sets `VMTEST=1` and runs them
 //!   with `--include-ignored`). They are `#[ignore = "needs the cgroup v2 test VM ..."]`, so a
-//!   host `cargo test` lists them as ignored with that reason; `require_vm!()` guards them if
-//!   someone runs `--ignored` on the host.
+//!   host `cargo test` lists them as ignored with that reason; `require_vm()` fails them if
+//!   someone runs `--ignored` on the host. No test passes by skipping.
 use std::path::PathBuf;
 
 /// True inside the test VM (`cargo xtask vm-test` sets VMTEST=1).
@@ -17,18 +17,14 @@ pub fn in_vm() -> bool {
     std::env::var_os("VMTEST").is_some_and(|v| v == "1")
 }
 
-/// Skips (visibly) a test that must run inside the test VM.
-#[macro_export]
-macro_rules! require_vm {
-    () => {
-        if !$crate::in_vm() {
-            eprintln!(
-                "SKIPPED {}: needs the cgroup v2 test VM; run `cargo xtask vm-test`",
-                module_path!()
-            );
-            return;
-        }
-    };
+/// Fails the calling test unless it runs inside the test VM: a VM test run on the host
+/// (`cargo test -- --ignored`) must fail, not pass without having tested anything.
+#[track_caller]
+pub fn require_vm() {
+    assert!(
+        in_vm(),
+        "this test needs the cgroup v2 test VM (VMTEST=1): run `cargo xtask vm-test`"
+    );
 }
 
 /// Path of a workspace binary (`procman-agent`, `procman`) next to the running test
