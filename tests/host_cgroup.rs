@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use procman_cgroup::{Cgroup2Mount, CgroupError, Controller, Ensured, Limits, Manager};
+use procman_tests::try_wait_until;
 
 /// A unique managed root for one test: `procman-test-<pid>-<tag>.slice`.
 fn unique_root(tag: &str) -> String {
@@ -28,11 +29,13 @@ impl Drop for Cleanup {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 let d = e.path();
                 let _ = std::fs::write(d.join("cgroup.kill"), "1");
-                for _ in 0..100 {
-                    if std::fs::remove_dir(&d).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+                // rmdir succeeds once the killed processes are gone
+                let removed =
+                    try_wait_until("the killed slice's removal", Duration::from_secs(2), || {
+                        std::fs::remove_dir(&d).map_err(|e| e.to_string())
+                    });
+                if let Err(e) = removed {
+                    eprintln!("warning: {}: {e}", d.display());
                 }
             }
         }

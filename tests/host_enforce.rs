@@ -1,12 +1,8 @@
 //! Host tests of placement and the enforcement commands. The host's cgroup2 mount has no
 //! controllers, so these prove moves, placement and refusals; limits are proved in the VM.
 //! Each test manages its own uniquely named subtree under the cgroup2 mount and removes it.
-use procman_tests::{bin, http_get, Agent};
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::{Duration, Instant},
-};
+use procman_tests::{bin, http_get, try_wait_until, wait_until, Agent};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 /// The cgroup2 mount of this host (`/sys/fs/cgroup/unified` on hybrid hosts).
 fn cgroup2_mount() -> PathBuf {
@@ -47,11 +43,13 @@ impl Drop for TestRoot {
         if let Ok(rd) = std::fs::read_dir(&self.path) {
             for e in rd.flatten().filter(|e| e.path().is_dir()) {
                 let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
-                for _ in 0..100 {
-                    if std::fs::remove_dir(e.path()).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+                // rmdir succeeds once the killed processes are gone
+                let removed =
+                    try_wait_until("the killed slice's removal", Duration::from_secs(2), || {
+                        std::fs::remove_dir(e.path()).map_err(|e| e.to_string())
+                    });
+                if let Err(err) = removed {
+                    eprintln!("warning: {}: {err}", e.path().display());
                 }
             }
         }
@@ -95,37 +93,37 @@ fn placement_is_escape_free_for_100_children() {
         .spawn()
         .unwrap();
     let pid = parent.id();
-    // wait until the 100 children exist
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let kids = loop {
+    let kids = wait_until("the 100 children", Duration::from_secs(20), || {
         let kids: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .unwrap_or_default()
             .split_whitespace()
             .map(|s| s.parse().unwrap())
             .collect();
         if kids.len() == 100 {
-            break kids;
+            Ok(kids)
+        } else {
+            Err(format!("{} children", kids.len()))
         }
-        assert!(Instant::now() < deadline, "only {} children", kids.len());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     let want = root.cgroup_line("placed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let outside: Vec<u32> = std::iter::once(pid)
-            .chain(kids.iter().copied())
-            .filter(|p| cgroup_of(*p) != want)
-            .collect();
-        if outside.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of 101 processes outside the slice: {outside:?}",
-            outside.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "all 101 processes in the slice",
+        Duration::from_secs(10),
+        || {
+            let outside: Vec<u32> = std::iter::once(pid)
+                .chain(kids.iter().copied())
+                .filter(|p| cgroup_of(*p) != want)
+                .collect();
+            if outside.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of 101 processes outside the slice: {outside:?}",
+                    outside.len()
+                ))
+            }
+        },
+    );
     let (_, rep) = http_get(&agent.socket, "/api/placement");
     assert_eq!(rep["placed"], 1, "{rep}");
     assert_eq!(rep["failed"], 0, "{rep}");
@@ -157,17 +155,21 @@ fn a_thousand_short_lived_processes_are_all_accounted() {
     for _ in 0..1000 {
         Command::new(&t).status().unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let rep = loop {
-        let (_, rep) = http_get(&agent.socket, "/api/placement");
-        let done = rep["placed"].as_u64().unwrap()
-            + rep["exited_before_placement"].as_u64().unwrap()
-            + rep["failed"].as_u64().unwrap();
-        if done >= 1000 || Instant::now() > deadline {
-            break rep;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let rep = wait_until(
+        "placed + exited before placement + failed to reach 1000",
+        Duration::from_secs(20),
+        || {
+            let (_, rep) = http_get(&agent.socket, "/api/placement");
+            let done = rep["placed"].as_u64().unwrap()
+                + rep["exited_before_placement"].as_u64().unwrap()
+                + rep["failed"].as_u64().unwrap();
+            if done >= 1000 {
+                Ok(rep)
+            } else {
+                Err(format!("{rep}"))
+            }
+        },
+    );
     eprintln!("1000 short-lived: {rep}");
     assert_eq!(rep["failed"], 0, "{rep}");
     assert_eq!(
@@ -259,7 +261,16 @@ fn limit_then_agent_kill_and_restart_keeps_everything() {
         .args(["-c", "sleep 30 & wait"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // `procman limit` takes the descendants from the agent's table: wait until it has the sleep
+    let shell = p.id();
+    wait_until(
+        "the agent to see the shell's child",
+        Duration::from_secs(10),
+        || match http_get(&agent.socket, &format!("/api/processes/{shell}")) {
+            (200, v) if v["children"].as_array().is_some_and(|c| !c.is_empty()) => Ok(()),
+            (code, v) => Err(format!("{code} {v}")),
+        },
+    );
     let (code, out, err) = procman(
         &agent,
         &[

@@ -1,6 +1,6 @@
 //! Host tests of the event pipeline: BPF -> agent -> API socket -> `procman events --json`.
 //! They need root (BPF) but no cgroup controllers.
-use procman_tests::Agent;
+use procman_tests::{wait_until, Agent};
 use serde_json::Value;
 use std::{
     collections::{HashMap, HashSet},
@@ -248,16 +248,21 @@ fn drops_are_counted_and_trigger_a_resync() {
     for _ in 0..600 {
         Command::new("/bin/true").status().unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let s = loop {
-        let s = agent.status();
-        // the counters are read on each (2 s) poll: wait for one after the burst
-        let seen = s["kernel_submitted"].as_u64().unwrap() + s["events_dropped"].as_u64().unwrap();
-        if (s["resyncs"].as_u64().unwrap() >= 1 && seen >= 1800) || Instant::now() > deadline {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // the counters are read on each (2 s) poll: wait for one after the burst
+    let s = wait_until(
+        "a poll that counts the burst's 1,800 records and a resync",
+        Duration::from_secs(15),
+        || {
+            let (_, s) = procman_tests::http_get(&agent.socket, "/api/status");
+            let seen =
+                s["kernel_submitted"].as_u64().unwrap() + s["events_dropped"].as_u64().unwrap();
+            if s["resyncs"].as_u64().unwrap() >= 1 && seen >= 1800 {
+                Ok(s)
+            } else {
+                Err(format!("status {s}"))
+            }
+        },
+    );
     let dropped = s["events_dropped"].as_u64().unwrap();
     let submitted = s["kernel_submitted"].as_u64().unwrap();
     assert!(dropped > 0, "a 64KiB ring cannot hold 1,800 records: {s}");
@@ -343,18 +348,14 @@ libc.syscall(60, 0)  # SYS_exit: only the leader thread leaves
         "exit carries the process comm, not the worker's"
     );
     assert_eq!(exit["thread"], false);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (code, _) = procman_tests::http_get(&agent.socket, &format!("/api/processes/{pid}"));
-        if code == 404 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pid {pid} still in the table after its exit"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        &format!("pid {pid} to leave the table after its exit"),
+        Duration::from_secs(5),
+        || match procman_tests::http_get(&agent.socket, &format!("/api/processes/{pid}")) {
+            (404, _) => Ok(()),
+            (code, v) => Err(format!("{code} {v}")),
+        },
+    );
 }
 
 /// Drops the capabilities BPF needs (CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF) from the bounding
@@ -390,16 +391,17 @@ fn falls_back_to_netlink_when_bpf_is_refused() {
     .stderr(log)
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !procman_tests::api_answers(&socket) {
+    wait_until("the agent's API", Duration::from_secs(20), || {
+        if procman_tests::api_answers(&socket) {
+            return Ok(());
+        }
         assert!(
             agent.try_wait().unwrap().is_none(),
             "agent exited: {}",
             std::fs::read_to_string(dir.path().join("agent.log")).unwrap()
         );
-        assert!(Instant::now() < deadline, "agent did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Err("no 200 from GET /api/status".into())
+    });
     let (_, status) = procman_tests::http_get(&socket, "/api/status");
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent.id() as i32),
