@@ -73,6 +73,21 @@ fn renamed(dir: &std::path::Path, from: &str, name: &str) -> PathBuf {
     p
 }
 
+/// Spawns `cmd`, a binary `renamed` just wrote. Exec can fail with ETXTBSY for a moment: a
+/// child that another test thread forked while the copy was open for writing holds that fd
+/// until it execs. Waits for that instead of failing.
+fn spawn_copied(cmd: &mut Command) -> std::process::Child {
+    wait_until(
+        "the copied binary to stop being busy (ETXTBSY)",
+        Duration::from_secs(10),
+        || match cmd.spawn() {
+            Ok(c) => Ok(c),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => Err(e.to_string()),
+            Err(e) => panic!("spawning {cmd:?}: {e}"),
+        },
+    )
+}
+
 fn config(root: &TestRoot, comm: &str) -> String {
     format!(
         "[cgroup]\nroot = \"{}\"\n[[slice]]\nname = \"placed\"\n[[rule]]\nname = \"test\"\ncomm = \"{comm}\"\nslice = \"placed\"\n",
@@ -88,10 +103,9 @@ fn placement_is_escape_free_for_100_children() {
     let root = TestRoot::new("forker");
     let agent = Agent::start(&config(&root, "pmt-forker"), &["--source", "bpf"]);
     let sh = renamed(agent.dir.path(), "/bin/dash", "pmt-forker");
-    let mut parent = Command::new(&sh)
-        .args(["-c", "for i in $(seq 100); do sleep 30 & done; wait"])
-        .spawn()
-        .unwrap();
+    let mut parent = spawn_copied(
+        Command::new(&sh).args(["-c", "for i in $(seq 100); do sleep 30 & done; wait"]),
+    );
     let pid = parent.id();
     let kids = wait_until("the 100 children", Duration::from_secs(20), || {
         let kids: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -153,7 +167,7 @@ fn a_thousand_short_lived_processes_are_all_accounted() {
     let agent = Agent::start(&config(&root, "pmt-true"), &["--source", "bpf"]);
     let t = renamed(agent.dir.path(), "/bin/true", "pmt-true");
     for _ in 0..1000 {
-        Command::new(&t).status().unwrap();
+        spawn_copied(&mut Command::new(&t)).wait().unwrap();
     }
     let rep = wait_until(
         "placed + exited before placement + failed to reach 1000",
