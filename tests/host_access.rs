@@ -1,10 +1,11 @@
 //! Access control and the audit log, through the real socket as a real non-root user: a
 //! throwaway user and group are created for the test and removed afterwards.
-use procman_tests::{bin, cgroup_of, require_root, Agent, TestRoot};
+use procman_tests::{bin, cgroup_of, wait_until, Agent, TestRoot};
 use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, Output},
+    time::Duration,
 };
 
 /// A system user in its own group, removed (with the group) on drop.
@@ -72,7 +73,9 @@ impl TestUser {
 impl Drop for TestUser {
     fn drop(&mut self) {
         // --force: even if a process of the user is still exiting
-        let out = Command::new("userdel").args(["--force", &self.name]).output();
+        let out = Command::new("userdel")
+            .args(["--force", &self.name])
+            .output();
         if !out.is_ok_and(|o| o.status.success()) {
             eprintln!("could not remove the test user {}", self.name);
         }
@@ -114,7 +117,6 @@ fn config(root: &TestRoot, user: &TestUser, dir: &Path, grant: &str) -> String {
 #[test]
 #[ignore = "needs root: creates a user and group, moves processes between cgroups"]
 fn group_members_read_but_may_not_act_and_are_audited() {
-    require_root!();
     let user = TestUser::create("r");
     let root = TestRoot::new("acl-ro");
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +129,7 @@ fn group_members_read_but_may_not_act_and_are_audited() {
     let secret_pid = secret.id();
     let mut mine = user.sleeper();
     // root sees the command line once the agent has sampled it
-    wait_for(|| {
+    wait_for("root to see the command line", || {
         let out = agent.cli(&["info", &secret_pid.to_string(), "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         v["cmdline"]
@@ -152,7 +154,7 @@ fn group_members_read_but_may_not_act_and_are_audited() {
             .unwrap_or_else(|| panic!("pid {pid} in ps: {list}"))
     };
     // root's command line is hidden from the user; its own is not
-    wait_for(|| {
+    wait_for("the user to see its own command line", || {
         let out = user.procman(
             &procman,
             &agent.socket,
@@ -227,7 +229,6 @@ fn group_members_read_but_may_not_act_and_are_audited() {
 #[test]
 #[ignore = "needs root: creates a user and group, moves processes between cgroups"]
 fn a_grant_allows_acting_on_own_processes_only() {
-    require_root!();
     let user = TestUser::create("g");
     let root = TestRoot::new("acl-grant");
     let dir = tempfile::tempdir().unwrap();
@@ -305,16 +306,8 @@ fn a_grant_allows_acting_on_own_processes_only() {
 }
 
 /// Polls `probe` until it answers, for up to 10 s.
-fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not met in 10 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, Duration::from_secs(10), || {
+        probe().ok_or_else(|| "not yet".to_string())
+    })
 }

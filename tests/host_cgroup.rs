@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use procman_cgroup::{Cgroup2Mount, CgroupError, Controller, Ensured, Limits, Manager};
-use procman_tests::require_root;
+use procman_tests::try_wait_until;
 
 /// A unique managed root for one test: `procman-test-<pid>-<tag>.slice`.
 fn unique_root(tag: &str) -> String {
@@ -29,11 +29,13 @@ impl Drop for Cleanup {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 let d = e.path();
                 let _ = std::fs::write(d.join("cgroup.kill"), "1");
-                for _ in 0..100 {
-                    if std::fs::remove_dir(&d).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+                // rmdir succeeds once the killed processes are gone
+                let removed =
+                    try_wait_until("the killed slice's removal", Duration::from_secs(2), || {
+                        std::fs::remove_dir(&d).map_err(|e| e.to_string())
+                    });
+                if let Err(e) = removed {
+                    eprintln!("warning: {}: {e}", d.display());
                 }
             }
         }
@@ -65,8 +67,8 @@ fn proc_cgroup(pid: u32) -> String {
 }
 
 #[test]
+#[ignore = "needs root: creates cgroups under the cgroup2 mount"]
 fn host_finds_the_mount_and_reports_degraded_mode() {
-    require_root!();
     let mount = Cgroup2Mount::discover().expect("a cgroup2 mount");
     eprintln!("cgroup2 mount: {}", mount.path.display());
     let offered = mount.root_controllers().unwrap();
@@ -117,8 +119,8 @@ fn host_finds_the_mount_and_reports_degraded_mode() {
 }
 
 #[test]
+#[ignore = "needs root: creates cgroups and moves processes between them"]
 fn host_slice_lifecycle_move_freeze_kill_remove() {
-    require_root!();
     let (m, _c) = open("life");
     let root_rel = format!("/{}", unique_root("life"));
     let rel = m
@@ -181,8 +183,8 @@ fn host_slice_lifecycle_move_freeze_kill_remove() {
 }
 
 #[test]
+#[ignore = "needs root: creates cgroups under the cgroup2 mount"]
 fn host_protected_pids_are_refused() {
-    require_root!();
     let (m, _c) = open("prot");
     m.ensure_slice("s", &Limits::default()).unwrap();
     let me = std::process::id();
@@ -223,8 +225,8 @@ fn host_protected_pids_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root: creates cgroups and moves processes between them"]
 fn host_readoption_after_restart() {
-    require_root!();
     let (m, _c) = open("adopt");
     m.ensure_slice("a", &Limits::default()).unwrap();
     m.ensure_slice("b", &Limits::default()).unwrap();
@@ -267,8 +269,8 @@ fn spawn_into(fd: &OwnedFd) -> libc::pid_t {
 }
 
 #[test]
+#[ignore = "needs root: creates cgroups and spawns into one (clone3)"]
 fn host_clone_into_cgroup_with_slice_fd() {
-    require_root!();
     let (m, _c) = open("clone");
     m.ensure_slice("run", &Limits::default()).unwrap();
     let fd = m.slice_fd("run").unwrap();

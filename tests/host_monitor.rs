@@ -1,10 +1,10 @@
 //! Host tests of the process table and the read API, against the real agent and socket.
-use procman_tests::{http_get, require_root, Agent};
+use procman_tests::{http_get, wait_until, Agent};
 use serde_json::Value;
 use std::{
     collections::HashSet,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 fn proc_pids() -> HashSet<u64> {
@@ -24,8 +24,8 @@ fn api_pids(agent: &Agent) -> Vec<Value> {
 /// After a storm of 5,000 short-lived processes (and 50 that stay), the agent's table holds
 /// the same live pids as /proc, with the right parents; none of the storm's pids linger.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn table_matches_proc_after_a_storm() {
-    require_root!();
     let agent = Agent::start("", &["--source", "bpf"]);
     let me = std::process::id() as u64;
     let mut sleepers: Vec<_> = (0..50)
@@ -58,9 +58,10 @@ fn table_matches_proc_after_a_storm() {
     // let the agent drain its ring (batched wakeups + 50 ms poll)
     // Compare with /proc read just before and just after the table: a pid that appears or
     // vanishes in between (other tests, host churn; pids wrap quickly) proves nothing either way.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = agent.status();
+    // (status over the socket: a `procman status` process per probe would itself show up as
+    // an extra entry, a reaped zombie until the agent's next sample)
+    let table = wait_until("the table to match /proc", Duration::from_secs(10), || {
+        let (_, s) = http_get(&agent.socket, "/api/status");
         let before = proc_pids();
         let table: Vec<Value> = api_pids(&agent);
         let after = proc_pids();
@@ -82,21 +83,22 @@ fn table_matches_proc_after_a_storm() {
             .collect();
         let settled = s["events_received"] == s["kernel_submitted"];
         if settled && extra.is_empty() && missing.is_empty() {
-            for sl in &sleepers {
-                let p = table
-                    .iter()
-                    .find(|p| p["pid"] == sl.id() as u64)
-                    .expect("sleeper in the table");
-                assert_eq!(p["ppid"], me);
-                assert_eq!(p["name"], "sleep");
-            }
-            break;
+            Ok(table)
+        } else {
+            Err(format!(
+                "table vs /proc: missing {missing:?}, extra {extra:?}, lingering storm pids \
+                 {lingering:?}; agent received {} of {} submitted",
+                s["events_received"], s["kernel_submitted"]
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "table vs /proc: missing {missing:?}, extra {extra:?}, lingering storm pids {lingering:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    });
+    for sl in &sleepers {
+        let p = table
+            .iter()
+            .find(|p| p["pid"] == sl.id() as u64)
+            .expect("sleeper in the table");
+        assert_eq!(p["ppid"], me);
+        assert_eq!(p["name"], "sleep");
     }
     for s in &mut sleepers {
         s.kill().unwrap();
@@ -107,8 +109,8 @@ fn table_matches_proc_after_a_storm() {
 /// A process whose parent exits is reparented (here to the test process, a subreaper): the
 /// table shows the new parent.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn orphans_are_reparented_to_the_subreaper() {
-    require_root!();
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes this process's reaper flag.
     assert_eq!(
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
@@ -121,37 +123,38 @@ fn orphans_are_reparented_to_the_subreaper() {
         .output()
         .unwrap();
     let orphan: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut ppid = Value::Null;
-    while Instant::now() < deadline {
-        let (code, v) = http_get(&agent.socket, &format!("/api/processes/{orphan}"));
-        if code == 200 {
-            ppid = v["ppid"].clone();
-            if ppid == me {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let reparented = procman_tests::try_wait_until(
+        &format!("the orphan {orphan} to show the subreaper {me} as its parent"),
+        Duration::from_secs(10),
+        || match http_get(&agent.socket, &format!("/api/processes/{orphan}")) {
+            (200, v) if v["ppid"] == me => Ok(()),
+            (code, v) => Err(format!("{code} {v}")),
+        },
+    );
     // SAFETY: kill + waitpid of our own (adopted) child.
     unsafe {
         libc::kill(orphan as i32, libc::SIGKILL);
         libc::waitpid(orphan as i32, std::ptr::null_mut(), 0);
     }
-    assert_eq!(
-        ppid, me,
-        "the orphan {orphan} was reparented to the subreaper {me}"
-    );
+    reparented.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The read API answers 200 with the documented shape, 404 for an unknown pid and 400 for
 /// malformed input, each with an `error` message.
 #[test]
+#[ignore = "needs root: starts the agent (loads BPF programs)"]
 fn read_api_status_codes_and_shapes() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &[]);
     let me = std::process::id();
-    std::thread::sleep(Duration::from_millis(700)); // two samples, so rates exist
+    // two samples of this process, so rates exist
+    wait_until(
+        "two samples of the test process",
+        Duration::from_secs(10),
+        || match http_get(&agent.socket, &format!("/api/processes/{me}/history")) {
+            (200, h) if h["stats"]["samples"].as_u64() >= Some(2) => Ok(()),
+            (code, h) => Err(format!("{code} {h}")),
+        },
+    );
     let (code, v) = http_get(&agent.socket, "/api/processes");
     assert_eq!(code, 200);
     for k in [
@@ -237,8 +240,8 @@ fn read_api_status_codes_and_shapes() {
 /// The in-kernel scheduling statistics agree with /proc's CPU time, and show run-queue wait
 /// when more busy loops than CPUs compete.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"500ms\"\n", &["--source", "bpf"]);
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -251,40 +254,59 @@ fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(3));
-    let mut total_wait = 0.0;
-    for l in &loops {
-        let (code, v) = http_get(&agent.socket, &format!("/api/processes/{}", l.id()));
-        assert_eq!(code, 200, "{v}");
+    // Each loop's sample, once every loop has over 0.5 s on CPU and (cpus+1 loops on cpus
+    // CPUs: about one loop's worth of time is spent waiting) over 0.5 s of run-queue wait
+    // adds up across them.
+    let ids: Vec<u32> = loops.iter().map(|l| l.id()).collect();
+    let seen = procman_tests::try_wait_until(
+        &format!(
+            "0.5 s on CPU for each of {} loops and 0.5 s of run-queue wait in all",
+            cpus + 1
+        ),
+        Duration::from_secs(30),
+        || {
+            let mut seen = Vec::new();
+            for pid in &ids {
+                let (code, v) = http_get(&agent.socket, &format!("/api/processes/{pid}"));
+                if code != 200 || v["sched"]["oncpu_s"].as_f64().unwrap_or(0.0) <= 0.5 {
+                    return Err(format!("{code} {v}"));
+                }
+                seen.push(v);
+            }
+            let wait: f64 = seen
+                .iter()
+                .map(|v| v["sched"]["runq_wait_s"].as_f64().unwrap())
+                .sum();
+            if wait > 0.5 {
+                Ok(seen)
+            } else {
+                Err(format!("run-queue wait {wait}s in all"))
+            }
+        },
+    );
+    for l in &mut loops {
+        l.kill().unwrap();
+        l.wait().unwrap();
+    }
+    for v in seen.unwrap_or_else(|e| panic!("{e}")) {
         let sched = &v["sched"];
         let oncpu = sched["oncpu_s"].as_f64().expect("sched stats present");
         let cpu = v["cpu_time_s"].as_f64().unwrap();
         // /proc's utime+stime (ticks) and the BPF on-CPU sum measure the same thing, sampled
         // at slightly different moments
         assert!(
-            oncpu > 0.5 && (oncpu - cpu).abs() < 0.35 + 0.2 * cpu,
+            (oncpu - cpu).abs() < 0.35 + 0.2 * cpu,
             "on-CPU {oncpu}s vs /proc {cpu}s: {v}"
         );
-        total_wait += sched["runq_wait_s"].as_f64().unwrap();
-        assert!(sched["runq_waits"].as_u64().unwrap() > 0);
+        assert!(sched["runq_waits"].as_u64().unwrap() > 0, "{v}");
     }
-    for l in &mut loops {
-        l.kill().unwrap();
-        l.wait().unwrap();
-    }
-    // cpus+1 loops on cpus CPUs: about one loop's worth of time is spent waiting
-    assert!(
-        total_wait > 0.5,
-        "run-queue wait {total_wait}s with {} loops on {cpus} CPUs",
-        cpus + 1
-    );
 }
 
 /// An exited process that its parent has not reaped is listed as a zombie (state Z, counted
 /// in zombie_count) and leaves the table once reaped.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn zombies_are_listed_until_reaped() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"300ms\"\n", &["--source", "bpf"]);
     let mut child = Command::new("/bin/sh")
         .args(["-c", "exit 4"])
@@ -298,51 +320,59 @@ fn zombies_are_listed_until_reaped() {
         libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
     };
     assert_eq!(rc, 0);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (code, v) = http_get(&agent.socket, &format!("/api/processes/{pid}"));
-        if code == 200 && v["state"] == "Z" {
-            let (_, o) = http_get(&agent.socket, "/api/processes");
-            assert!(o["zombie_count"].as_u64().unwrap() >= 1, "{o}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "zombie {pid} not shown as Z: {code} {v}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        &format!("zombie {pid} shown as Z"),
+        Duration::from_secs(5),
+        || match http_get(&agent.socket, &format!("/api/processes/{pid}")) {
+            (200, v) if v["state"] == "Z" => Ok(()),
+            (code, v) => Err(format!("{code} {v}")),
+        },
+    );
+    let (_, o) = http_get(&agent.socket, "/api/processes");
+    assert!(o["zombie_count"].as_u64().unwrap() >= 1, "{o}");
     assert_eq!(child.wait().unwrap().code(), Some(4));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while http_get(&agent.socket, &format!("/api/processes/{pid}")).0 != 404 {
-        assert!(
-            Instant::now() < deadline,
-            "reaped pid {pid} still in the table"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        &format!("reaped pid {pid} to leave the table"),
+        Duration::from_secs(5),
+        || match http_get(&agent.socket, &format!("/api/processes/{pid}")) {
+            (404, _) => Ok(()),
+            (code, v) => Err(format!("{code} {v}")),
+        },
+    );
 }
 
 /// The history endpoint returns the samples of a busy process with window statistics that
 /// reflect it; bad windows are 400, unknown pids 404.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn history_of_a_busy_loop() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
     let mut busy = Command::new("/bin/sh")
         .args(["-c", "while :; do :; done"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    let (code, v) = http_get(
-        &agent.socket,
-        &format!("/api/processes/{}/history?hours=1", busy.id()),
+    // At least 6 samples (1.2 s at 200 ms), one of them over 50% CPU: the other tests' busy
+    // loops and storms compete for the 2 CPUs, so that can take a few seconds.
+    let history = procman_tests::try_wait_until(
+        "6 samples of the busy loop, one over 50% CPU",
+        Duration::from_secs(20),
+        || match http_get(
+            &agent.socket,
+            &format!("/api/processes/{}/history?hours=1", busy.id()),
+        ) {
+            (200, v)
+                if v["stats"]["samples"].as_u64() >= Some(6)
+                    && v["stats"]["cpu_pct"]["max"].as_f64() > Some(50.0) =>
+            {
+                Ok(v)
+            }
+            (code, v) => Err(format!("{code} {v}")),
+        },
     );
     busy.kill().unwrap();
     busy.wait().unwrap();
-    assert_eq!(code, 200, "{v}");
+    let v = history.unwrap_or_else(|e| panic!("{e}"));
     let n = v["stats"]["samples"].as_u64().unwrap();
-    assert!(n >= 6, "about 12 samples in 2.5 s at 200 ms: {v}");
     let entries: u64 = v["samples"]
         .as_array()
         .unwrap()
@@ -377,13 +407,23 @@ fn history_of_a_busy_loop() {
 /// `?filter=` selects processes through the real API; a malformed filter is a 400 whose
 /// message names the column; the CLI shows a caret under it.
 #[test]
+#[ignore = "needs root: loads BPF programs"]
 fn filters_select_processes_and_errors_name_the_column() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
     let mut sleepers: Vec<_> = (0..3)
         .map(|_| Command::new("sleep").arg("30").spawn().unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(600));
+    for s in &sleepers {
+        let pid = s.id();
+        wait_until(
+            &format!("sleeper {pid} in the table as sleep"),
+            Duration::from_secs(10),
+            || match http_get(&agent.socket, &format!("/api/processes/{pid}")) {
+                (200, v) if v["name"] == "sleep" => Ok(()),
+                (code, v) => Err(format!("{code} {v}")),
+            },
+        );
+    }
     let me = std::process::id();
     let q = format!("name%20%3D%3D%20sleep%20and%20ppid%20%3D%3D%20{me}"); // name == sleep and ppid == ME
     let (code, v) = http_get(
@@ -460,50 +500,54 @@ fn spawn_with_pid(pid: i32, argv: &[&str]) -> bool {
 /// A pid reused by a new process never merges with the old one: the table shows the new
 /// process (name, start time) and the history of each stays separate.
 #[test]
+#[ignore = "needs root: loads BPF programs and picks a pid (clone3 set_tid)"]
 fn pid_reuse_never_merges_two_processes() {
-    require_root!();
     let agent = Agent::start("[monitor]\ninterval = \"200ms\"\n", &["--source", "bpf"]);
     let mut old = Command::new("sleep").arg("30").spawn().unwrap();
     let pid = old.id();
-    let wait_for = |cond: &dyn Fn(u16, &Value) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (code, v) = http_get(&agent.socket, &format!("/api/processes/{pid}"));
-            if cond(code, &v) {
-                return v;
+    let wait_for = |what: &str, path: &str, cond: &dyn Fn(u16, &Value) -> bool| {
+        wait_until(what, Duration::from_secs(10), || {
+            match http_get(&agent.socket, &format!("/api/processes/{pid}{path}")) {
+                (code, v) if cond(code, &v) => Ok(v),
+                (code, v) => Err(format!("{code} {v}")),
             }
-            assert!(Instant::now() < deadline, "timed out: {code} {v}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     };
-    let before = wait_for(&|c, v| c == 200 && v["state"] != "?");
+    let before = wait_for("the first process in the table", "", &|c, v| {
+        c == 200 && v["state"] != "?"
+    });
     assert_eq!(before["name"], "sleep");
-    std::thread::sleep(Duration::from_millis(500)); // a few history samples
+    // a few history samples of the first process
+    let old_samples = wait_for("5 samples of the first process", "/history", &|c, h| {
+        c == 200 && h["stats"]["samples"].as_u64() >= Some(5)
+    })["stats"]["samples"]
+        .as_u64()
+        .unwrap();
     old.kill().unwrap();
     old.wait().unwrap();
-    wait_for(&|c, _| c == 404);
+    wait_for("the first process to leave the table", "", &|c, _| c == 404);
     // the same pid, a new process
     assert!(
         spawn_with_pid(pid as i32, &["/usr/bin/tail", "-f", "/dev/null"]),
         "pid {pid} was taken meanwhile"
     );
-    let after = wait_for(&|c, v| c == 200 && v["name"] == "tail");
+    let after = wait_for("the second process in the table", "", &|c, v| {
+        c == 200 && v["name"] == "tail"
+    });
     assert!(
         after["start_time"].as_f64().unwrap() > before["start_time"].as_f64().unwrap(),
         "{before} vs {after}"
     );
     assert_eq!(after["ppid"], std::process::id());
-    std::thread::sleep(Duration::from_millis(600));
-    let (code, h) = http_get(&agent.socket, &format!("/api/processes/{pid}/history"));
-    assert_eq!(code, 200);
-    assert_eq!(
-        h["exited"], false,
-        "the live process's history, not the old one's"
-    );
+    // The live process's history (until its first sample the pid's history is the exited
+    // one's); merged with the first process's it would count more than that one alone had.
+    let h = wait_for("the second process's history", "/history", &|c, h| {
+        c == 200 && h["exited"] == false && h["stats"]["samples"].as_u64() >= Some(1)
+    });
     let n = h["stats"]["samples"].as_u64().unwrap();
     assert!(
-        (1..=5).contains(&n),
-        "only the new process's samples (~3 at 200 ms): {h}"
+        n < old_samples,
+        "only the new process's samples (the first had {old_samples}): {h}"
     );
     // SAFETY: kill + reap our own child.
     unsafe {

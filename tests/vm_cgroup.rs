@@ -3,9 +3,9 @@
 //! IO rate measured, freeze stops progress, cgroup.kill empties the slice).
 //!
 //! They run inside the throwaway VM of `cargo xtask vm-test` (VMTEST=1, cgroup2 at
-//! /sys/fs/cgroup with cpu, memory, io, pids enabled at the root); on the host they print why
-//! they are skipped. The IO tests need `PROCMAN_VM_DISK`, a SCRATCH whole disk (e.g.
-//! /dev/vda); they overwrite its first 64 MiB.
+//! /sys/fs/cgroup with cpu, memory, io, pids enabled at the root); run on the host (with
+//! `--ignored`) they fail and say so. The IO tests need `PROCMAN_VM_DISK`, a SCRATCH whole
+//! disk (e.g. /dev/vda, set by vm-test); they overwrite its first 64 MiB.
 //!
 //! Workloads are forked children of this test process: each waits on a pipe until the parent
 //! has moved it into its slice (so everything it allocates or does is charged there), and
@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use procman_cgroup::{Cgroup2Mount, Controller, DevNum, Limits, Manager, MemoryValue, SliceStats};
+use procman_tests::{try_wait_until, wait_until};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -97,20 +98,18 @@ fn spawn_in(m: &Manager, slice: &str, work: impl FnOnce() -> i32) -> libc::pid_t
 
 /// Waits up to `timeout` for `pid`; returns its wait status, or None if still running.
 fn wait_for(pid: libc::pid_t, timeout: Duration) -> Option<i32> {
-    let start = Instant::now();
-    loop {
+    try_wait_until(&format!("pid {pid} to end"), timeout, || {
         let mut st = 0;
         // SAFETY: our own child.
         let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
-        if r == pid {
-            return Some(st);
-        }
         assert!(r >= 0, "waitpid {pid}: {}", std::io::Error::last_os_error());
-        if start.elapsed() > timeout {
-            return None;
+        if r == pid {
+            Ok(st)
+        } else {
+            Err("still running".into())
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    })
+    .ok()
 }
 
 /// Kills and reaps a child that may still run.
@@ -134,9 +133,22 @@ fn usage_usec(m: &Manager, slice: &str) -> u64 {
     m.stats(slice).unwrap().cpu.expect("cpu.stat").usage_usec
 }
 
+/// Waits until the workload in `slice` has been on a CPU (cpu.stat usage_usec > 0).
+fn wait_running(m: &Manager, slice: &str) {
+    wait_until(
+        &format!("the workload in {slice} to run"),
+        Duration::from_secs(10),
+        || match usage_usec(m, slice) {
+            0 => Err("usage_usec 0".into()),
+            _ => Ok(()),
+        },
+    );
+}
+
 /// CPU share of `slice` over `window` (CPU seconds per wall second).
 fn cpu_share(m: &Manager, slice: &str, window: Duration) -> f64 {
     let (u0, t0) = (usage_usec(m, slice), Instant::now());
+    // a measurement window: the share is a rate over time
     std::thread::sleep(window);
     let (u1, dt) = (usage_usec(m, slice), t0.elapsed());
     (u1 - u0) as f64 / 1e6 / dt.as_secs_f64()
@@ -145,7 +157,7 @@ fn cpu_share(m: &Manager, slice: &str, window: Duration) -> f64 {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_memory_max_oom_kills_and_counts() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("mem", &[Controller::Memory]);
     let m = &t.m;
@@ -220,7 +232,7 @@ fn vm_memory_max_oom_kills_and_counts() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_memory_high_throttles_without_killing() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("high", &[Controller::Memory]);
     let m = &t.m;
@@ -248,22 +260,20 @@ fn vm_memory_high_throttles_without_killing() {
         libc::pause();
         0
     });
-    let start = Instant::now();
-    let mut high = 0;
-    while start.elapsed() < Duration::from_secs(20) {
-        high = m.stats("high").unwrap().memory.unwrap().events.high;
-        if high > 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "memory.events high to count",
+        Duration::from_secs(20),
+        || {
+            let events = m.stats("high").unwrap().memory.unwrap().events;
+            if events.high > 0 {
+                Ok(())
+            } else {
+                Err(format!("{events:?}"))
+            }
+        },
+    );
     let mem = m.stats("high").unwrap().memory.unwrap();
     eprintln!("memory stats with MemoryHigh=16M: {mem:?}");
-    assert!(
-        high > 0,
-        "memory.events high never counted: {:?}",
-        mem.events
-    );
     assert_eq!(
         mem.events.oom_kill, 0,
         "memory.high must throttle, not kill"
@@ -276,7 +286,7 @@ fn vm_memory_high_throttles_without_killing() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_cpu_quota_20_percent_is_held() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("cpu", &[Controller::Cpu]);
     let m = &t.m;
@@ -284,7 +294,7 @@ fn vm_cpu_quota_20_percent_is_held() {
     let cpu_max = std::fs::read_to_string(m.slice_path("cpu").unwrap().join("cpu.max")).unwrap();
     assert_eq!(cpu_max.trim(), "20000 100000");
     let pid = spawn_in(m, "cpu", busy_loop);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_running(m, "cpu");
     let share = cpu_share(m, "cpu", Duration::from_secs(3));
     let st = m.stats("cpu").unwrap().cpu.unwrap();
     eprintln!("CPUQuota=20%: measured share {share:.3} of one CPU; {st:?}");
@@ -308,7 +318,7 @@ fn vm_cpu_quota_20_percent_is_held() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_cpu_weight_splits_a_contended_cpu() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("weight", &[Controller::Cpu]);
     let m = &t.m;
@@ -325,8 +335,10 @@ fn vm_cpu_weight_splits_a_contended_cpu() {
     };
     let a = spawn_in(m, "lo", pinned);
     let b = spawn_in(m, "hi", pinned);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_running(m, "lo");
+    wait_running(m, "hi");
     let (lo0, hi0, t0) = (usage_usec(m, "lo"), usage_usec(m, "hi"), Instant::now());
+    // a measurement window: the shares are rates over time
     std::thread::sleep(Duration::from_secs(3));
     let (lo1, hi1) = (usage_usec(m, "lo"), usage_usec(m, "hi"));
     let dt = t0.elapsed().as_secs_f64();
@@ -348,7 +360,7 @@ fn vm_cpu_weight_splits_a_contended_cpu() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_tasks_max_refuses_fork_with_eagain() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("pids", &[Controller::Pids]);
     let m = &t.m;
@@ -393,13 +405,13 @@ fn vm_tasks_max_refuses_fork_with_eagain() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_freeze_stops_progress_and_thaw_resumes() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("freeze", &[]);
     let m = &t.m;
     m.ensure_slice("fz", &Limits::default()).unwrap();
     let pid = spawn_in(m, "fz", busy_loop);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_running(m, "fz");
     m.freeze("fz").unwrap();
     m.wait_frozen("fz", true, Duration::from_secs(10)).unwrap();
     let frozen_share = cpu_share(m, "fz", Duration::from_secs(1));
@@ -423,7 +435,7 @@ fn vm_freeze_stops_progress_and_thaw_resumes() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_kill_empties_the_slice_including_forks() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("kill", &[]);
     let m = &t.m;
@@ -440,14 +452,13 @@ fn vm_kill_empties_the_slice_including_forks() {
             libc::pause();
         }
     });
-    let start = Instant::now();
-    while m.pids("k").unwrap().len() < 4 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(
-        m.pids("k").unwrap().len(),
-        4,
-        "child and 3 forks in the slice"
+    wait_until(
+        "the child and its 3 forks in the slice",
+        Duration::from_secs(20),
+        || match m.pids("k").unwrap() {
+            p if p.len() == 4 => Ok(()),
+            p => Err(format!("pids {p:?}")),
+        },
     );
     m.kill("k").unwrap();
     let st = wait_for(pid, Duration::from_secs(10)).expect("killed");
@@ -456,25 +467,21 @@ fn vm_kill_empties_the_slice_including_forks() {
     assert!(m.remove_slice("k").unwrap());
 }
 
-/// The scratch disk for IO tests, or None (test skipped visibly).
-fn vm_disk(test: &str) -> Option<(String, DevNum)> {
-    let Ok(disk) = std::env::var("PROCMAN_VM_DISK") else {
-        eprintln!(
-            "SKIPPED {test}: PROCMAN_VM_DISK is not set (a scratch whole disk, e.g. /dev/vda)"
-        );
-        return None;
-    };
+/// The scratch disk for IO tests (`PROCMAN_VM_DISK`, set by vm-test).
+fn vm_disk() -> (String, DevNum) {
+    let disk = std::env::var("PROCMAN_VM_DISK")
+        .expect("PROCMAN_VM_DISK is set by vm-test (a scratch whole disk, e.g. /dev/vda)");
     use std::os::unix::fs::MetadataExt;
     let rdev = std::fs::metadata(&disk)
         .unwrap_or_else(|e| panic!("PROCMAN_VM_DISK={disk}: {e}"))
         .rdev();
-    Some((
+    (
         disk,
         DevNum {
             major: libc::major(rdev),
             minor: libc::minor(rdev),
         },
-    ))
+    )
 }
 
 const IO_SPAN: u64 = 64 << 20;
@@ -533,6 +540,7 @@ fn io_counters(st: &SliceStats, dev: DevNum) -> (u64, u64, u64, u64) {
 /// Measures (read B/s, write B/s, read IO/s, write IO/s) of `slice` on `dev` over `window`.
 fn io_rates(m: &Manager, slice: &str, dev: DevNum, window: Duration) -> [f64; 4] {
     let (a, t0) = (io_counters(&m.stats(slice).unwrap(), dev), Instant::now());
+    // a measurement window: the rates are over time
     std::thread::sleep(window);
     let b = io_counters(&m.stats(slice).unwrap(), dev);
     let dt = t0.elapsed().as_secs_f64();
@@ -546,7 +554,22 @@ fn io_rates(m: &Manager, slice: &str, dev: DevNum, window: Duration) -> [f64; 4]
 
 fn run_io(m: &Manager, slice: &str, disk: &str, dev: DevNum, write: bool, bs: usize) -> [f64; 4] {
     let pid = spawn_io(m, slice, disk, write, bs);
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until(
+        &format!("IO by the child in {slice} on {dev}"),
+        Duration::from_secs(10),
+        || {
+            let (rb, wb, _, _) = io_counters(&m.stats(slice).unwrap(), dev);
+            if rb + wb > 0 {
+                return Ok(());
+            }
+            if let Some(st) = wait_for(pid, Duration::ZERO) {
+                panic!(
+                    "IO child ended before any IO: wait status {st:#x} (exit 3 = open failed, 4 = IO failed)"
+                );
+            }
+            Err("no bytes counted in io.stat yet".into())
+        },
+    );
     let r = io_rates(m, slice, dev, Duration::from_secs(3));
     let alive = still_running(pid);
     m.kill(slice).unwrap();
@@ -561,10 +584,8 @@ fn run_io(m: &Manager, slice: &str, disk: &str, dev: DevNum, write: bool, bs: us
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_io_bandwidth_limits_hold() {
-    procman_tests::require_vm!();
-    let Some((disk, dev)) = vm_disk(module_path!()) else {
-        return;
-    };
+    procman_tests::require_vm();
+    let (disk, dev) = vm_disk();
     let _g = serial();
     let t = open("iobw", &[Controller::Io]);
     let m = &t.m;
@@ -601,10 +622,8 @@ fn vm_io_bandwidth_limits_hold() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_io_iops_limits_hold() {
-    procman_tests::require_vm!();
-    let Some((disk, dev)) = vm_disk(module_path!()) else {
-        return;
-    };
+    procman_tests::require_vm();
+    let (disk, dev) = vm_disk();
     let _g = serial();
     let t = open("iops", &[Controller::Io]);
     let m = &t.m;
@@ -628,7 +647,7 @@ fn vm_io_iops_limits_hold() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_unknown_device_is_refused_before_writing() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open("part", &[Controller::Io]);
     let m = &t.m;
@@ -649,7 +668,7 @@ fn vm_unknown_device_is_refused_before_writing() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn vm_restart_readopts_slices_and_keeps_limits() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let _g = serial();
     let t = open(
         "adopt",

@@ -1,7 +1,7 @@
 //! Enforcement through the product's own commands, on a real cgroup v2 kernel (the test VM):
 //! the real `procman-agent` and `procman` binaries set each limit kind and the kernel enforces
 //! it. Each test runs its own agent with its own managed root; budgets are loose (TCG).
-use procman_tests::{http_get, require_vm, Agent};
+use procman_tests::{http_get, require_vm, try_wait_until, wait_until, Agent};
 use std::{
     path::PathBuf,
     process::Command,
@@ -47,11 +47,13 @@ impl Drop for Root {
             for e in rd.flatten().filter(|e| e.path().is_dir()) {
                 let _ = std::fs::write(e.path().join("cgroup.freeze"), "0");
                 let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
-                for _ in 0..200 {
-                    if std::fs::remove_dir(e.path()).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(25));
+                // rmdir succeeds once the killed processes are gone
+                let removed =
+                    try_wait_until("the killed slice's removal", Duration::from_secs(5), || {
+                        std::fs::remove_dir(e.path()).map_err(|e| e.to_string())
+                    });
+                if let Err(err) = removed {
+                    eprintln!("warning: {}: {err}", e.path().display());
                 }
             }
         }
@@ -72,7 +74,7 @@ fn procman(agent: &Agent, args: &[&str]) -> std::process::Output {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn limit_memory_oom_kills_an_over_allocating_process() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("mem");
     let agent = Agent::start(&root.config(), &[]);
@@ -113,7 +115,7 @@ fn limit_memory_oom_kills_an_over_allocating_process() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn run_with_cpu_quota_holds_a_busy_loop_near_it() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("cpu");
     let agent = Agent::start(&root.config(), &[]);
@@ -150,7 +152,7 @@ fn run_with_cpu_quota_holds_a_busy_loop_near_it() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn run_with_tasks_max_stops_a_fork_bomb() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("pids");
     let agent = Agent::start(&root.config(), &[]);
@@ -172,12 +174,9 @@ fn run_with_tasks_max_stops_a_fork_bomb() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn run_with_io_write_limit_holds_direct_io_near_it() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Ok(disk) = std::env::var("PROCMAN_VM_DISK") else {
-        eprintln!("SKIPPED: PROCMAN_VM_DISK is not set");
-        return;
-    };
+    let disk = std::env::var("PROCMAN_VM_DISK").expect("PROCMAN_VM_DISK is set by vm-test");
     let root = Root::new("io");
     let agent = Agent::start(&root.config(), &[]);
     let t0 = Instant::now();
@@ -209,7 +208,7 @@ fn run_with_io_write_limit_holds_direct_io_near_it() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn freeze_and_thaw_a_process() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("frz");
     let agent = Agent::start(&root.config(), &[]);
@@ -227,11 +226,18 @@ fn freeze_and_thaw_a_process() {
     let slice = format!("pid-{pid}");
     assert_eq!(root.keyed(&slice, "cgroup.events", "frozen"), 1);
     let a = cpu();
+    // a measurement window: no CPU time at all over 1.5 s
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(cpu(), a, "no CPU time while frozen");
     procman(&agent, &["thaw", &pid]);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(cpu() > a, "runs again after thaw");
+    wait_until(
+        "the thawed loop to run again",
+        Duration::from_secs(10),
+        || match cpu() {
+            t if t > a => Ok(()),
+            t => Err(format!("CPU ticks {t}, {a} when frozen")),
+        },
+    );
     busy.kill().unwrap();
     busy.wait().unwrap();
 }
@@ -241,7 +247,7 @@ fn freeze_and_thaw_a_process() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn agent_killed_during_placement_storm_loses_nothing() {
-    require_vm!();
+    require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Root::new("adopt");
     let cfg = format!(

@@ -1,5 +1,5 @@
 //! Kernel facts procman relies on, proven on a real cgroup v2 kernel inside the test VM
-//! (`cargo xtask vm-test`; on the host every test prints SKIPPED and returns).
+//! (`cargo xtask vm-test`; run on the host with `--ignored`, every test fails and says so).
 //!
 //! The tests write cgroup files directly (not through procman's cgroup module) so they
 //! pin down the kernel's behaviour itself: memory.max OOM-kills, cpu.max throttles, pids.max
@@ -14,6 +14,8 @@ use std::{
     thread::sleep,
     time::{Duration, Instant},
 };
+
+use procman_tests::{try_wait_until, wait_until};
 
 const CG_ROOT: &str = "/sys/fs/cgroup";
 
@@ -57,12 +59,14 @@ impl Drop for Cg {
     fn drop(&mut self) {
         let _ = fs::write(self.file("cgroup.freeze"), "0");
         let _ = fs::write(self.file("cgroup.kill"), "1");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
-            sleep(Duration::from_millis(50));
-        }
-        if self.path.exists() {
-            eprintln!("warning: could not remove {}", self.path.display());
+        // rmdir succeeds once the killed processes are gone
+        let removed = try_wait_until(
+            &format!("the removal of {}", self.path.display()),
+            Duration::from_secs(10),
+            || fs::remove_dir(&self.path).map_err(|e| e.to_string()),
+        );
+        if let Err(e) = removed {
+            eprintln!("warning: {e}");
         }
     }
 }
@@ -145,21 +149,22 @@ fn busy_loop() -> i32 {
     }
 }
 
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        sleep(Duration::from_millis(20));
-    }
+/// Waits until `key` in the flat-keyed file `name` of `cg` satisfies `ok`; returns the value.
+fn wait_keyed(cg: &Cg, name: &str, key: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    wait_until(
+        &format!("{name} {key} to change"),
+        Duration::from_secs(10),
+        || match cg.keyed(name, key) {
+            v if ok(v) => Ok(v),
+            v => Err(format!("{key} {v}")),
+        },
+    )
 }
 
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn memory_max_oom_kills_an_over_allocating_child() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let cg = Cg::new("mem");
     cg.write("memory.max", &(32u64 << 20).to_string());
     if cg.file("memory.swap.max").exists() {
@@ -211,20 +216,21 @@ fn memory_max_oom_kills_an_over_allocating_child() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn cpu_max_holds_a_busy_loop_near_its_quota() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let cg = Cg::new("cpu");
     let _child = Child::spawn_in(&cg, busy_loop);
     let share = |secs: f64| {
         let u0 = cg.keyed("cpu.stat", "usage_usec");
         let t0 = Instant::now();
+        // a measurement window: the share is a rate over time
         sleep(Duration::from_secs_f64(secs));
         let u1 = cg.keyed("cpu.stat", "usage_usec");
         (u1 - u0) as f64 / t0.elapsed().as_micros() as f64
     };
-    sleep(Duration::from_millis(300));
+    wait_keyed(&cg, "cpu.stat", "usage_usec", |u| u > 0); // the loop runs
     let unlimited = share(2.0);
     cg.write("cpu.max", "20000 100000");
-    sleep(Duration::from_millis(300));
+    wait_keyed(&cg, "cpu.stat", "nr_throttled", |n| n > 0); // the quota bites
     let thr0 = cg.keyed("cpu.stat", "nr_throttled");
     let limited = share(4.0);
     let throttled = cg.keyed("cpu.stat", "nr_throttled") - thr0;
@@ -249,7 +255,7 @@ fn cpu_max_holds_a_busy_loop_near_its_quota() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn pids_max_refuses_forks() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let cg = Cg::new("pids");
     cg.write("pids.max", "5");
     // The child itself counts: it may create 4 more processes.
@@ -362,7 +368,7 @@ fn direct_io_rate(cg: &Cg, disk: &Path, write: bool, total: usize) -> f64 {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn io_max_limits_direct_io_on_the_virtio_disk() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let disk =
         PathBuf::from(std::env::var("PROCMAN_VM_DISK").expect("PROCMAN_VM_DISK is set by vm-test"));
     let rdev = fs::metadata(&disk)
@@ -415,32 +421,41 @@ fn io_max_limits_direct_io_on_the_virtio_disk() {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn cgroup_freeze_stops_a_process() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     let cg = Cg::new("freeze");
     let child = Child::spawn_in(&cg, busy_loop);
-    sleep(Duration::from_millis(500));
+    wait_until(
+        "the busy loop to run",
+        Duration::from_secs(10),
+        || match child.cpu_ticks() {
+            0 => Err("0 CPU ticks".into()),
+            _ => Ok(()),
+        },
+    );
     cg.write("cgroup.freeze", "1");
-    wait_for("cgroup.events frozen 1", Duration::from_secs(10), || {
-        cg.keyed("cgroup.events", "frozen") == 1
-    });
+    wait_keyed(&cg, "cgroup.events", "frozen", |f| f == 1);
     let t1 = child.cpu_ticks();
+    // a measurement window: no CPU time at all over 1.5 s
     sleep(Duration::from_millis(1500));
     let t2 = child.cpu_ticks();
     cg.write("cgroup.freeze", "0");
-    wait_for("cgroup.events frozen 0", Duration::from_secs(10), || {
-        cg.keyed("cgroup.events", "frozen") == 0
-    });
-    sleep(Duration::from_millis(1500));
-    let t3 = child.cpu_ticks();
+    wait_keyed(&cg, "cgroup.events", "frozen", |f| f == 0);
+    let t3 = wait_until(
+        "the thawed busy loop to run again",
+        Duration::from_secs(10),
+        || match child.cpu_ticks() {
+            t if t > t2 => Ok(t),
+            t => Err(format!("CPU ticks {t}, {t2} when frozen")),
+        },
+    );
     println!("cgroup.freeze: CPU ticks frozen {t1} -> {t2} over 1.5 s, thawed -> {t3}");
     assert_eq!(t1, t2, "a frozen process must not run");
-    assert!(t3 > t2, "a thawed busy loop should run again");
 }
 
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn bpf_reports_exec_and_exit_in_the_guest() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     use procman_agent::events::{bpf, SourceMsg, SourceOptions, CHANNEL_CAPACITY};
     use procman_common::api::{EventKind, SourceKind};
     let rt = tokio::runtime::Builder::new_multi_thread()

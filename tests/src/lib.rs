@@ -1,51 +1,67 @@
 //! Helpers shared by procman's integration tests.
 //!
-//! Two kinds of tests live in this crate:
-//! - host tests (`tests/*.rs` not starting with `vm_`): need root on the host (BPF), never
-//!   touch controllers;
+//! Two kinds of tests live in this crate, and neither ever passes by skipping:
+//! - host tests (`tests/*.rs` not starting with `vm_`): most need root on the host (BPF,
+//!   the proc connector, moves under the cgroup2 mount) but never touch controllers. Those are
+//!   `#[ignore = "needs root: <why>"]`, so a non-root `cargo test` lists them as ignored;
+//!   `cargo xtask test` run as root (CI) includes them with `--include-ignored`.
 //! - VM tests (`tests/vm_*.rs`): need a real cgroup v2 kernel with controllers; they run inside
 //!   the throwaway VM booted by `cargo xtask vm-test` (which sets `VMTEST=1` and runs them
 //!   with `--include-ignored`). They are `#[ignore = "needs the cgroup v2 test VM ..."]`, so a
-//!   host `cargo test` lists them as ignored with that reason; `require_vm!()` guards them if
+//!   host `cargo test` lists them as ignored with that reason; `require_vm()` fails them if
 //!   someone runs `--ignored` on the host.
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// True inside the test VM (`cargo xtask vm-test` sets VMTEST=1).
 pub fn in_vm() -> bool {
     std::env::var_os("VMTEST").is_some_and(|v| v == "1")
 }
 
-/// True when running as root.
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// Fails the calling test unless it runs inside the test VM: a VM test run on the host
+/// (`cargo test -- --ignored`) must fail, not pass without having tested anything.
+#[track_caller]
+pub fn require_vm() {
+    assert!(
+        in_vm(),
+        "this test needs the cgroup v2 test VM (VMTEST=1): run `cargo xtask vm-test`"
+    );
 }
 
-/// Skips (visibly) a test that must run inside the test VM.
-#[macro_export]
-macro_rules! require_vm {
-    () => {
-        if !$crate::in_vm() {
-            eprintln!(
-                "SKIPPED {}: needs the cgroup v2 test VM; run `cargo xtask vm-test`",
-                module_path!()
-            );
-            return;
+/// How often `wait_until` asks again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Asks `probe` every 25 ms until it answers `Ok`, and returns that value. After `timeout`,
+/// returns `Err` naming `what` and the probe's last error (what it last saw). For `Drop`
+/// impls and callers that add context; tests mostly want [`wait_until`].
+pub fn try_wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let start = Instant::now();
+    loop {
+        let last = match probe() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(format!(
+                "timed out after {:.1}s waiting for {what}; last seen: {last}",
+                waited.as_secs_f64()
+            ));
         }
-    };
+        std::thread::sleep(POLL.min(timeout - waited));
+    }
 }
 
-/// Skips (visibly) a test that needs root (BPF, netlink, cgroup moves).
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !$crate::is_root() {
-            eprintln!(
-                "SKIPPED {}: needs root (BPF and cgroups); run as root",
-                module_path!()
-            );
-            return;
-        }
-    };
+/// Waits for a condition instead of sleeping a fixed time: asks `probe` every 25 ms until it
+/// answers `Ok`, and returns that value. Panics after `timeout` with `what` and the probe's
+/// last error, so a failure says what was last seen.
+#[track_caller]
+pub fn wait_until<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Result<T, String>) -> T {
+    try_wait_until(what, timeout, probe).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Path of a workspace binary (`procman-agent`, `procman`) next to the running test
@@ -90,21 +106,20 @@ impl Agent {
             .spawn()
             .expect("start procman-agent");
         let mut agent = Agent { child, socket, dir };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            // the socket is bound before the event source is attached; the API answers after
+        // the socket is bound before the event source is attached; the API answers after
+        let up = try_wait_until("the agent's API", Duration::from_secs(30), || {
             if api_answers(&agent.socket) {
-                break;
+                return Ok(());
             }
             if let Ok(Some(st)) = agent.child.try_wait() {
-                panic!("procman-agent exited early ({st}):\n{}", agent.log());
+                let log = agent.dir.path().join("agent.log");
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("procman-agent exited early ({st}):\n{log}");
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "agent did not start:\n{}",
-                agent.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            Err("no 200 from GET /api/status".into())
+        });
+        if let Err(e) = up {
+            panic!("agent did not start: {e}\n{}", agent.log());
         }
         agent
     }
@@ -181,12 +196,12 @@ impl EventStream {
     /// Receives events until `done` says so or `timeout` passes; returns them all.
     pub fn collect_until(
         &self,
-        timeout: std::time::Duration,
+        timeout: Duration,
         mut done: impl FnMut(&serde_json::Value) -> bool,
     ) -> Vec<serde_json::Value> {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.rx.recv_timeout(left) {
                 Ok(v) => {
                     let stop = done(&v);
@@ -211,7 +226,7 @@ impl EventStream {
             let pid = child.id() as u64;
             let mut child = child;
             child.wait().unwrap();
-            let got = self.collect_until(std::time::Duration::from_millis(500), |v| {
+            let got = self.collect_until(Duration::from_millis(500), |v| {
                 v["kind"] == "exit" && v["pid"] == pid && v["exit_code"] == 99
             });
             if got.iter().any(|v| v["kind"] == "exit" && v["pid"] == pid) {
@@ -235,7 +250,7 @@ pub fn api_answers(socket: &std::path::Path) -> bool {
     let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     if s.write_all(b"GET /api/status HTTP/1.0\r\nHost: procman\r\n\r\n")
         .is_err()
     {
@@ -249,8 +264,7 @@ pub fn api_answers(socket: &std::path::Path) -> bool {
 pub fn http_get(socket: &std::path::Path, path: &str) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect to the agent");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: procman\r\n\r\n").unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read answer");
@@ -304,11 +318,14 @@ impl Drop for TestRoot {
         if let Ok(rd) = std::fs::read_dir(&self.path) {
             for e in rd.flatten().filter(|e| e.path().is_dir()) {
                 let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
-                for _ in 0..100 {
-                    if std::fs::remove_dir(e.path()).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                // rmdir succeeds once the killed processes are gone
+                let removed = try_wait_until(
+                    "the killed slice's removal",
+                    std::time::Duration::from_secs(2),
+                    || std::fs::remove_dir(e.path()).map_err(|e| e.to_string()),
+                );
+                if let Err(err) = removed {
+                    eprintln!("warning: {}: {err}", e.path().display());
                 }
             }
         }

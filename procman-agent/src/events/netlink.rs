@@ -505,11 +505,8 @@ mod tests {
     /// The real connector (root): a child's fork, exec and exit arrive with its pid, parent,
     /// comm, filename and status.
     #[tokio::test]
+    #[ignore = "needs root: the proc connector needs CAP_NET_ADMIN"]
     async fn delivers_a_childs_lifecycle() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED delivers_a_childs_lifecycle: needs root (CAP_NET_ADMIN)");
-            return;
-        }
         let (tx, mut rx) = mpsc::channel(4096);
         let _src = start(&SourceOptions::default(), tx).expect("proc connector");
         let child = std::process::Command::new("/bin/sh")
