@@ -11,10 +11,8 @@
 //! The API asks [`Policy::check`] once per request, with the [`Action`] its route needs; a
 //! denial is a 403 with the reason, and an audit line.
 use anyhow::{bail, Result};
-use axum::serve::IncomingStream;
 use serde::{Deserialize, Serialize};
 use std::{collections::HashSet, fmt};
-use tokio::net::UnixListener;
 
 /// What a request does. Reads need nothing; every other action must be granted to non-root
 /// callers.
@@ -128,9 +126,10 @@ impl Peer {
     }
 }
 
-impl axum::extract::connect_info::Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl Peer {
+    /// The credentials of the process that connected `stream` (SO_PEERCRED).
+    pub fn of(stream: &tokio::net::UnixStream) -> Peer {
+        match stream.peer_cred() {
             Ok(c) => Peer {
                 uid: c.uid(),
                 gid: c.gid(),

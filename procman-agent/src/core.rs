@@ -37,6 +37,8 @@ pub struct Agent {
     pub vanished: AtomicU64,
     pub monitor: Monitor,
     pub enforcer: crate::enforce::Enforcer,
+    /// API connections closed at once because too many were open.
+    pub refused_connections: AtomicU64,
     /// Who may do what (`[[access]]`).
     pub access: crate::access::Policy,
     pub audit: crate::audit::Audit,
@@ -71,6 +73,7 @@ impl Agent {
             resyncs: AtomicU64::new(0),
             resync_corrections: AtomicU64::new(0),
             vanished: AtomicU64::new(0),
+            refused_connections: AtomicU64::new(0),
             monitor,
             enforcer,
             access,
@@ -96,6 +99,8 @@ impl Agent {
             audit_log: self.audit.path().display().to_string(),
             audit_failures: self.audit.failures.load(Ordering::Relaxed),
             audit_error: self.audit.last_error(),
+            refused_connections: self.refused_connections.load(Ordering::Relaxed),
+            event_subscribers: self.events.receiver_count(),
         }
     }
 

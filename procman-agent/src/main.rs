@@ -128,6 +128,23 @@ fn tame_malloc() {
     }
 }
 
+/// The agent protects the host, so it is the last thing the OOM killer should pick, and it
+/// needs more than the default 1024 fds (API connections, one cgroup.procs per slice).
+fn harden_self() {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-900") {
+        log::warn!("cannot set oom_score_adj to -900: {e}");
+    }
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = hard.min(1 << 20);
+        if soft < want {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, want, hard) {
+                log::warn!("cannot raise the open-file limit from {soft} to {want}: {e}");
+            }
+        }
+    }
+}
+
 fn main() {
     tame_malloc();
     let args = Args::parse();
@@ -151,6 +168,7 @@ fn main() {
         );
         std::process::exit(1);
     }
+    harden_self();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

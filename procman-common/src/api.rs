@@ -257,6 +257,12 @@ pub struct AgentStatus {
     /// Why the last audit write failed, while it keeps failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_error: Option<String>,
+    /// API connections closed at once because too many non-root ones were open.
+    #[serde(default)]
+    pub refused_connections: u64,
+    /// Open event streams (`procman events`, `GET /api/events`).
+    #[serde(default)]
+    pub event_subscribers: usize,
 }
 
 /// Body of every error response: `{"error": "..."}`.

@@ -30,6 +30,7 @@ pub fn routes() -> Router<Arc<Agent>> {
 }
 
 #[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct EnsureBody {
     #[serde(default)]
     limits: BTreeMap<String, String>,

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 /// The query: empty lists match everything.
 #[derive(serde::Deserialize, Default, Debug, Clone)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EventFilter {
     pub pid: CommaList<u32>,
     pub comm: CommaList<String>,

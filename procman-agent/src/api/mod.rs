@@ -18,6 +18,7 @@ pub mod events;
 pub mod extract;
 pub mod guard;
 pub mod processes;
+pub mod server;
 
 use crate::core::Agent;
 use anyhow::{bail, Context, Result};
@@ -90,12 +91,8 @@ pub async fn bind(path: &Path, group: &str) -> Result<UnixListener> {
 /// Serves the API until the future is dropped. Each connection's peer credentials are read
 /// once, when it is accepted, for the access check ([`guard`]).
 pub async fn serve(listener: UnixListener, agent: Arc<Agent>) -> Result<()> {
-    axum::serve(
-        listener,
-        router(agent).into_make_service_with_connect_info::<crate::access::Peer>(),
-    )
-    .await
-    .context("API server failed")
+    let router = router(agent.clone());
+    server::serve(listener, agent, router).await
 }
 
 #[derive(serde::Deserialize, Default)]

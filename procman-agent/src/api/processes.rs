@@ -17,7 +17,7 @@ use procman_common::{
 use std::sync::Arc;
 
 #[derive(serde::Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListQuery {
     sort: Option<SortKey>,
     limit: Option<usize>,
@@ -192,7 +192,7 @@ pub async fn process_tree(
 }
 
 #[derive(serde::Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HistoryQuery {
     hours: Option<f64>,
 }
@@ -233,7 +233,7 @@ pub async fn process_history(
 }
 
 #[derive(serde::Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TreeQuery {
     root: Option<String>,
     filter: Option<String>,

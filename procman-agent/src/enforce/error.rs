@@ -11,6 +11,8 @@ pub enum ErrorKind {
     NotFound,
     /// The caller may not touch what the request names (another user's process).
     Forbidden,
+    /// The process named is no longer the one meant: its pid was reused.
+    Conflict,
     /// This host cannot do it (no usable cgroup2 mount).
     Unavailable,
     /// The kernel or the filesystem failed.
@@ -49,6 +51,9 @@ impl EnforceError {
                 | CgroupError::Limit(_) => ErrorKind::Invalid,
                 CgroupError::NoSuchSlice { .. } | CgroupError::NoSuchProcess { .. } => {
                     ErrorKind::NotFound
+                }
+                CgroupError::PidReused { .. } | CgroupError::PidReusedDuringMove { .. } => {
+                    ErrorKind::Conflict
                 }
                 _ => ErrorKind::Internal,
             },
