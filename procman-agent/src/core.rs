@@ -137,6 +137,13 @@ impl Agent {
             "resync done in {:.1} ms: {corrections} correction(s) to the process table",
             t0.elapsed().as_secs_f64() * 1e3
         );
+        // execs whose events were lost may have matched a rule
+        if let Some(p) = &self.enforcer.placement {
+            let n = p.sweep(&self.table);
+            if n > 0 {
+                log::warn!("placement sweep after the resync: {n} process(es) queued");
+            }
+        }
     }
 }
 

@@ -98,6 +98,18 @@ async fn run(cfg: Config) -> Result<()> {
             audit,
         },
     );
+    // processes started while the agent was down go to their slices before anything else
+    if agent.enforcer.placement.is_some() {
+        let a = agent.clone();
+        let n = tokio::task::spawn_blocking(move || {
+            a.enforcer
+                .placement
+                .as_ref()
+                .map_or(0, |p| p.sweep(&a.table))
+        })
+        .await?;
+        log::info!("placement sweep at start: {n} running process(es) queued for their slices");
+    }
     core::trim_heap(); // BTF parsing and the seed scan are done
     let sample_every = cfg.sample_interval()?;
     log::info!("API listening on {}", cfg.agent.socket.display());

@@ -229,6 +229,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Descendants moved along with a placed process.
     pub followers: AtomicU64,
+    /// Running processes placed by a sweep (at start, after a resync).
+    pub swept: AtomicU64,
     /// Latencies (µs, exec timestamp to move completed).
     latency: Window,
     /// Kernel move times (µs, the write to cgroup.procs alone) of placed processes.
@@ -304,6 +306,8 @@ pub struct Placement {
     jobs: mpsc::Sender<Job>,
     /// Slice name -> its cgroup inode (the cgroup id BPF reports).
     slice_ids: HashMap<String, u64>,
+    /// Slice name -> its path as /proc/PID/cgroup shows it (`/procman.slice/web`).
+    slice_cgpaths: HashMap<String, String>,
     /// Recently placed processes whose forks are followed: tgid -> (slice, placed at).
     watched: Mutex<HashMap<u32, (Arc<str>, Instant)>>,
 }
@@ -318,12 +322,16 @@ impl Placement {
     /// Starts the mover thread. The rules' slices must exist.
     pub fn start(rules: Vec<Rule>, manager: Arc<Manager>) -> Result<Placement> {
         let mut slice_ids = HashMap::new();
+        let mut slice_cgpaths = HashMap::new();
         for r in &rules {
             let path = manager.slice_path(&r.slice)?;
             let ino = std::fs::metadata(&path)
                 .with_context(|| format!("{}: slice {:?}", r.label, r.slice))?
                 .ino();
             slice_ids.insert(r.slice.clone(), ino);
+            if let Ok(rel) = path.strip_prefix(&manager.mount().path) {
+                slice_cgpaths.insert(r.slice.clone(), format!("/{}", rel.display()));
+            }
         }
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel::<Job>();
@@ -336,8 +344,92 @@ impl Placement {
             stats,
             jobs: tx,
             slice_ids,
+            slice_cgpaths,
             watched: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Places every running process a rule matches, as if it had just exec'd: at start (for
+    /// processes started while the agent was down) and after a resync (for execs whose
+    /// events were lost). The table is read under its lock in memory only; /proc is read
+    /// after (cmdline/cgroup rules, and the current cgroup, so processes already in their
+    /// slice are not moved again). Returns how many moves were queued.
+    pub fn sweep(&self, table: &std::sync::RwLock<ProcTable>) -> u64 {
+        let me = std::process::id();
+        let candidates: Vec<(ProcEvent, u64, Vec<usize>, Vec<(u32, u64)>)> = {
+            let table = table.read().unwrap_or_else(|e| e.into_inner());
+            table
+                .iter()
+                .filter(|e| !e.exited && !e.kthread && e.pid != 1 && e.pid != me)
+                .filter_map(|e| {
+                    let ev = ProcEvent {
+                        kind: EventKind::Exec,
+                        ts_ns: 0,
+                        pid: e.pid,
+                        tid: e.pid,
+                        ppid: e.ppid,
+                        uid: e.uid,
+                        gid: 0,
+                        cgroup_id: 0,
+                        start_ns: 0,
+                        comm: e.comm,
+                        filename: e.exe.clone(),
+                        exit_code: None,
+                        exit_signal: None,
+                        thread: false,
+                    };
+                    let c: Vec<usize> = (0..self.rules.len())
+                        .filter(|&i| self.rules[i].matches_in_memory(&ev, &table))
+                        .collect();
+                    if c.is_empty() {
+                        return None;
+                    }
+                    let descendants = table
+                        .descendants(e.pid)
+                        .into_iter()
+                        .map(|d| (d, table.get(d).map(|x| x.start_ticks).unwrap_or(0)))
+                        .collect();
+                    Some((ev, e.start_ticks, c, descendants))
+                })
+                .collect()
+        };
+        let mut queued = 0;
+        for (ev, start_ticks, cands, descendants) in candidates {
+            let Some(rule) = cands
+                .iter()
+                .map(|&i| &self.rules[i])
+                .find(|r| r.matches_proc(&ev))
+            else {
+                continue;
+            };
+            let here = procman_cgroup::procs::cgroup_of(ev.pid).ok();
+            if here.is_some()
+                && here.as_deref() == self.slice_cgpaths.get(&rule.slice).map(|s| s.as_str())
+            {
+                continue; // already there (placed before a restart)
+            }
+            let slice: Arc<str> = Arc::from(rule.slice.as_str());
+            let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = self.jobs.send(Job {
+                pid: ev.pid,
+                start_ticks,
+                slice: slice.clone(),
+                exec_ts_ns: None,
+            });
+            watched.insert(ev.pid, (slice.clone(), Instant::now()));
+            for (d, st) in descendants {
+                let _ = self.jobs.send(Job {
+                    pid: d,
+                    start_ticks: st,
+                    slice: slice.clone(),
+                    exec_ts_ns: None,
+                });
+                watched.insert(d, (slice.clone(), Instant::now()));
+            }
+            queued += 1;
+        }
+        self.stats.swept.fetch_add(queued, Ordering::Relaxed);
+        queued
     }
 
     /// comm names the rules match on exactly (the BPF side wakes the agent at once for them).
@@ -482,6 +574,7 @@ impl Placement {
             exited_before_placement: s.exited_before_placement.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             followers: s.followers.load(Ordering::Relaxed),
+            swept: s.swept.load(Ordering::Relaxed),
             latency_us: s.latency.summary(),
             move_us: s.moves.summary(),
         }

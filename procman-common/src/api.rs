@@ -702,6 +702,10 @@ pub struct PlacementReport {
     pub exited_before_placement: u64,
     pub failed: u64,
     pub followers: u64,
+    /// Running processes placed by a sweep: at agent start (started while it was down) and
+    /// after a resync (execs whose events were lost).
+    #[serde(default)]
+    pub swept: u64,
     /// Latency percentiles over the latest placements, microseconds: kernel exec timestamp
     /// to move completed.
     pub latency_us: LatencySummary,
