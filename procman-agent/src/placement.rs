@@ -312,6 +312,11 @@ pub struct Placement {
     watched: Mutex<HashMap<u32, (Arc<str>, Instant)>>,
 }
 
+/// (pid, start ticks) of the process an exec event is about.
+fn exec_identity(ev: &ProcEvent) -> (u32, u64) {
+    (ev.pid, crate::tree::ns_to_ticks(ev.start_ns))
+}
+
 fn now_monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
@@ -356,13 +361,13 @@ impl Placement {
     /// slice are not moved again). Returns how many moves were queued.
     pub fn sweep(&self, table: &std::sync::RwLock<ProcTable>) -> u64 {
         let me = std::process::id();
-        let candidates: Vec<(ProcEvent, u64, Vec<usize>, Vec<(u32, u64)>)> = {
+        let candidates: Vec<Deferred> = {
             let table = table.read().unwrap_or_else(|e| e.into_inner());
             table
                 .iter()
                 .filter(|e| !e.exited && !e.kthread && e.pid != 1 && e.pid != me)
                 .filter_map(|e| {
-                    let ev = ProcEvent {
+                    let exec = ProcEvent {
                         kind: EventKind::Exec,
                         ts_ns: 0,
                         pid: e.pid,
@@ -371,17 +376,17 @@ impl Placement {
                         uid: e.uid,
                         gid: 0,
                         cgroup_id: 0,
-                        start_ns: 0,
+                        start_ns: crate::tree::ticks_to_ns(e.start_ticks),
                         comm: e.comm,
                         filename: e.exe.clone(),
                         exit_code: None,
                         exit_signal: None,
                         thread: false,
                     };
-                    let c: Vec<usize> = (0..self.rules.len())
-                        .filter(|&i| self.rules[i].matches_in_memory(&ev, &table))
+                    let candidates: Vec<usize> = (0..self.rules.len())
+                        .filter(|&i| self.rules[i].matches_in_memory(&exec, &table))
                         .collect();
-                    if c.is_empty() {
+                    if candidates.is_empty() {
                         return None;
                     }
                     let descendants = table
@@ -389,43 +394,37 @@ impl Placement {
                         .into_iter()
                         .map(|d| (d, table.get(d).map(|x| x.start_ticks).unwrap_or(0)))
                         .collect();
-                    Some((ev, e.start_ticks, c, descendants))
+                    Some(Deferred {
+                        exec,
+                        candidates,
+                        descendants,
+                        forks: Vec::new(),
+                    })
                 })
                 .collect()
         };
         let mut queued = 0;
-        for (ev, start_ticks, cands, descendants) in candidates {
-            let Some(rule) = cands
+        for d in candidates {
+            let Some(rule) = d
+                .candidates
                 .iter()
                 .map(|&i| &self.rules[i])
-                .find(|r| r.matches_proc(&ev))
+                .find(|r| r.matches_proc(&d.exec))
             else {
                 continue;
             };
-            let here = procman_cgroup::procs::cgroup_of(ev.pid).ok();
-            if here.is_some()
-                && here.as_deref() == self.slice_cgpaths.get(&rule.slice).map(|s| s.as_str())
-            {
+            let here = procman_cgroup::procs::cgroup_of(d.exec.pid).ok();
+            if here.is_some() && here.as_ref() == self.slice_cgpaths.get(&rule.slice) {
                 continue; // already there (placed before a restart)
             }
-            let slice: Arc<str> = Arc::from(rule.slice.as_str());
             let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = self.jobs.send(Job {
-                pid: ev.pid,
-                start_ticks,
-                slice: slice.clone(),
-                exec_ts_ns: None,
-            });
-            watched.insert(ev.pid, (slice.clone(), Instant::now()));
-            for (d, st) in descendants {
-                let _ = self.jobs.send(Job {
-                    pid: d,
-                    start_ticks: st,
-                    slice: slice.clone(),
-                    exec_ts_ns: None,
-                });
-                watched.insert(d, (slice.clone(), Instant::now()));
-            }
+            self.place(
+                exec_identity(&d.exec),
+                None,
+                rule,
+                d.descendants,
+                &mut watched,
+            );
             queued += 1;
         }
         self.stats.swept.fetch_add(queued, Ordering::Relaxed);
@@ -461,7 +460,13 @@ impl Placement {
                         .map(|d| (d, table.get(d).map(|e| e.start_ticks).unwrap_or(0)))
                         .collect();
                     if !self.rules[first].needs_proc(ev) {
-                        self.place(ev, &self.rules[first], descendants, &mut watched);
+                        self.place(
+                            exec_identity(ev),
+                            Some(ev.ts_ns),
+                            &self.rules[first],
+                            descendants,
+                            &mut watched,
+                        );
                     } else {
                         deferred_of.insert(ev.pid, deferred.len());
                         deferred.push(Deferred {
@@ -504,30 +509,37 @@ impl Placement {
                 continue;
             };
             let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-            self.place(&d.exec, rule, d.descendants, &mut watched);
+            self.place(
+                exec_identity(&d.exec),
+                Some(d.exec.ts_ns),
+                rule,
+                d.descendants,
+                &mut watched,
+            );
             for f in &d.forks {
                 self.follow(f, &mut watched);
             }
         }
     }
 
-    /// Queues the move of an exec'd process and of the descendants it forked before the exec
-    /// was seen, and watches them all.
+    /// Queues the move of a process (`exec_ts_ns`: the exec it is placed for; `None` for a
+    /// sweep) and of the descendants it forked before, and watches them all.
     fn place(
         &self,
-        ev: &ProcEvent,
+        (pid, start_ticks): (u32, u64),
+        exec_ts_ns: Option<u64>,
         rule: &Rule,
         descendants: Vec<(u32, u64)>,
         watched: &mut HashMap<u32, (Arc<str>, Instant)>,
     ) {
         let slice: Arc<str> = Arc::from(rule.slice.as_str());
         let _ = self.jobs.send(Job {
-            pid: ev.pid,
-            start_ticks: crate::tree::ns_to_ticks(ev.start_ns),
+            pid,
+            start_ticks,
             slice: slice.clone(),
-            exec_ts_ns: Some(ev.ts_ns),
+            exec_ts_ns,
         });
-        watched.insert(ev.pid, (slice.clone(), Instant::now()));
+        watched.insert(pid, (slice.clone(), Instant::now()));
         for (d, start_ticks) in descendants {
             let _ = self.jobs.send(Job {
                 pid: d,

@@ -50,6 +50,11 @@ pub fn ns_to_ticks(ns: u64) -> u64 {
     ns / (1_000_000_000 / ticks_per_sec())
 }
 
+/// The inverse of [`ns_to_ticks`] (to the tick).
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    ticks.saturating_mul(1_000_000_000 / ticks_per_sec())
+}
+
 const PF_KTHREAD: u32 = 0x0020_0000;
 
 fn entry_from_proc(p: &procfs::process::Process) -> Option<ProcEntry> {
