@@ -345,4 +345,58 @@ mod tests {
         );
         assert!(e.contains("1e400s") && e.contains("interval"), "{e}");
     }
+
+    /// Arbitrary text and arbitrary values under every known key: the config parser answers
+    /// with a config or an error, never a panic.
+    mod fuzz {
+        use super::Config;
+        use proptest::prelude::*;
+
+        const KEYS: &[&str] = &[
+            "[agent]\nsocket",
+            "[agent]\nsocket_group",
+            "[events]\nring_size",
+            "[events]\npoll_interval",
+            "[events]\nwakeup_batch",
+            "[events]\nsource",
+            "[monitor]\ninterval",
+            "[monitor]\nhistory_samples",
+            "[monitor]\nhistory_retention",
+            "[cgroup]\nroot",
+            "[audit]\nmax_size",
+            "[[slice]]\nname = \"s\"\nlimits.MemoryMax",
+            "[[slice]]\nname = \"s\"\nlimits.CPUQuota",
+            "[[slice]]\nname = \"s\"\nlimits.IOReadBandwidthMax",
+            "[[rule]]\nslice = \"s\"\ncomm",
+            "[[access]]\nusers = [\"root\"]\nallow",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_text_is_a_config_or_an_error(s in "\\PC{0,200}") {
+                let _ = Config::parse(&s);
+            }
+
+            #[test]
+            fn any_value_under_any_key(
+                key in proptest::sample::select(KEYS),
+                v in prop_oneof![
+                    "-?[0-9]{0,25}(\\.[0-9]{0,5})?".prop_map(|n| n.to_string()),
+                    "[ -~]{0,40}".prop_map(|t| format!("{t:?}")),
+                    Just("[]".to_string()),
+                    Just("{}".to_string()),
+                    Just("true".to_string()),
+                    Just("1e400".to_string()),
+                ],
+            ) {
+                let text = format!("{key} = {v}\n");
+                if let Err(e) = Config::parse(&text) {
+                    let msg = format!("{e:#}");
+                    prop_assert!(!msg.is_empty());
+                }
+            }
+        }
+    }
 }

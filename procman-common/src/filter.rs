@@ -354,6 +354,8 @@ struct Parser {
 pub const MAX_DEPTH: usize = 64;
 /// Longest filter accepted, in bytes.
 pub const MAX_LEN: usize = 4096;
+/// Most memory one compiled `~` regex may take (a hostile `a{9999}{9999}` is refused).
+pub const MAX_REGEX_BYTES: usize = 1 << 20;
 
 impl Parser {
     fn peek(&self) -> &(Tok, usize) {
@@ -488,16 +490,20 @@ impl Parser {
                     }
                 };
                 let value = match (kind, op) {
-                    (Kind::Text, Op::Match) => {
-                        Value::Re(Regex::new(&text).map_err(|e| ParseError {
-                            column: vcol,
-                            expected: "a valid regular expression".into(),
-                            found: format!(
-                                "\"{text}\" ({})",
-                                e.to_string().lines().last().unwrap_or("invalid")
-                            ),
-                        })?)
-                    }
+                    (Kind::Text, Op::Match) => Value::Re(
+                        regex::RegexBuilder::new(&text)
+                            .size_limit(MAX_REGEX_BYTES)
+                            .dfa_size_limit(MAX_REGEX_BYTES)
+                            .build()
+                            .map_err(|e| ParseError {
+                                column: vcol,
+                                expected: "a valid regular expression".into(),
+                                found: format!(
+                                    "\"{text}\" ({})",
+                                    e.to_string().lines().last().unwrap_or("invalid")
+                                ),
+                            })?,
+                    ),
                     (Kind::Text, _) => Value::Text(text),
                     _ => Value::Num(number(kind, &text).map_err(|_| ParseError {
                         column: vcol,

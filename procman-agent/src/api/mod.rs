@@ -125,3 +125,51 @@ impl Drop for SocketGuard {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// Every query string of the API through the same parser axum uses: arbitrary input never
+/// panics, and unknown or malformed parameters are refused.
+#[cfg(test)]
+mod fuzz {
+    use super::{events::EventFilter, processes, AuditQuery};
+    use proptest::prelude::*;
+
+    fn all(q: &str) {
+        let _ = serde_urlencoded::from_str::<processes::ListQuery>(q);
+        let _ = serde_urlencoded::from_str::<processes::HistoryQuery>(q);
+        let _ = serde_urlencoded::from_str::<processes::TreeQuery>(q);
+        let _ = serde_urlencoded::from_str::<EventFilter>(q);
+        let _ = serde_urlencoded::from_str::<AuditQuery>(q);
+    }
+
+    #[test]
+    fn known_and_unknown_parameters() {
+        assert!(serde_urlencoded::from_str::<processes::ListQuery>("sort=mem&limit=5").is_ok());
+        assert!(serde_urlencoded::from_str::<processes::ListQuery>("sort=colour").is_err());
+        assert!(serde_urlencoded::from_str::<processes::ListQuery>("limit=-1").is_err());
+        assert!(serde_urlencoded::from_str::<processes::ListQuery>("limt=5").is_err());
+        let f = serde_urlencoded::from_str::<EventFilter>("pid=1,2&kind=exec").unwrap();
+        assert_eq!(f.pid.0, vec![1, 2]);
+        assert!(serde_urlencoded::from_str::<EventFilter>("kind=boom").is_err());
+        assert!(serde_urlencoded::from_str::<AuditQuery>("since=1e400")
+            .is_ok_and(|q| q.since.is_infinite()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_query_string_is_parsed_or_refused(q in "\\PC{0,120}") {
+            all(&q);
+        }
+
+        #[test]
+        fn structured_query_strings(
+            k in "(sort|limit|user|filter|hours|root|pid|comm|kind|since|x)",
+            v in "[-0-9a-z,.%+ ]{0,30}",
+            k2 in "(sort|limit|filter|pid|kind)",
+            v2 in "\\PC{0,20}",
+        ) {
+            all(&format!("{k}={v}&{k2}={}", v2.replace('&', "%26")));
+        }
+    }
+}
