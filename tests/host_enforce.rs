@@ -1,7 +1,7 @@
 //! Host tests of placement and the enforcement commands. The host's cgroup2 mount has no
 //! controllers, so these prove moves, placement and refusals; limits are proved in the VM.
 //! Each test manages its own uniquely named subtree under the cgroup2 mount and removes it.
-use procman_tests::{bin, cgroup_of, http_get, wait_until, Agent, TestRoot};
+use procman_tests::{bin, cgroup_of, http_get, try_wait_until, wait_until, Agent, TestRoot};
 use std::{path::PathBuf, process::Command, time::Duration};
 
 /// A copy of a system binary under a new name, so a rule can match its comm and nothing else.
@@ -357,4 +357,78 @@ fn processes_started_while_the_agent_was_down_are_placed_at_start() {
     assert_eq!(cgroup_of(pid), want);
     let _ = early.kill();
     let _ = early.wait();
+}
+
+/// SIGHUP reloads the config: a bad one is refused (the agent runs on with the old rules and
+/// says why, in its log and its audit log); a good one replaces the rules at once.
+#[test]
+#[ignore = "needs root: loads BPF programs, creates cgroups and moves processes between them"]
+fn sighup_reloads_rules_and_refuses_a_bad_config() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let root = TestRoot::new("reload");
+    let agent = Agent::start(&config(&root, "pmt-old"), &[]);
+    let old = renamed(agent.dir.path(), "/bin/sleep", "pmt-old");
+    let new = renamed(agent.dir.path(), "/bin/sleep", "pmt-new");
+    let want = root.cgroup_line("placed");
+    let hup = || kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGHUP).unwrap();
+    let reloads = |result: &str| {
+        agent
+            .audit()
+            .iter()
+            .filter(|r| r["action"] == "reload" && r["result"] == result)
+            .count()
+    };
+    let placed = |bin: &PathBuf| {
+        let mut c = spawn_copied(Command::new(bin).arg("300"));
+        let pid = c.id();
+        let r = try_wait_until("placement", Duration::from_secs(3), || {
+            let now = cgroup_of(pid);
+            (now == want).then_some(()).ok_or(now)
+        });
+        let _ = c.kill();
+        let _ = c.wait();
+        r.is_ok()
+    };
+    assert!(placed(&old));
+
+    // a typo: refused, old rules kept
+    agent.rewrite_config(&config(&root, "pmt-new").replace(
+        "[[slice]]\nname = \"placed\"",
+        "[[slice]]\nname = \"placed\"\nlimits = { MemoryMaxx = \"1G\" }",
+    ));
+    hup();
+    wait_until(
+        "the refused reload in the audit log",
+        Duration::from_secs(10),
+        || {
+            (reloads("error") == 1)
+                .then_some(())
+                .ok_or(format!("{:?}", agent.audit()))
+        },
+    );
+    assert!(agent.log().contains("MemoryMaxx"), "{}", agent.log());
+    assert!(placed(&old), "the old rule still places");
+    assert!(!placed(&new), "the refused rule does not");
+
+    // a good one: the new rule replaces the old
+    agent.rewrite_config(&config(&root, "pmt-new"));
+    hup();
+    wait_until(
+        "the reload in the audit log",
+        Duration::from_secs(10),
+        || {
+            (reloads("ok") == 1)
+                .then_some(())
+                .ok_or(format!("{:?}", agent.audit()))
+        },
+    );
+    assert!(placed(&new));
+    assert!(!placed(&old));
+    let (_, rep) = http_get(&agent.socket, "/api/placement");
+    assert_eq!(rep["placed"], 3, "counters survive the reload: {rep}");
+    assert!(
+        rep["rules"][0].as_str().unwrap().contains("test -> placed"),
+        "{rep}"
+    );
 }

@@ -26,7 +26,7 @@ pub struct Config {
 }
 
 /// `[audit]`: where every mutation and denied attempt is recorded.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSection {
     /// The JSON-lines file.
@@ -47,7 +47,7 @@ impl Default for AuditSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CgroupSection {
     /// The managed subtree below the cgroup2 mount (e.g. `procman.slice`; under systemd,
@@ -73,7 +73,7 @@ pub struct SliceConfig {
     pub limits: procman_cgroup::Limits,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorSection {
     /// How often usage is sampled from /proc, e.g. "2s".
@@ -94,7 +94,7 @@ impl Default for MonitorSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentSection {
     /// Path of the API's Unix socket.
@@ -103,7 +103,7 @@ pub struct AgentSection {
     pub socket_group: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
     /// `auto` (BPF, falling back to the netlink proc connector), `bpf` or `netlink`.

@@ -39,8 +39,8 @@ pub struct Agent {
     pub enforcer: crate::enforce::Enforcer,
     /// API connections closed at once because too many were open.
     pub refused_connections: AtomicU64,
-    /// Who may do what (`[[access]]`).
-    pub access: crate::access::Policy,
+    /// Who may do what (`[[access]]`); replaced by a reload.
+    pub access: RwLock<crate::access::Policy>,
     pub audit: crate::audit::Audit,
 }
 
@@ -76,7 +76,7 @@ impl Agent {
             refused_connections: AtomicU64::new(0),
             monitor,
             enforcer,
-            access,
+            access: RwLock::new(access),
             audit,
         })
     }
@@ -138,7 +138,7 @@ impl Agent {
             t0.elapsed().as_secs_f64() * 1e3
         );
         // execs whose events were lost may have matched a rule
-        if let Some(p) = &self.enforcer.placement {
+        if let Some(p) = self.enforcer.placement() {
             let n = p.sweep(&self.table);
             if n > 0 {
                 log::warn!("placement sweep after the resync: {n} process(es) queued");
@@ -192,7 +192,7 @@ pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
             .unwrap_or_else(|e| e.into_inner())
             .apply_all(&events);
         // 2. placement: decided in memory under the read lock, /proc only after it
-        if let Some(p) = &agent.enforcer.placement {
+        if let Some(p) = agent.enforcer.placement() {
             let deferred = p.plan(
                 &events,
                 &agent.table.read().unwrap_or_else(|e| e.into_inner()),

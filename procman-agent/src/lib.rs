@@ -16,4 +16,5 @@ pub mod history;
 pub mod monitor;
 pub mod placement;
 pub mod query;
+pub mod reload;
 pub mod tree;

@@ -35,12 +35,17 @@ struct Args {
     check_config: bool,
 }
 
+/// The config file in use: `--config`, else the default path if it exists.
+fn config_path(args: &Args) -> Option<PathBuf> {
+    args.config.clone().or_else(|| {
+        let p = PathBuf::from(DEFAULT_CONFIG);
+        p.exists().then_some(p)
+    })
+}
+
 fn load_config(args: &Args) -> Result<Config> {
-    let mut cfg = match &args.config {
-        Some(p) => Config::load(p)?,
-        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
-            Config::load(DEFAULT_CONFIG.as_ref())?
-        }
+    let mut cfg = match config_path(args) {
+        Some(p) => Config::load(&p)?,
         None => Config::default(),
     };
     if let Some(s) = &args.socket {
@@ -55,7 +60,48 @@ fn load_config(args: &Args) -> Result<Config> {
     Ok(cfg)
 }
 
-async fn run(cfg: Config) -> Result<()> {
+/// Reloads the config on every SIGHUP; a bad one is refused and the running one kept.
+async fn reload_on_hup(agent: std::sync::Arc<core::Agent>, path: Option<PathBuf>, cfg: Config) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot handle SIGHUP ({e}); config reload is unavailable");
+            return;
+        }
+    };
+    let running = std::sync::Arc::new(std::sync::Mutex::new(cfg));
+    while hup.recv().await.is_some() {
+        let (a, p, r) = (agent.clone(), path.clone(), running.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let mut running = r.lock().unwrap_or_else(|e| e.into_inner());
+            procman_agent::reload::reload(&a, p.as_deref(), &mut running)
+        })
+        .await;
+        match done {
+            Ok(Ok(r)) => {
+                log::info!(
+                    "configuration reloaded: {} slice(s), {} rule(s), {} access grant(s)",
+                    r.slices,
+                    r.rules,
+                    r.grants
+                );
+                if !r.need_restart.is_empty() {
+                    log::warn!(
+                        "changes to {} take effect at the next restart",
+                        r.need_restart.join(" ")
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                log::error!("configuration reload refused: {e:#}; the running configuration stays")
+            }
+            Err(e) => log::error!("configuration reload failed: {e}"),
+        }
+    }
+}
+
+async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let mut opts = cfg.source_options()?;
     let rules = cfg.rules()?;
     // execs that rules match by name wake the agent at once instead of riding the batch
@@ -99,13 +145,10 @@ async fn run(cfg: Config) -> Result<()> {
         },
     );
     // processes started while the agent was down go to their slices before anything else
-    if agent.enforcer.placement.is_some() {
+    if agent.enforcer.placement().is_some() {
         let a = agent.clone();
         let n = tokio::task::spawn_blocking(move || {
-            a.enforcer
-                .placement
-                .as_ref()
-                .map_or(0, |p| p.sweep(&a.table))
+            a.enforcer.placement().map_or(0, |p| p.sweep(&a.table))
         })
         .await?;
         log::info!("placement sweep at start: {n} running process(es) queued for their slices");
@@ -118,6 +161,7 @@ async fn run(cfg: Config) -> Result<()> {
     // The event loop and the sampler run as tasks on the runtime's workers, not inside this
     // block_on future: the worker that sees the ring become readable then runs the event loop
     // itself (tokio's LIFO slot), with no hop to the main thread before a placement.
+    tokio::spawn(reload_on_hup(agent.clone(), path, cfg.clone()));
     let events = tokio::spawn(core::run(agent.clone(), rx));
     let sampler = tokio::spawn(core::run_sampler(agent.clone(), sample_every));
     tokio::select! {
@@ -186,7 +230,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(cfg)) {
+    if let Err(e) = rt.block_on(run(cfg, config_path(&args))) {
         eprintln!("procman-agent: {e:#}");
         std::process::exit(1);
     }

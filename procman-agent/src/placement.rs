@@ -325,7 +325,12 @@ fn now_monotonic_ns() -> u64 {
 
 impl Placement {
     /// Starts the mover thread. The rules' slices must exist.
-    pub fn start(rules: Vec<Rule>, manager: Arc<Manager>) -> Result<Placement> {
+    /// `stats`: the counters of the placement this one replaces (a reload), if any.
+    pub fn start(
+        rules: Vec<Rule>,
+        manager: Arc<Manager>,
+        stats: Option<Arc<Stats>>,
+    ) -> Result<Placement> {
         let mut slice_ids = HashMap::new();
         let mut slice_cgpaths = HashMap::new();
         for r in &rules {
@@ -338,7 +343,7 @@ impl Placement {
                 slice_cgpaths.insert(r.slice.clone(), format!("/{}", rel.display()));
             }
         }
-        let stats = Arc::new(Stats::default());
+        let stats = stats.unwrap_or_default();
         let (tx, rx) = mpsc::channel::<Job>();
         let st = stats.clone();
         std::thread::Builder::new()

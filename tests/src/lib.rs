@@ -87,13 +87,14 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the agent with `config` (TOML text; the socket is set by this function) and
-    /// extra arguments, and waits until its API answers.
+    /// Starts the agent with `config` (TOML text; the socket is set by this function, and the
+    /// audit log goes to `audit.jsonl` in the agent's directory unless the config has an
+    /// `[audit]` section) and extra arguments, and waits until its API answers.
     pub fn start(config: &str, args: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("procman.sock");
         let cfg = dir.path().join("procman.toml");
-        std::fs::write(&cfg, config).expect("write config");
+        std::fs::write(&cfg, Self::with_audit(config, dir.path())).expect("write config");
         let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
         let child = std::process::Command::new(bin("procman-agent"))
             .arg("--config")
@@ -122,6 +123,35 @@ impl Agent {
             panic!("agent did not start: {e}\n{}", agent.log());
         }
         agent
+    }
+
+    fn with_audit(config: &str, dir: &std::path::Path) -> String {
+        if config.contains("[audit]") {
+            config.to_string()
+        } else {
+            format!(
+                "{config}\n[audit]\npath = \"{}\"\n",
+                dir.join("audit.jsonl").display()
+            )
+        }
+    }
+
+    /// Replaces the agent's config file (the audit log stays in its directory).
+    pub fn rewrite_config(&self, config: &str) {
+        std::fs::write(
+            self.dir.path().join("procman.toml"),
+            Self::with_audit(config, self.dir.path()),
+        )
+        .expect("write config");
+    }
+
+    /// The agent's audit records, parsed (when the config did not set its own path).
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+            .collect()
     }
 
     pub fn log(&self) -> String {

@@ -130,6 +130,8 @@ fn check(agent: &Agent, peer: Peer, actions: &[Action]) -> Result<Scope, ApiErr>
     for &a in actions {
         let s = agent
             .access
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .check(peer, a)
             .map_err(|d| ApiErr(StatusCode::FORBIDDEN, d.0))?;
         scope = Some(match scope {

@@ -34,7 +34,8 @@ const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Enforcer {
     root: String,
     manager: OnceLock<Result<Arc<Manager>, String>>,
-    pub placement: Option<Placement>,
+    /// Exec-time placement, replaced as a whole when a reload changes the rules.
+    placement: RwLock<Option<Arc<Placement>>>,
 }
 
 fn open(root: &str) -> Result<Arc<Manager>, String> {
@@ -54,19 +55,29 @@ impl Enforcer {
     /// declared slices (a slice whose limits cannot be enforced here is refused loudly and its
     /// rules disabled; the agent still starts) and starts placement.
     pub fn start(cfg: &Config, rules: Vec<Rule>) -> anyhow::Result<Enforcer> {
-        let mut e = Enforcer {
+        let e = Enforcer {
             root: cfg.cgroup.root.clone(),
             manager: OnceLock::new(),
-            placement: None,
+            placement: RwLock::new(None),
         };
+        e.apply(cfg, rules)?;
+        Ok(e)
+    }
+
+    /// Applies the slices and rules of `cfg` (at start, and on a reload): each declared slice
+    /// is created or its limits re-applied; placement restarts with the rules whose slice is
+    /// usable, keeping its counters. Slices no longer declared are left alone (the kernel
+    /// keeps them and their processes).
+    pub fn apply(&self, cfg: &Config, rules: Vec<Rule>) -> anyhow::Result<()> {
         if cfg.slice.is_empty() && rules.is_empty() {
-            return Ok(e);
+            *self.placement.write().unwrap_or_else(|e| e.into_inner()) = None;
+            return Ok(());
         }
-        let m = match e.manager() {
+        let m = match self.manager() {
             Ok(m) => m,
             Err(err) => {
                 log::error!("{err}; slices and placement rules are disabled");
-                return Ok(e);
+                return Ok(());
             }
         };
         let mut ok = std::collections::HashSet::new();
@@ -92,11 +103,25 @@ impl Enforcer {
             .into_iter()
             .filter(|r| ok.contains(&r.slice))
             .collect();
-        if !rules.is_empty() {
+        let mut current = self.placement.write().unwrap_or_else(|e| e.into_inner());
+        *current = if rules.is_empty() {
+            None
+        } else {
             use anyhow::Context;
-            e.placement = Some(Placement::start(rules, m).context("starting placement")?);
-        }
-        Ok(e)
+            let stats = current.as_ref().map(|p| p.stats.clone());
+            Some(Arc::new(
+                Placement::start(rules, m, stats).context("starting placement")?,
+            ))
+        };
+        Ok(())
+    }
+
+    /// The running placement, if any rule is active.
+    pub fn placement(&self) -> Option<Arc<Placement>> {
+        self.placement
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The manager, opened on first use.
@@ -243,10 +268,7 @@ impl Enforcer {
 
     /// Placement rules, counters and latencies (empty when no rule is active).
     pub fn placement_report(&self) -> PlacementReport {
-        self.placement
-            .as_ref()
-            .map(Placement::report)
-            .unwrap_or_default()
+        self.placement().map(|p| p.report()).unwrap_or_default()
     }
 }
 
