@@ -432,3 +432,39 @@ fn sighup_reloads_rules_and_refuses_a_bad_config() {
         "{rep}"
     );
 }
+
+/// A transient slice (`procman limit --pid`) is removed once its processes are gone and it
+/// stayed empty for a grace period; a declared slice stays even when empty.
+#[test]
+#[ignore = "needs root: loads BPF programs, creates cgroups and moves processes between them"]
+fn empty_transient_slices_are_removed_declared_ones_stay() {
+    let root = TestRoot::new("janitor");
+    let cfg = format!(
+        "[cgroup]\nroot = \"{}\"\ntransient_grace = \"1s\"\n[[slice]]\nname = \"kept\"\n",
+        root.name
+    );
+    let agent = Agent::start(&cfg, &[]);
+    let mut victim = Command::new("sleep").arg("300").spawn().unwrap();
+    let pid = victim.id();
+    let (code, _, err) = procman(&agent, &["limit", "--pid", &pid.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let slice = root.slice(&format!("pid-{pid}"));
+    assert!(slice.is_dir());
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    wait_until(
+        "the empty transient slice removed",
+        Duration::from_secs(10),
+        || {
+            (!slice.exists())
+                .then_some(())
+                .ok_or_else(|| format!("{} still exists", slice.display()))
+        },
+    );
+    assert!(root.slice("kept").is_dir(), "declared slices stay");
+    assert!(
+        agent.log().contains("removed empty transient slice"),
+        "{}",
+        agent.log()
+    );
+}

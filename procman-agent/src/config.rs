@@ -53,12 +53,16 @@ pub struct CgroupSection {
     /// The managed subtree below the cgroup2 mount (e.g. `procman.slice`; under systemd,
     /// `system.slice/procman-agent.service/procman.slice` with `Delegate=yes`).
     pub root: String,
+    /// How long a transient slice (`pid-*`, `name-*`, `run-*`, made by `procman limit` and
+    /// `procman run`, not declared here) may stay empty before the agent removes it.
+    pub transient_grace: HumanDuration,
 }
 
 impl Default for CgroupSection {
     fn default() -> Self {
         CgroupSection {
             root: procman_cgroup::DEFAULT_ROOT.to_string(),
+            transient_grace: HumanDuration(Duration::from_secs(30)),
         }
     }
 }

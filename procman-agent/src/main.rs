@@ -60,6 +60,25 @@ fn load_config(args: &Args) -> Result<Config> {
     Ok(cfg)
 }
 
+/// Every `grace`, removes transient slices that have been empty for a whole period (also
+/// those left by a previous agent).
+async fn remove_empty_transient(agent: std::sync::Arc<core::Agent>, grace: std::time::Duration) {
+    let mut tick = tokio::time::interval(grace.max(std::time::Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let a = agent.clone();
+        match tokio::task::spawn_blocking(move || a.enforcer.remove_empty_transient()).await {
+            Ok(Ok(removed)) if !removed.is_empty() => {
+                log::info!("removed empty transient slice(s): {}", removed.join(", "))
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::warn!("cleaning transient slices: {e}"),
+            Err(e) => log::error!("cleaning transient slices failed: {e}"),
+        }
+    }
+}
+
 /// Reloads the config on every SIGHUP; a bad one is refused and the running one kept.
 async fn reload_on_hup(agent: std::sync::Arc<core::Agent>, path: Option<PathBuf>, cfg: Config) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -162,6 +181,10 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     // block_on future: the worker that sees the ring become readable then runs the event loop
     // itself (tokio's LIFO slot), with no hop to the main thread before a placement.
     tokio::spawn(reload_on_hup(agent.clone(), path, cfg.clone()));
+    tokio::spawn(remove_empty_transient(
+        agent.clone(),
+        cfg.cgroup.transient_grace.0,
+    ));
     let events = tokio::spawn(core::run(agent.clone(), rx));
     let sampler = tokio::spawn(core::run_sampler(agent.clone(), sample_every));
     tokio::select! {

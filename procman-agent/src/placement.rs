@@ -527,6 +527,18 @@ impl Placement {
         }
     }
 
+    /// Hands a move to the mover thread. If that thread is gone (it panicked), placement is
+    /// dead: the agent exits non-zero so that its supervisor restarts it, instead of running on
+    /// without enforcing the rules.
+    fn queue(&self, job: Job) {
+        if self.jobs.send(job).is_err() {
+            log::error!(
+                "the placement mover thread has died; exiting so that the agent is restarted with placement working"
+            );
+            std::process::exit(70);
+        }
+    }
+
     /// Queues the move of a process (`exec_ts_ns`: the exec it is placed for; `None` for a
     /// sweep) and of the descendants it forked before, and watches them all.
     fn place(
@@ -538,7 +550,7 @@ impl Placement {
         watched: &mut HashMap<u32, (Arc<str>, Instant)>,
     ) {
         let slice: Arc<str> = Arc::from(rule.slice.as_str());
-        let _ = self.jobs.send(Job {
+        self.queue(Job {
             pid,
             start_ticks,
             slice: slice.clone(),
@@ -546,7 +558,7 @@ impl Placement {
         });
         watched.insert(pid, (slice.clone(), Instant::now()));
         for (d, start_ticks) in descendants {
-            let _ = self.jobs.send(Job {
+            self.queue(Job {
                 pid: d,
                 start_ticks,
                 slice: slice.clone(),
@@ -569,7 +581,7 @@ impl Placement {
             .is_some_and(|id| *id == ev.cgroup_id);
         watched.insert(ev.pid, (slice.clone(), Instant::now()));
         if !in_slice {
-            let _ = self.jobs.send(Job {
+            self.queue(Job {
                 pid: ev.pid,
                 start_ticks: crate::tree::ns_to_ticks(ev.start_ns),
                 slice,

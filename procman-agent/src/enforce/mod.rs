@@ -23,7 +23,7 @@ use procman_common::{
     filter::Filter,
 };
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     sync::{Arc, OnceLock, RwLock},
     time::Duration,
 };
@@ -36,6 +36,18 @@ pub struct Enforcer {
     manager: OnceLock<Result<Arc<Manager>, String>>,
     /// Exec-time placement, replaced as a whole when a reload changes the rules.
     placement: RwLock<Option<Arc<Placement>>>,
+    /// Slices the config declares (never removed by the agent).
+    declared: RwLock<HashSet<String>>,
+    /// Transient slices seen empty by the last [`Enforcer::remove_empty_transient`] pass.
+    seen_empty: std::sync::Mutex<HashSet<String>>,
+}
+
+/// Whether a slice is one the agent made for a request (`procman limit --pid/--name`,
+/// `procman run`) rather than one a user named.
+pub fn is_transient(name: &str) -> bool {
+    ["pid-", "name-", "run-"]
+        .iter()
+        .any(|p| name.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
 }
 
 fn open(root: &str) -> Result<Arc<Manager>, String> {
@@ -59,6 +71,8 @@ impl Enforcer {
             root: cfg.cgroup.root.clone(),
             manager: OnceLock::new(),
             placement: RwLock::new(None),
+            declared: RwLock::new(HashSet::new()),
+            seen_empty: Default::default(),
         };
         e.apply(cfg, rules)?;
         Ok(e)
@@ -69,6 +83,8 @@ impl Enforcer {
     /// usable, keeping its counters. Slices no longer declared are left alone (the kernel
     /// keeps them and their processes).
     pub fn apply(&self, cfg: &Config, rules: Vec<Rule>) -> anyhow::Result<()> {
+        *self.declared.write().unwrap_or_else(|e| e.into_inner()) =
+            cfg.slice.iter().map(|s| s.name.clone()).collect();
         if cfg.slice.is_empty() && rules.is_empty() {
             *self.placement.write().unwrap_or_else(|e| e.into_inner()) = None;
             return Ok(());
@@ -114,6 +130,50 @@ impl Enforcer {
             ))
         };
         Ok(())
+    }
+
+    /// Removes transient slices that were empty at the previous pass and still are (so each
+    /// gets at least one period of grace), and remembers the newly empty ones. Declared
+    /// slices are never touched. Called periodically; returns the slices removed.
+    pub fn remove_empty_transient(&self) -> Result<Vec<String>> {
+        let m = match self.manager.get() {
+            Some(Ok(m)) => m.clone(),
+            Some(Err(_)) => return Ok(Vec::new()),
+            None => {
+                // not opened yet: a previous agent may have left slices, if the root exists
+                let root_exists =
+                    Cgroup2Mount::discover().is_ok_and(|mnt| mnt.path.join(&self.root).is_dir());
+                if !root_exists {
+                    return Ok(Vec::new());
+                }
+                self.manager()?
+            }
+        };
+        let declared = self
+            .declared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut seen = self.seen_empty.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now_empty = HashSet::new();
+        let mut removed = Vec::new();
+        for name in m.list_slices()? {
+            if declared.contains(&name) || !is_transient(&name) || !m.pids(&name)?.is_empty() {
+                continue;
+            }
+            if seen.contains(&name) {
+                match m.remove_slice(&name) {
+                    Ok(_) => removed.push(name),
+                    // a process arrived meanwhile: keep it
+                    Err(CgroupError::SliceBusy { .. }) => {}
+                    Err(e) => log::warn!("removing empty slice {name}: {e}"),
+                }
+            } else {
+                now_empty.insert(name);
+            }
+        }
+        *seen = now_empty;
+        Ok(removed)
     }
 
     /// The running placement, if any rule is active.
@@ -228,6 +288,11 @@ impl Enforcer {
         };
         procman_cgroup::validate_name("slice", &slice).map_err(CgroupError::from)?;
         self.check_slice_owned(&m, &slice, only_uid)?;
+        if req.slice.is_none() && m.list_slices()?.contains(&slice) && m.pids(&slice)?.is_empty() {
+            // a stale pid-N / name-X slice of an earlier process: start afresh, without the
+            // limits that process was given
+            m.remove_slice(&slice)?;
+        }
         let limits = merged_limits(&m, &slice, &req.limits)?;
         let created = m.ensure_slice(&slice, &limits)? == Ensured::Created;
         let mut moved = Vec::new();
@@ -255,7 +320,13 @@ impl Enforcer {
         let m = self.manager()?;
         self.check_slice_owned(&m, name, only_uid)?;
         m.freeze(name)?;
-        m.wait_frozen(name, true, FREEZE_TIMEOUT)?;
+        if let Err(e) = m.wait_frozen(name, true, FREEZE_TIMEOUT) {
+            // never leave a slice half frozen: undo, then report
+            if let Err(t) = m.thaw(name) {
+                log::error!("slice {name}: freeze timed out and thawing failed too: {t}");
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 

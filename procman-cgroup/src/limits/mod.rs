@@ -133,8 +133,11 @@ impl Limits {
             CPUWeight => self.cpu_weight = Some(parse::cpu_weight(value)?),
             TasksMax => self.tasks_max = Some(parse::tasks(value)?),
             IOReadBandwidthMax | IOWriteBandwidthMax | IOReadIOPSMax | IOWriteIOPSMax => {
+                // one entry per device: setting a device again replaces its rate
                 let entry = parse::io(key, value)?;
-                self.io_list_mut(key).push(entry);
+                let list = self.io_list_mut(key);
+                list.retain(|e| e.device != entry.device);
+                list.push(entry);
             }
         }
         Ok(())

@@ -243,6 +243,19 @@ fn io_limits() {
         ]
     );
     assert!(write_of(&Limits::default(), "io.max").is_empty());
+    // setting a device again replaces its rate instead of adding a second entry
+    let mut again = Limits::default();
+    again.set(LimitKey::IOWriteBandwidthMax, "8:0 10M").unwrap();
+    again.set(LimitKey::IOWriteBandwidthMax, "8:0 20M").unwrap();
+    again.set(LimitKey::IOWriteBandwidthMax, "8:16 1M").unwrap();
+    assert_eq!(again.io_write_bandwidth_max.len(), 2, "{again:?}");
+    assert_eq!(
+        write_of(&again, "io.max"),
+        [
+            "8:0 rbps=max wbps=20971520 riops=max wiops=max",
+            "8:16 rbps=max wbps=1048576 riops=max wiops=max"
+        ]
+    );
     assert_err(
         LimitKey::IOReadBandwidthMax,
         "/dev/vda",
