@@ -91,19 +91,38 @@ struct Grant {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     grants: Vec<Grant>,
+    /// What the holder of the API token (TCP clients) may do besides reading.
+    token_allow: HashSet<Action>,
 }
 
-/// The process at the other end of an API connection, from SO_PEERCRED.
+/// The other end of an API connection: a local process (SO_PEERCRED on the Unix socket), or
+/// a TCP client (`remote` set; its uid and gid are [`Peer::NOBODY`], it is identified by the
+/// bearer token of each request instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
     pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 impl Peer {
+    /// The uid and gid of a TCP client: no local user has them.
+    pub const NOBODY: u32 = u32::MAX;
+
+    /// A TCP client.
+    pub fn tcp(addr: std::net::SocketAddr) -> Peer {
+        Peer {
+            uid: Self::NOBODY,
+            gid: Self::NOBODY,
+            pid: None,
+            remote: Some(addr),
+        }
+    }
+
     pub fn is_root(&self) -> bool {
-        self.uid == 0
+        self.uid == 0 && self.remote.is_none()
     }
 
     /// Supplementary groups of the peer, from /proc/PID/status (`Groups:`).
@@ -134,12 +153,14 @@ impl Peer {
                 uid: c.uid(),
                 gid: c.gid(),
                 pid: c.pid(),
+                remote: None,
             },
             // cannot happen on a Unix socket; treat as the least privileged caller
             Err(_) => Peer {
-                uid: u32::MAX,
-                gid: u32::MAX,
+                uid: Self::NOBODY,
+                gid: Self::NOBODY,
                 pid: None,
+                remote: None,
             },
         }
     }
@@ -153,6 +174,16 @@ pub struct Scope {
     /// Whether the caller sees every process's command line (root).
     pub sees_all: bool,
     pub peer: Peer,
+}
+
+/// Compares a presented token with the configured one in time independent of where they
+/// differ (no early exit), so the token cannot be guessed byte by byte.
+pub fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
+    let mut diff = presented.len() ^ expected.len();
+    for (i, e) in expected.iter().enumerate() {
+        diff |= usize::from(presented.get(i).copied().unwrap_or(0) ^ e);
+    }
+    diff == 0
 }
 
 /// A refused request: why.
@@ -206,11 +237,34 @@ impl Policy {
                 only_own: g.only_own,
             });
         }
-        Ok(Policy { grants: out })
+        Ok(Policy {
+            grants: out,
+            token_allow: HashSet::new(),
+        })
     }
 
-    /// Whether `peer` may do `action`, and within which scope.
+    /// The actions a TCP client with a valid token may take besides reading.
+    pub fn with_token_allow(mut self, allow: &[Action]) -> Policy {
+        self.token_allow = allow.iter().copied().collect();
+        self
+    }
+
+    /// Whether `peer` may do `action`, and within which scope. A TCP peer must have shown
+    /// the API token already (the API checks it per request).
     pub fn check(&self, peer: Peer, action: Action) -> Result<Scope, Denied> {
+        if peer.remote.is_some() {
+            // the token holder: a reader that sees everything, plus the granted actions
+            if action == Action::Read || self.token_allow.contains(&action) {
+                return Ok(Scope {
+                    only_uid: None,
+                    sees_all: true,
+                    peer,
+                });
+            }
+            return Err(Denied(format!(
+                "the API token may not {action}: add \"{action}\" to [api] token_allow in the agent's config"
+            )));
+        }
         let scope = |only_uid| Scope {
             only_uid,
             sees_all: peer.is_root(),

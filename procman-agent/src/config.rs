@@ -23,6 +23,76 @@ pub struct Config {
     /// other callers may only read).
     pub access: Vec<crate::access::GrantConfig>,
     pub audit: AuditSection,
+    pub api: ApiSection,
+}
+
+/// `[api]`: the optional TCP listener (seed 004's clients use port 8754).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// `host:port` to listen on, e.g. `127.0.0.1:8754`; empty (the default): no TCP.
+    pub listen: String,
+    /// A file holding the bearer token TCP clients must send (`Authorization: Bearer ...`);
+    /// owned by root and not readable by group or others. Required with `listen`.
+    pub token_file: PathBuf,
+    /// Actions the token holder may take besides reading (default: none).
+    pub token_allow: Vec<crate::access::Action>,
+    /// Allow `listen` on an address other than loopback (the token then crosses the network
+    /// in clear text: put a TLS proxy in front).
+    pub allow_remote: bool,
+}
+
+impl ApiSection {
+    /// The TCP address to listen on, validated (None: no TCP listener).
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "[api] listen = {:?}: expected an address and port, e.g. \"127.0.0.1:8754\"",
+                self.listen
+            )
+        })?;
+        if !addr.ip().is_loopback() && !self.allow_remote {
+            bail!(
+                "[api] listen = {:?} is not a loopback address: set allow_remote = true to expose the API beyond this host",
+                self.listen
+            );
+        }
+        if self.token_file.as_os_str().is_empty() {
+            bail!("[api] listen is set: token_file must name the file holding the API token");
+        }
+        Ok(Some(addr))
+    }
+
+    /// Reads the token: the file must be a regular file owned by root, without group or
+    /// other permissions, holding at least 16 characters.
+    pub fn token(&self) -> Result<String> {
+        use std::os::unix::fs::MetadataExt;
+        let f = &self.token_file;
+        let md = std::fs::metadata(f)
+            .with_context(|| format!("[api] token_file {}: cannot read it", f.display()))?;
+        if !md.is_file() || md.uid() != 0 || md.mode() & 0o077 != 0 {
+            bail!(
+                "[api] token_file {}: must be a regular file owned by root with mode 0600 (it is uid {}, mode {:o})",
+                f.display(),
+                md.uid(),
+                md.mode() & 0o7777
+            );
+        }
+        let token = std::fs::read_to_string(f)
+            .with_context(|| format!("[api] token_file {}", f.display()))?
+            .trim()
+            .to_string();
+        if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!(
+                "[api] token_file {}: the token must be at least 16 characters without spaces (e.g. `openssl rand -hex 32`)",
+                f.display()
+            );
+        }
+        Ok(token)
+    }
 }
 
 /// `[audit]`: where every mutation and denied attempt is recorded.
@@ -163,6 +233,7 @@ impl Config {
         cfg.rules()?;
         cfg.history()?;
         cfg.access_policy()?;
+        cfg.api.listen_addr()?;
         if !cfg.audit.path.is_absolute() || cfg.audit.max_size.0 < 4096 || cfg.audit.keep > 100 {
             bail!(
                 "[audit] path = {:?}, max_size = \"{}\", keep = {}: the path must be absolute, max_size at least 4K, keep at most 100",
@@ -181,9 +252,10 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The `[[access]]` grants, validated (user and group names resolved).
+    /// The `[[access]]` grants and the token's, validated (user and group names resolved).
     pub fn access_policy(&self) -> Result<crate::access::Policy> {
-        crate::access::Policy::from_config(&self.access)
+        Ok(crate::access::Policy::from_config(&self.access)?
+            .with_token_allow(&self.api.token_allow))
     }
 
     /// The sampling interval, validated (100ms..1h).

@@ -42,6 +42,8 @@ pub struct Agent {
     /// Who may do what (`[[access]]`); replaced by a reload.
     pub access: RwLock<crate::access::Policy>,
     pub audit: crate::audit::Audit,
+    /// The bearer token TCP clients must send (`[api] token_file`), when TCP is on.
+    pub api_token: Option<String>,
 }
 
 /// What the agent is made of, besides its event source (see [`Agent::new`]).
@@ -51,6 +53,7 @@ pub struct Parts {
     pub enforcer: crate::enforce::Enforcer,
     pub access: crate::access::Policy,
     pub audit: crate::audit::Audit,
+    pub api_token: Option<String>,
 }
 
 impl Agent {
@@ -61,6 +64,7 @@ impl Agent {
             enforcer,
             access,
             audit,
+            api_token,
         } = parts;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
@@ -78,6 +82,7 @@ impl Agent {
             enforcer,
             access: RwLock::new(access),
             audit,
+            api_token,
         })
     }
 

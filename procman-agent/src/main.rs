@@ -128,6 +128,21 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     // Bind first: a second agent must fail before it loads anything.
     let listener = api::bind(&cfg.agent.socket, &cfg.agent.socket_group).await?;
     let _socket_guard = api::SocketGuard(cfg.agent.socket.clone());
+    let (tcp, api_token) = match cfg.api.listen_addr()? {
+        None => (None, None),
+        Some(addr) => {
+            let token = cfg.api.token()?;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("[api] listen = {addr}: cannot listen"))?;
+            log::info!(
+                "TCP API listening on {} (bearer token from {})",
+                l.local_addr()?,
+                cfg.api.token_file.display()
+            );
+            (Some(l), Some(token))
+        }
+    };
     let (source, rx) = events::start(cfg.events.source, &opts)?;
     match &source.fallback_reason {
         None => log::info!(
@@ -161,6 +176,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             enforcer,
             access,
             audit,
+            api_token,
         },
     );
     // processes started while the agent was down go to their slices before anything else
@@ -190,7 +206,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     tokio::select! {
         _ = events => bail!("the event source stopped unexpectedly"),
         _ = sampler => bail!("the sampler stopped unexpectedly"),
-        r = api::serve(listener, agent.clone()) => r,
+        r = api::serve(listener, tcp, agent.clone()) => r,
         _ = tokio::signal::ctrl_c() => { log::info!("interrupted; exiting"); Ok(()) }
         _ = term.recv() => { log::info!("terminated; exiting"); Ok(()) }
     }

@@ -46,6 +46,13 @@ pub async fn guard(
     req: Request,
     next: Next,
 ) -> Response {
+    if peer.remote.is_some() {
+        if let Err(e) = check_token(&agent, &req) {
+            let target = format!("{} {}", req.method(), req.uri().path());
+            audit(&agent, peer, &[], target, serde_json::Value::Null, &e);
+            return e.into_response();
+        }
+    }
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -124,6 +131,24 @@ pub async fn guard(
     resp
 }
 
+/// A TCP request must carry the API token: `Authorization: Bearer TOKEN`.
+fn check_token(agent: &Agent, req: &Request) -> Result<(), ApiErr> {
+    let unauthorized = |m: &str| ApiErr(StatusCode::UNAUTHORIZED, m.to_string());
+    let Some(expected) = &agent.api_token else {
+        return Err(unauthorized("the TCP API has no token configured"));
+    };
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("send the API token: Authorization: Bearer TOKEN"))?;
+    if !crate::access::token_matches(presented.trim().as_bytes(), expected.as_bytes()) {
+        return Err(unauthorized("the API token is wrong"));
+    }
+    Ok(())
+}
+
 /// Every action must be allowed; the scope is the narrowest of them.
 fn check(agent: &Agent, peer: Peer, actions: &[Action]) -> Result<Scope, ApiErr> {
     let mut scope: Option<Scope> = None;
@@ -146,6 +171,9 @@ fn check(agent: &Agent, peer: Peer, actions: &[Action]) -> Result<Scope, ApiErr>
 }
 
 fn action_names(actions: &[Action]) -> String {
+    if actions.is_empty() {
+        return "auth".into(); // refused before its action was known: no or a wrong token
+    }
     actions
         .iter()
         .map(|a| a.as_str())
@@ -169,7 +197,7 @@ fn audit(
         action: action_names(actions),
         target,
         args,
-        result: if e.0 == StatusCode::FORBIDDEN {
+        result: if e.0 == StatusCode::FORBIDDEN || e.0 == StatusCode::UNAUTHORIZED {
             "denied"
         } else {
             "error"

@@ -90,8 +90,15 @@ pub async fn bind(path: &Path, group: &str) -> Result<UnixListener> {
 
 /// Serves the API until the future is dropped. Each connection's peer credentials are read
 /// once, when it is accepted, for the access check ([`guard`]).
-pub async fn serve(listener: UnixListener, agent: Arc<Agent>) -> Result<()> {
+pub async fn serve(
+    listener: UnixListener,
+    tcp: Option<tokio::net::TcpListener>,
+    agent: Arc<Agent>,
+) -> Result<()> {
     let router = router(agent.clone());
+    if let Some(tcp) = tcp {
+        tokio::spawn(server::serve_tcp(tcp, agent.clone(), router.clone()));
+    }
     server::serve(listener, agent, router).await
 }
 
