@@ -311,7 +311,24 @@ mod tests {
             uid,
             gid,
             pid: None,
+            remote: None,
         }
+    }
+
+    #[test]
+    fn token_holders_read_and_take_only_granted_actions() {
+        let p = Policy::default().with_token_allow(&[Action::Freeze]);
+        let tcp = Peer::tcp("127.0.0.1:9".parse().unwrap());
+        assert!(!tcp.is_root());
+        assert!(p.check(tcp, Action::Read).unwrap().sees_all);
+        assert!(p.check(tcp, Action::Freeze).is_ok());
+        let e = p.check(tcp, Action::Kill).unwrap_err();
+        assert!(e.0.contains("token_allow"), "{e}");
+        assert!(token_matches(b"abc", b"abc"));
+        assert!(!token_matches(b"abd", b"abc"));
+        assert!(!token_matches(b"ab", b"abc"));
+        assert!(!token_matches(b"abcd", b"abc"));
+        assert!(!token_matches(b"", b"abc"));
     }
 
     #[test]
