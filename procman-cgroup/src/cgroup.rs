@@ -214,22 +214,45 @@ impl Cgroup {
         self.write(file, value, None)
     }
 
-    /// Polls `cgroup.events` every 10 ms until `done` holds, for at most `timeout`. `Ok(false)`
-    /// on timeout.
+    /// Waits until `done` accepts `cgroup.events`, or `timeout` passes (`Ok(false)`). The
+    /// kernel signals every change of that file to poll(2) (POLLPRI), so this sleeps until a
+    /// change instead of polling a clock; it re-reads at least every 100 ms all the same, in
+    /// case a change is signalled before the wait starts.
     pub fn wait_events(
         &self,
         timeout: Duration,
         done: impl Fn(CgroupEvents) -> bool,
     ) -> Result<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::FileExt;
+        let path = self.file("cgroup.events");
+        let file = std::fs::File::open(&path).map_err(|e| CgroupError::io("opening", &path, e))?;
         let start = Instant::now();
+        let mut buf = vec![0u8; 256];
         loop {
-            if done(self.events()?) {
+            let n = file
+                .read_at(&mut buf, 0)
+                .map_err(|e| CgroupError::io("reading", &path, e))?;
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if done(CgroupEvents::parse(&path, &text)?) {
                 return Ok(true);
             }
-            if start.elapsed() >= timeout {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(10));
+            let wait = left.min(Duration::from_millis(100));
+            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO),
+            ) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(CgroupError::io("polling", &path, io::Error::from(e)));
+                }
+            }
         }
     }
 

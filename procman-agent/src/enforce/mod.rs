@@ -40,6 +40,9 @@ pub struct Enforcer {
     declared: RwLock<HashSet<String>>,
     /// Transient slices seen empty by the last [`Enforcer::remove_empty_transient`] pass.
     seen_empty: std::sync::Mutex<HashSet<String>>,
+    /// One lock per slice: requests on the same slice (two `limit`s, a freeze and the
+    /// janitor) run one after the other; different slices do not wait for each other.
+    slice_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
 }
 
 /// Whether a slice is one the agent made for a request (`procman limit --pid/--name`,
@@ -73,6 +76,7 @@ impl Enforcer {
             placement: RwLock::new(None),
             declared: RwLock::new(HashSet::new()),
             seen_empty: Default::default(),
+            slice_locks: Default::default(),
         };
         e.apply(cfg, rules)?;
         Ok(e)
@@ -162,10 +166,16 @@ impl Enforcer {
                 continue;
             }
             if seen.contains(&name) {
-                match m.remove_slice(&name) {
-                    Ok(_) => removed.push(name),
+                match self.with_slice(&name, || Ok(m.remove_slice(&name)?)) {
+                    Ok(_) => {
+                        self.slice_locks
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&name);
+                        removed.push(name)
+                    }
                     // a process arrived meanwhile: keep it
-                    Err(CgroupError::SliceBusy { .. }) => {}
+                    Err(EnforceError::Cgroup(CgroupError::SliceBusy { .. })) => {}
                     Err(e) => log::warn!("removing empty slice {name}: {e}"),
                 }
             } else {
@@ -174,6 +184,19 @@ impl Enforcer {
         }
         *seen = now_empty;
         Ok(removed)
+    }
+
+    /// Runs `f` holding slice `name`'s lock.
+    fn with_slice<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let lock = self
+            .slice_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        f()
     }
 
     /// The running placement, if any rule is active.
@@ -236,10 +259,12 @@ impl Enforcer {
     ) -> Result<SliceAnswer> {
         let m = self.manager()?;
         procman_cgroup::validate_name("slice", name).map_err(CgroupError::from)?;
-        self.check_slice_owned(&m, name, only_uid)?;
-        let limits = merged_limits(&m, name, updates)?;
-        let created = m.ensure_slice(name, &limits)? == Ensured::Created;
-        answer(&m, name, created, vec![])
+        self.with_slice(name, || {
+            self.check_slice_owned(&m, name, only_uid)?;
+            let limits = merged_limits(&m, name, updates)?;
+            let created = m.ensure_slice(name, &limits)? == Ensured::Created;
+            answer(&m, name, created, vec![])
+        })
     }
 
     /// Moves the requested processes (and their descendants) into a slice, creating or
@@ -287,54 +312,70 @@ impl Enforcer {
             }
         };
         procman_cgroup::validate_name("slice", &slice).map_err(CgroupError::from)?;
-        self.check_slice_owned(&m, &slice, only_uid)?;
-        if req.slice.is_none() && m.list_slices()?.contains(&slice) && m.pids(&slice)?.is_empty() {
-            // a stale pid-N / name-X slice of an earlier process: start afresh, without the
-            // limits that process was given
-            m.remove_slice(&slice)?;
-        }
-        let limits = merged_limits(&m, &slice, &req.limits)?;
-        let created = m.ensure_slice(&slice, &limits)? == Ensured::Created;
-        let mut moved = Vec::new();
-        for (pid, start) in targets {
-            match m.move_process(&slice, pid, Some(start)) {
-                Ok(()) => moved.push(pid),
-                // exited meanwhile
-                Err(CgroupError::NoSuchProcess { .. }) | Err(CgroupError::PidReused { .. }) => {}
-                Err(e) => return Err(e.into()),
+        self.with_slice(&slice, || {
+            self.check_slice_owned(&m, &slice, only_uid)?;
+            if req.slice.is_none()
+                && m.list_slices()?.contains(&slice)
+                && m.pids(&slice)?.is_empty()
+            {
+                // a stale pid-N / name-X slice of an earlier process: start afresh, without the
+                // limits that process was given
+                m.remove_slice(&slice)?;
             }
-        }
-        answer(&m, &slice, created, moved)
+            let limits = merged_limits(&m, &slice, &req.limits)?;
+            let created = m.ensure_slice(&slice, &limits)? == Ensured::Created;
+            let mut moved = Vec::new();
+            for (pid, start) in targets {
+                match m.move_process(&slice, pid, Some(start)) {
+                    Ok(()) => moved.push(pid),
+                    // a pid the caller named is now another process: refuse (409), touch nothing
+                    Err(e @ CgroupError::PidReused { .. }) if req.pids.contains(&pid) => {
+                        return Err(e.into())
+                    }
+                    // exited meanwhile (a descendant or a match of a name or filter)
+                    Err(CgroupError::NoSuchProcess { .. }) | Err(CgroupError::PidReused { .. }) => {
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            answer(&m, &slice, created, moved)
+        })
     }
 
     /// Lifts every limit of a slice (its processes stay).
     pub fn unlimit(&self, name: &str, only_uid: Option<u32>) -> Result<SliceAnswer> {
         let m = self.manager()?;
-        self.check_slice_owned(&m, name, only_uid)?;
-        m.update_slice(name, &Limits::default())?;
-        answer(&m, name, false, vec![])
+        self.with_slice(name, || {
+            self.check_slice_owned(&m, name, only_uid)?;
+            m.update_slice(name, &Limits::default())?;
+            answer(&m, name, false, vec![])
+        })
     }
 
     /// Freezes a slice and waits until the kernel reports it frozen.
     pub fn freeze(&self, name: &str, only_uid: Option<u32>) -> Result<()> {
         let m = self.manager()?;
-        self.check_slice_owned(&m, name, only_uid)?;
-        m.freeze(name)?;
-        if let Err(e) = m.wait_frozen(name, true, FREEZE_TIMEOUT) {
-            // never leave a slice half frozen: undo, then report
-            if let Err(t) = m.thaw(name) {
-                log::error!("slice {name}: freeze timed out and thawing failed too: {t}");
+        self.with_slice(name, || {
+            self.check_slice_owned(&m, name, only_uid)?;
+            m.freeze(name)?;
+            if let Err(e) = m.wait_frozen(name, true, FREEZE_TIMEOUT) {
+                // never leave a slice half frozen: undo, then report
+                if let Err(t) = m.thaw(name) {
+                    log::error!("slice {name}: freeze timed out and thawing failed too: {t}");
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn thaw(&self, name: &str, only_uid: Option<u32>) -> Result<()> {
         let m = self.manager()?;
-        self.check_slice_owned(&m, name, only_uid)?;
-        m.thaw(name)?;
-        Ok(())
+        self.with_slice(name, || {
+            self.check_slice_owned(&m, name, only_uid)?;
+            m.thaw(name)?;
+            Ok(())
+        })
     }
 
     /// Placement rules, counters and latencies (empty when no rule is active).
