@@ -202,6 +202,20 @@ fn group_members_read_but_may_not_act_and_are_audited() {
     );
     let out = user.procman(&procman, &agent.socket, &["audit"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("may not audit"));
+    // someone outside the group is told which group to join
+    let out = Command::new(&procman)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .arg("ps")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains(&format!("usermod -aG {}", user.name)),
+        "{err}"
+    );
 
     let lines = audit_lines(dir.path());
     let denied: Vec<&serde_json::Value> =

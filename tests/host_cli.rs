@@ -124,3 +124,35 @@ fn a_second_agent_on_the_same_socket_is_refused() {
     // the first one is unharmed
     assert_eq!(agent.status()["source"], "bpf");
 }
+
+/// Like other Unix tools, procman ends quietly when its reader goes away, and a process
+/// started a moment ago is found even if the agent has not applied its events yet.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn closed_stdout_is_quiet_and_new_processes_are_found() {
+    let agent = Agent::start("", &[]);
+    let sock = agent.socket.display().to_string();
+    let procman = bin("procman").display().to_string();
+    for cmd in ["ps", "tree", "info 1", "status"] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{procman} --socket {sock} {cmd} | true"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "procman {cmd} | true: {err}");
+    }
+    for _ in 0..3 {
+        let mut child = Command::new("sleep").arg("600").spawn().unwrap();
+        let out = agent.cli(&["info", &child.id().to_string(), "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["pid"], child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

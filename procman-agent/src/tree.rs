@@ -80,6 +80,12 @@ fn entry_from_proc(p: &procfs::process::Process) -> Option<ProcEntry> {
     })
 }
 
+/// One process read from /proc (for a lookup the table cannot answer yet: a process started
+/// a moment ago whose events are still on their way).
+pub fn read_proc(pid: u32) -> Option<ProcEntry> {
+    entry_from_proc(&procfs::process::Process::new(pid as i32).ok()?)
+}
+
 pub fn scan_proc() -> HashMap<u32, ProcEntry> {
     let mut map = HashMap::new();
     if let Ok(all) = procfs::process::all_processes() {

@@ -9,6 +9,25 @@ use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use tokio::net::UnixStream;
 
+/// What to do about a socket one may not open: the group to join, when the agent has one.
+fn join_hint(socket: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let group = std::fs::metadata(socket)
+        .ok()
+        .filter(|m| m.mode() & 0o060 == 0o060)
+        .and_then(|m| nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid())).ok()?)
+        .filter(|g| g.gid.as_raw() != 0);
+    match group {
+        Some(g) => format!(
+            "join its group to read: `sudo usermod -aG {0} $USER`, then log in again (or `newgrp {0}`)",
+            g.name
+        ),
+        None => "the agent's socket is for root only: run as root, or set agent.socket_group in \
+                 its config and join that group"
+            .to_string(),
+    }
+}
+
 pub struct Client {
     socket: PathBuf,
 }
@@ -33,8 +52,8 @@ impl Client {
                  start it with `sudo procman-agent`)"
             ),
             std::io::ErrorKind::PermissionDenied => anyhow!(
-                "cannot reach procman-agent: permission denied on {s} (run as root, or as a member of the \
-                 agent's socket_group)"
+                "cannot reach procman-agent: permission denied on {s}; {}",
+                join_hint(&self.socket)
             ),
             _ => anyhow!("cannot reach procman-agent at {s}: {e}"),
         })

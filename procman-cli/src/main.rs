@@ -6,6 +6,12 @@ mod client;
 use clap::Parser;
 
 fn main() {
+    // Like every Unix filter: a closed stdout (`procman ps | head -1`) ends the process
+    // quietly instead of a "Broken pipe" panic. Rust ignores SIGPIPE by default.
+    // SAFETY: restoring the default disposition of one signal, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -134,12 +134,21 @@ pub async fn process(
 ) -> Result<Json<ProcessDetail>, ApiErr> {
     let viewer = viewer(&scope);
     blocking(agent, move |agent| {
-        let (info, mut children) = {
+        let known = {
             let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
-            let e = table.get(pid).ok_or_else(|| not_found(pid))?;
-            let u = agent.monitor.get(pid);
-            let kids: Vec<u32> = table.children_of(pid).collect();
-            (query::process_info(e, u.as_ref()), kids)
+            table.get(pid).map(|e| {
+                let u = agent.monitor.get(pid);
+                let kids: Vec<u32> = table.children_of(pid).collect();
+                (query::process_info(e, u.as_ref()), kids)
+            })
+        };
+        // started a moment ago, its events not applied yet: /proc knows it already
+        let (info, mut children) = match known {
+            Some(k) => k,
+            None => {
+                let e = crate::tree::read_proc(pid).ok_or_else(|| not_found(pid))?;
+                (query::process_info(&e, None), Vec::new())
+            }
         };
         let leak = {
             let h = agent
