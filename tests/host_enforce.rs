@@ -468,3 +468,49 @@ fn empty_transient_slices_are_removed_declared_ones_stay() {
         agent.log()
     );
 }
+
+/// `freeze PID` acts where the process is: alone in its slice, that slice is frozen and the
+/// process stays in it; sharing a slice, the request is refused and names `--slice`.
+#[test]
+#[ignore = "needs root: loads BPF programs, creates cgroups and moves processes between them"]
+fn freeze_pid_acts_in_place_and_never_moves_a_placed_process() {
+    let root = TestRoot::new("frzpid");
+    let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
+    let mut a = Command::new("sleep").arg("300").spawn().unwrap();
+    let mut b = Command::new("sleep").arg("300").spawn().unwrap();
+    let (pa, pb) = (a.id().to_string(), b.id().to_string());
+    let (code, _, err) = procman(
+        &agent,
+        &["limit", "--pid", &pa, "--pid", &pb, "--slice", "two"],
+    );
+    assert_eq!(code, 0, "{err}");
+    // sharing a slice: refused, nothing moved or frozen
+    let (code, _, err) = procman(&agent, &["freeze", &pa]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("shares slice two") && err.contains("--slice two"),
+        "{err}"
+    );
+    assert_eq!(cgroup_of(a.id()), root.cgroup_line("two"));
+    // alone in its slice: frozen in place
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let (code, out, err) = procman(&agent, &["freeze", &pa]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("frozen (slice two)"), "{out}");
+    assert_eq!(
+        cgroup_of(a.id()),
+        root.cgroup_line("two"),
+        "it stayed in its slice"
+    );
+    let events = std::fs::read_to_string(root.slice("two").join("cgroup.events")).unwrap();
+    assert!(events.contains("frozen 1"), "{events}");
+    let (code, out, err) = procman(&agent, &["thaw", &pa]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("thawed"), "{out}");
+    let (code, _, err) = procman(&agent, &["thaw", &pa]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not frozen"), "{err}");
+    a.kill().unwrap();
+    a.wait().unwrap();
+}

@@ -573,6 +573,18 @@ pub struct SliceAnswer {
     pub limits: Vec<(String, String)>,
 }
 
+/// The answer to `POST /api/processes/{pid}/freeze` and `/thaw`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessFreezeAnswer {
+    pub pid: u32,
+    /// The slice that was frozen or thawed (the process is alone in it).
+    pub slice: String,
+    pub frozen: bool,
+    /// The cgroup the process was moved out of, when it was outside procman's slices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
+}
+
 /// `GET /api/slices`: one slice with its limits and usage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SliceInfo {

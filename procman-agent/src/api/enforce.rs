@@ -15,7 +15,9 @@ use axum::{
     routing::{delete, get, post},
     Json, Router,
 };
-use procman_common::api::{LimitRequest, PlacementReport, SliceAnswer, SliceInfo};
+use procman_common::api::{
+    LimitRequest, PlacementReport, ProcessFreezeAnswer, SliceAnswer, SliceInfo,
+};
 use std::{collections::BTreeMap, sync::Arc};
 
 pub fn routes() -> Router<Arc<Agent>> {
@@ -26,6 +28,8 @@ pub fn routes() -> Router<Arc<Agent>> {
         .route("/api/slices/{name}/freeze", post(freeze))
         .route("/api/slices/{name}/thaw", post(thaw))
         .route("/api/limit", post(limit))
+        .route("/api/processes/{pid}/freeze", post(freeze_process))
+        .route("/api/processes/{pid}/thaw", post(thaw_process))
         .route("/api/placement", get(placement))
 }
 
@@ -112,6 +116,40 @@ async fn thaw(
             slice: name,
             frozen: false,
         }))
+    })
+    .await
+}
+
+async fn freeze_process(
+    State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
+    extract::Pid(pid): extract::Pid,
+) -> Result<Json<ProcessFreezeAnswer>, ApiErr> {
+    blocking(agent, move |a| {
+        Ok(Json(a.enforcer.freeze_process(
+            pid,
+            true,
+            &a.table,
+            &a.monitor,
+            scope.only_uid,
+        )?))
+    })
+    .await
+}
+
+async fn thaw_process(
+    State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
+    extract::Pid(pid): extract::Pid,
+) -> Result<Json<ProcessFreezeAnswer>, ApiErr> {
+    blocking(agent, move |a| {
+        Ok(Json(a.enforcer.freeze_process(
+            pid,
+            false,
+            &a.table,
+            &a.monitor,
+            scope.only_uid,
+        )?))
     })
     .await
 }

@@ -33,9 +33,11 @@ fn actions_of(method: &Method, route: &str, body: &serde_json::Value) -> Vec<Act
             }
             a
         }
-        ("POST", "/api/slices/{name}/freeze") | ("POST", "/api/slices/{name}/thaw") => {
-            vec![Action::Freeze]
-        }
+        ("POST", "/api/slices/{name}/freeze")
+        | ("POST", "/api/slices/{name}/thaw")
+        | ("POST", "/api/processes/{pid}/thaw") => vec![Action::Freeze],
+        // a process outside the slices is moved into one of its own first
+        ("POST", "/api/processes/{pid}/freeze") => vec![Action::Freeze, Action::Move],
         _ => vec![Action::Limit],
     }
 }

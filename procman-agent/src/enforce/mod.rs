@@ -19,7 +19,7 @@ use crate::{
 };
 use procman_cgroup::{Cgroup2Mount, CgroupError, Ensured, Limits, Manager};
 use procman_common::{
-    api::{LimitRequest, PlacementReport, SliceAnswer, SliceInfo},
+    api::{LimitRequest, PlacementReport, ProcessFreezeAnswer, SliceAnswer, SliceInfo},
     filter::Filter,
 };
 use std::{
@@ -376,6 +376,77 @@ impl Enforcer {
             m.thaw(name)?;
             Ok(())
         })
+    }
+
+    /// Freezes (or thaws) one process where it is: the managed slice it is alone in. A
+    /// process sharing its slice is refused (freezing it would freeze the others, and moving
+    /// it out would change its limits): the caller is told to freeze the slice. A process
+    /// outside every managed slice is moved into a slice of its own, `pid-N`, and the answer
+    /// says where it came from.
+    pub fn freeze_process(
+        &self,
+        pid: u32,
+        freeze: bool,
+        table: &RwLock<ProcTable>,
+        mon: &Monitor,
+        only_uid: Option<u32>,
+    ) -> Result<ProcessFreezeAnswer> {
+        let m = self.manager()?;
+        let info = procman_cgroup::procs::check_mutable(pid, None)?;
+        if let Some(uid) = only_uid {
+            check_owned(pid, uid)?;
+        }
+        let path = procman_cgroup::procs::cgroup_of(pid)?;
+        let slice = crate::query::slice_of_cgroup(&path, &self.root).map(str::to_string);
+        let answer = |slice: String, moved_from: Option<String>| ProcessFreezeAnswer {
+            pid,
+            slice,
+            frozen: freeze,
+            moved_from,
+        };
+        match slice {
+            Some(slice) => {
+                let others: Vec<u32> = m.pids(&slice)?.into_iter().filter(|p| *p != pid).collect();
+                if !others.is_empty() {
+                    return Err(EnforceError::Invalid(format!(
+                        "process {pid} shares slice {slice} with {} other process(es) ({}): \
+                         {verb} the whole slice with `procman {verb} --slice {slice}`, or move \
+                         the process to a slice of its own first",
+                        others.len(),
+                        others
+                            .iter()
+                            .take(5)
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        verb = if freeze { "freeze" } else { "thaw" },
+                    )));
+                }
+                if freeze {
+                    self.freeze(&slice, only_uid)?;
+                } else {
+                    if !m.slice(&slice)?.frozen()? {
+                        return Err(EnforceError::Invalid(format!(
+                            "process {pid} is not frozen (its slice {slice} is not)"
+                        )));
+                    }
+                    self.thaw(&slice, only_uid)?;
+                }
+                Ok(answer(slice, None))
+            }
+            None if !freeze => Err(EnforceError::Invalid(format!(
+                "process {pid} is not frozen (it is in {path}, outside procman's slices)"
+            ))),
+            None => {
+                let req = LimitRequest {
+                    pids: vec![info.tgid],
+                    ..Default::default()
+                };
+                let ans = self.limit(&req, table, mon, only_uid)?;
+                self.freeze(&ans.slice, only_uid)?;
+                Ok(answer(ans.slice, Some(path)))
+            }
+        }
     }
 
     /// Placement rules, counters and latencies (empty when no rule is active).

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use hyper::Method;
 use procman_common::api::{LatencySummary, PlacementReport};
-use procman_common::api::{LimitRequest, SliceAnswer, SliceInfo};
+use procman_common::api::{LimitRequest, ProcessFreezeAnswer, SliceAnswer, SliceInfo};
 use std::collections::BTreeMap;
 
 /// Limits as flags; each maps to a systemd key (also settable with `-p KEY=VALUE`).
@@ -126,10 +126,12 @@ pub struct SliceArgs {
 
 #[derive(Args)]
 pub struct FreezeArgs {
-    /// A process: it is moved into its own slice pid-PID, which is frozen.
+    /// A process: acted on where it is, in the procman slice it is alone in (one sharing a
+    /// slice is refused: use --slice). `freeze` first moves a process outside procman's
+    /// slices into a slice of its own, pid-PID, and says so.
     #[arg(required_unless_present = "slice", conflicts_with = "slice")]
     pub pid: Option<u32>,
-    /// A slice to freeze as a whole.
+    /// A slice, as a whole (every process in it).
     #[arg(long)]
     pub slice: Option<String>,
 }
@@ -246,27 +248,29 @@ pub async fn unlimit(client: &Client, a: SliceArgs) -> Result<()> {
 }
 
 pub async fn freeze(client: &Client, a: FreezeArgs, on: bool) -> Result<()> {
-    let slice = match (a.pid, a.slice) {
-        (_, Some(s)) => s,
+    let verb = if on { "freeze" } else { "thaw" };
+    let done = if on { "frozen" } else { "thawed" };
+    match (a.pid, a.slice) {
+        (_, Some(slice)) => {
+            let _: serde_json::Value = client
+                .call(Method::POST, &format!("/api/slices/{slice}/{verb}"), &())
+                .await?;
+            println!("slice {slice}: {done}");
+        }
         (Some(pid), None) => {
-            if on {
-                let req = LimitRequest {
-                    pids: vec![pid],
-                    ..Default::default()
-                };
-                let ans: SliceAnswer = client.call(Method::POST, "/api/limit", &req).await?;
-                ans.slice
-            } else {
-                format!("pid-{pid}")
+            let ans: ProcessFreezeAnswer = client
+                .call(Method::POST, &format!("/api/processes/{pid}/{verb}"), &())
+                .await?;
+            match &ans.moved_from {
+                Some(from) => println!(
+                    "process {pid}: moved from {from} into slice {} (the limits of {from} no longer apply to it) and {done}",
+                    ans.slice
+                ),
+                None => println!("process {pid}: {done} (slice {})", ans.slice),
             }
         }
         (None, None) => unreachable!("clap requires a pid or --slice"),
-    };
-    let verb = if on { "freeze" } else { "thaw" };
-    let _: serde_json::Value = client
-        .call(Method::POST, &format!("/api/slices/{slice}/{verb}"), &())
-        .await?;
-    println!("slice {slice}: {}", if on { "frozen" } else { "thawed" });
+    }
     Ok(())
 }
 
