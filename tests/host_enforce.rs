@@ -514,3 +514,43 @@ fn freeze_pid_acts_in_place_and_never_moves_a_placed_process() {
     a.kill().unwrap();
     a.wait().unwrap();
 }
+
+/// `procman status` says what enforcement can do here: on this host's cgroup2 (no
+/// controllers), degraded, with each missing controller's reason and the keys it cannot
+/// enforce; an agent that never needed cgroups says so and creates nothing.
+#[test]
+#[ignore = "needs root: loads BPF programs, creates cgroups"]
+fn status_reports_enforcement() {
+    let agent = Agent::start("", &[]);
+    assert_eq!(agent.status()["enforcement"]["state"], "unused");
+    drop(agent);
+    let root = TestRoot::new("status");
+    let cfg = format!(
+        "[cgroup]\nroot = \"{}\"\n[[slice]]\nname = \"s\"\n",
+        root.name
+    );
+    let agent = Agent::start(&cfg, &[]);
+    let e = agent.status()["enforcement"].clone();
+    let controllers = e["controllers"].as_object().unwrap();
+    assert_eq!(controllers.len(), 4, "{e}");
+    let missing = controllers.values().filter(|v| *v != "enabled").count();
+    let state = e["state"].as_str().unwrap();
+    assert_eq!(
+        state == "degraded",
+        missing > 0 || e["kill"] == false,
+        "{e}"
+    );
+    if controllers["memory"] != "enabled" {
+        assert!(
+            e["unenforced_keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k == "MemoryMax"),
+            "{e}"
+        );
+    }
+    let (code, out, _) = procman(&agent, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("enforcement:      {state}")), "{out}");
+}

@@ -106,6 +106,7 @@ impl Agent {
             audit_error: self.audit.last_error(),
             refused_connections: self.refused_connections.load(Ordering::Relaxed),
             event_subscribers: self.events.receiver_count(),
+            enforcement: self.enforcer.status(),
         }
     }
 

@@ -263,6 +263,34 @@ pub struct AgentStatus {
     /// Open event streams (`procman events`, `GET /api/events`).
     #[serde(default)]
     pub event_subscribers: usize,
+    /// What enforcement can do on this host.
+    #[serde(default)]
+    pub enforcement: EnforcementStatus,
+}
+
+/// `AgentStatus.enforcement`: the cgroup side as the agent found it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct EnforcementStatus {
+    /// `full`, `degraded` (some controllers or features missing), `unavailable` (no usable
+    /// cgroup2), or `unused` (no slice, rule or request has needed cgroups yet).
+    pub state: String,
+    /// The managed root's directory, when opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Controller name -> `enabled`, or why it is missing.
+    #[serde(default)]
+    pub controllers: std::collections::BTreeMap<String, String>,
+    /// Limit keys that cannot be enforced here (their controller is missing).
+    #[serde(default)]
+    pub unenforced_keys: Vec<String>,
+    /// `cgroup.freeze` (5.2+) and `cgroup.kill` (5.14+) are there.
+    #[serde(default)]
+    pub freeze: bool,
+    #[serde(default)]
+    pub kill: bool,
+    /// Why enforcement is unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Body of every error response: `{"error": "..."}`.

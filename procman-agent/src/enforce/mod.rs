@@ -19,7 +19,10 @@ use crate::{
 };
 use procman_cgroup::{Cgroup2Mount, CgroupError, Ensured, Limits, Manager};
 use procman_common::{
-    api::{LimitRequest, PlacementReport, ProcessFreezeAnswer, SliceAnswer, SliceInfo},
+    api::{
+        EnforcementStatus, LimitRequest, PlacementReport, ProcessFreezeAnswer, SliceAnswer,
+        SliceInfo,
+    },
     filter::Filter,
 };
 use std::{
@@ -197,6 +200,56 @@ impl Enforcer {
             .clone();
         let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
         f()
+    }
+
+    /// What enforcement can do here, for `procman status` (without opening the managed root
+    /// if nothing needed it yet: status never creates cgroups).
+    pub fn status(&self) -> EnforcementStatus {
+        let m = match self.manager.get() {
+            None => {
+                return EnforcementStatus {
+                    state: "unused".into(),
+                    ..Default::default()
+                }
+            }
+            Some(Err(e)) => {
+                return EnforcementStatus {
+                    state: "unavailable".into(),
+                    error: Some(e.clone()),
+                    ..Default::default()
+                }
+            }
+            Some(Ok(m)) => m,
+        };
+        let caps = m.capabilities();
+        EnforcementStatus {
+            state: if caps.is_degraded() {
+                "degraded"
+            } else {
+                "full"
+            }
+            .into(),
+            root: Some(caps.root.display().to_string()),
+            controllers: caps
+                .controllers
+                .iter()
+                .map(|(c, a)| {
+                    let v = match a {
+                        procman_cgroup::Availability::Enabled => "enabled".to_string(),
+                        procman_cgroup::Availability::Missing(r) => r.clone(),
+                    };
+                    (c.name().to_string(), v)
+                })
+                .collect(),
+            unenforced_keys: caps
+                .unenforced_keys()
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            freeze: caps.freeze,
+            kill: caps.kill,
+            error: None,
+        }
     }
 
     /// The running placement, if any rule is active.

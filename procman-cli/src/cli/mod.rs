@@ -361,6 +361,34 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
     );
     println!("processes:        {}", s.processes);
     println!("thread events:    {}", if s.threads { "on" } else { "off" });
+    let e = &s.enforcement;
+    match e.state.as_str() {
+        "unused" => println!("enforcement:      not in use yet (no slice, rule or limit so far)"),
+        "unavailable" => println!(
+            "enforcement:      unavailable: {}",
+            e.error.as_deref().unwrap_or("?")
+        ),
+        state => {
+            println!(
+                "enforcement:      {state} ({})",
+                e.root.as_deref().unwrap_or("?")
+            );
+            for (c, v) in &e.controllers {
+                println!("  {c:<7} {v}");
+            }
+            if !e.unenforced_keys.is_empty() {
+                println!("  not enforceable here: {}", e.unenforced_keys.join(", "));
+            }
+            println!(
+                "  freeze {}, cgroup.kill {}",
+                if e.freeze { "yes" } else { "no (kernel < 5.2)" },
+                if e.kill { "yes" } else { "no (kernel < 5.14)" }
+            );
+        }
+    }
+    if let Some(err) = &s.audit_error {
+        println!("audit log:        FAILING: {err}");
+    }
     Ok(())
 }
 
