@@ -156,3 +156,16 @@ fn closed_stdout_is_quiet_and_new_processes_are_found() {
         child.wait().unwrap();
     }
 }
+
+/// A --socket that is not a socket is named as such, not as "a stale socket".
+#[test]
+fn a_socket_path_that_is_no_socket_is_named() {
+    for (path, kind) in [("/tmp", "a directory"), ("/etc/passwd", "a regular file")] {
+        let (code, _, err) = run(Command::new(bin("procman")).args(["--socket", path, "ps"]));
+        assert_eq!(code, 1);
+        assert!(
+            err.contains(&format!("{path} is not a socket ({kind})")),
+            "{err}"
+        );
+    }
+}

@@ -312,6 +312,15 @@ fn run_starts_inside_the_slice_and_passes_the_status() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(137), "128 + SIGKILL");
+    // without `--`, and a command that does not exist is named, with the shell's status
+    let (code, out, _) = procman(&agent, &["run", "--slice", "job", "sh", "-c", "echo ok"]);
+    assert_eq!((code, out.trim()), (0, "ok"));
+    let (code, _, err) = procman(&agent, &["run", "--slice", "job", "no-such-cmd-pm"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("no-such-cmd-pm: command not found"), "{err}");
+    let (code, _, err) = procman(&agent, &["run", "--slice", "job", "/etc/passwd"]);
+    assert_eq!(code, 126, "{err}");
+    assert!(err.contains("/etc/passwd: permission denied"), "{err}");
 }
 
 /// A process that a rule matches but that started while no agent was running is in its slice

@@ -9,6 +9,20 @@ use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use tokio::net::UnixStream;
 
+fn is_socket(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
+}
+
+fn kind_of(p: &std::path::Path) -> &'static str {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => "a directory",
+        Ok(m) if m.is_file() => "a regular file",
+        Ok(_) => "not a socket",
+        Err(_) => "unreadable",
+    }
+}
+
 /// What to do about a socket one may not open: the group to join, when the agent has one.
 fn join_hint(socket: &std::path::Path) -> String {
     use std::os::unix::fs::MetadataExt;
@@ -46,6 +60,12 @@ impl Client {
             std::io::ErrorKind::NotFound => anyhow!(
                 "cannot reach procman-agent: {s} does not exist (is the agent running? start it with \
                  `sudo procman-agent`, or pass --socket / set PROCMAN_SOCKET if it listens elsewhere)"
+            ),
+            std::io::ErrorKind::ConnectionRefused if !is_socket(&self.socket) => anyhow!(
+                "cannot reach procman-agent: {s} is not a socket ({}); pass the agent's socket \
+                 with --socket or PROCMAN_SOCKET (default {})",
+                kind_of(&self.socket),
+                procman_common::DEFAULT_SOCKET
             ),
             std::io::ErrorKind::ConnectionRefused => anyhow!(
                 "cannot reach procman-agent: nothing listens on {s} (a stale socket; the agent is not running: \

@@ -61,6 +61,9 @@ pub fn spawn(argv: &[String], opts: SpawnOpts) -> io::Result<i32> {
         args.set_tid = tids.as_ptr() as u64;
         args.set_tid_size = 1;
     }
+    // the child's error message, prepared here: after clone3 it may only call
+    // async-signal-safe functions
+    let prefix = format!("procman: {}: ", argv[0]).into_bytes();
     // SAFETY: clone3 without CLONE_VM duplicates the process; the child only calls execvp,
     // write and _exit (async-signal-safe) on memory prepared before the call.
     let r = unsafe {
@@ -73,9 +76,19 @@ pub fn spawn(argv: &[String], opts: SpawnOpts) -> io::Result<i32> {
     if r == 0 {
         unsafe {
             libc::execvp(ptrs[0], ptrs.as_ptr());
-            let msg = b"procman: cannot execute the command\n";
-            libc::write(2, msg.as_ptr().cast(), msg.len());
-            libc::_exit(127);
+            // like a shell: name the command and why, 127 when it is not found, else 126
+            let errno = *libc::__errno_location();
+            let (why, code): (&[u8], i32) = match errno {
+                libc::ENOENT => (b"command not found\n", 127),
+                libc::EACCES => (b"permission denied\n", 126),
+                libc::ENOEXEC => (b"exec format error\n", 126),
+                libc::ENOTDIR => (b"not a directory\n", 126),
+                libc::E2BIG => (b"argument list too long\n", 126),
+                _ => (b"cannot execute it\n", 126),
+            };
+            libc::write(2, prefix.as_ptr().cast(), prefix.len());
+            libc::write(2, why.as_ptr().cast(), why.len());
+            libc::_exit(code);
         }
     }
     if r < 0 {

@@ -187,8 +187,14 @@ pub struct RunArgs {
     pub slice: Option<String>,
     #[command(flatten)]
     pub limits: LimitFlags,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The command and its arguments (`--` before it is optional: needed only when the
+    /// command's first word starts with `-`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CMD"
+    )]
     pub cmd: Vec<String>,
 }
 
