@@ -102,3 +102,48 @@ fn stalled_event_subscribers_do_not_grow_memory_without_bound() {
     );
     subs.clear();
 }
+
+/// `(status, body)` of a raw HTTP/1.0 request on the agent's socket.
+fn raw(socket: &std::path::Path, request: &str) -> (u16, serde_json::Value) {
+    use std::io::Read;
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+/// Every error is JSON, 405 included; a JSON body needs no Content-Type header.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn every_error_is_json_and_bodies_need_no_content_type() {
+    // a managed root of its own: the limit request below opens the cgroup side
+    let root = procman_tests::TestRoot::new("json");
+    let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
+    let (code, v) = raw(&agent.socket, "DELETE /api/status HTTP/1.0\r\n\r\n");
+    assert_eq!(code, 405, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("DELETE"), "{v}");
+    let body = r#"{"pids": [4194999], "slice": "x"}"#;
+    let (code, v) = raw(
+        &agent.socket,
+        &format!(
+            "POST /api/limit HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    // parsed without a Content-Type: the pid is looked up (and not found)
+    assert_eq!(code, 404, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("4194999"), "{v}");
+    let bad = r#"{"pids": [1], "slise": "x"}"#;
+    let (code, v) = raw(
+        &agent.socket,
+        &format!(
+            "POST /api/limit HTTP/1.0\r\nContent-Length: {}\r\n\r\n{bad}",
+            bad.len()
+        ),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("slise"), "{v}");
+}

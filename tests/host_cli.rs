@@ -42,7 +42,7 @@ fn unknown_flags_are_refused_clearly() {
 fn missing_agent_is_one_sentence() {
     let (code, _, err) =
         run(Command::new(bin("procman")).args(["--socket", "/nonexistent/procman.sock", "status"]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 5, "exit code 5: the agent is not running");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("/nonexistent/procman.sock does not exist") && err.contains("procman-agent"),
@@ -57,7 +57,7 @@ fn missing_agent_is_one_sentence() {
         .arg("--socket")
         .arg(&sock)
         .arg("events"));
-    assert_eq!(code, 1);
+    assert_eq!(code, 5);
     assert!(err.contains("not running"), "{err}");
 }
 
@@ -162,7 +162,7 @@ fn closed_stdout_is_quiet_and_new_processes_are_found() {
 fn a_socket_path_that_is_no_socket_is_named() {
     for (path, kind) in [("/tmp", "a directory"), ("/etc/passwd", "a regular file")] {
         let (code, _, err) = run(Command::new(bin("procman")).args(["--socket", path, "ps"]));
-        assert_eq!(code, 1);
+        assert_eq!(code, 2, "a bad --socket is a usage error");
         assert!(
             err.contains(&format!("{path} is not a socket ({kind})")),
             "{err}"

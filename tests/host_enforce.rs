@@ -181,7 +181,9 @@ fn bad_limit_requests_are_refused_and_write_nothing() {
     ];
     for (args, needle) in cases {
         let (code, _, err) = procman(&agent, args);
-        assert_eq!(code, 1, "{args:?}: {err}");
+        // exit codes: 3 for what does not exist, 2 for a refused value
+        let want = if *needle == "4194999" { 3 } else { 2 };
+        assert_eq!(code, want, "{args:?}: {err}");
         assert!(
             err.contains(needle) && !err.contains("panicked"),
             "{args:?}: {err}"
@@ -495,7 +497,7 @@ fn freeze_pid_acts_in_place_and_never_moves_a_placed_process() {
     assert_eq!(code, 0, "{err}");
     // sharing a slice: refused, nothing moved or frozen
     let (code, _, err) = procman(&agent, &["freeze", &pa]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
         err.contains("shares slice two") && err.contains("--slice two"),
         "{err}"
@@ -518,7 +520,7 @@ fn freeze_pid_acts_in_place_and_never_moves_a_placed_process() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("thawed"), "{out}");
     let (code, _, err) = procman(&agent, &["thaw", &pa]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("is not frozen"), "{err}");
     a.kill().unwrap();
     a.wait().unwrap();
@@ -530,10 +532,11 @@ fn freeze_pid_acts_in_place_and_never_moves_a_placed_process() {
 #[test]
 #[ignore = "needs root: loads BPF programs, creates cgroups"]
 fn status_reports_enforcement() {
-    let agent = Agent::start("", &[]);
-    assert_eq!(agent.status()["enforcement"]["state"], "unused");
-    drop(agent);
     let root = TestRoot::new("status");
+    let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
+    assert_eq!(agent.status()["enforcement"]["state"], "unused");
+    assert!(!root.path.exists(), "status created nothing");
+    drop(agent);
     let cfg = format!(
         "[cgroup]\nroot = \"{}\"\n[[slice]]\nname = \"s\"\n",
         root.name
@@ -562,4 +565,44 @@ fn status_reports_enforcement() {
     let (code, out, _) = procman(&agent, &["status"]);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("enforcement:      {state}")), "{out}");
+}
+
+/// `procman slices rm` removes an empty slice, refuses one with processes unless --kill, and
+/// says when there is no such slice (exit code 3).
+#[test]
+#[ignore = "needs root: loads BPF programs, creates cgroups and moves processes between them"]
+fn slices_rm_refuses_a_busy_slice_unless_kill() {
+    let root = TestRoot::new("rm");
+    let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
+    let mut victim = Command::new("sleep").arg("300").spawn().unwrap();
+    let pid = victim.id().to_string();
+    let (code, _, err) = procman(&agent, &["limit", "--pid", &pid, "--slice", "busy"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = procman(&agent, &["slices", "rm", "busy"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("has 1 process(es)") && err.contains("--kill"),
+        "{err}"
+    );
+    assert!(root.slice("busy").is_dir());
+    let (code, out, err) = procman(&agent, &["slices", "rm", "busy", "--kill"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 process(es) killed"), "{out}");
+    assert!(!root.slice("busy").exists());
+    let status = victim.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by cgroup.kill"
+    );
+    let (code, _, err) = procman(&agent, &["slices", "rm", "busy"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no slice"), "{err}");
+    let audit = agent.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["action"] == "limit+kill" && r["result"] == "ok"),
+        "{audit:?}"
+    );
 }

@@ -472,7 +472,7 @@ fn filters_select_processes_and_errors_name_the_column() {
     assert_eq!(code, 400);
     assert!(v["error"].as_str().unwrap().contains("column 7"), "{v}");
     let out = agent.cli(&["ps", "--filter", "(cpu > 5"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a bad filter is a usage error");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("(cpu > 5\n        ^") && err.contains("column 9"),

@@ -1,5 +1,5 @@
 //! The API client the CLI (and the tests) use: HTTP/1.1 over the agent's Unix socket.
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::{body::Incoming, Request, Response, StatusCode};
@@ -42,6 +42,52 @@ fn join_hint(socket: &std::path::Path) -> String {
     }
 }
 
+/// The agent refused a request: its message, and the status that decides procman's exit code.
+#[derive(Debug)]
+pub struct AgentError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+/// A failure with the exit code that says what kind it was (see [`exit_code`]): the agent
+/// unreachable (5), a socket one may not open (4), a bad value checked before asking (2), a
+/// name that matches nothing (3).
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// procman's exit code for an error: 1 failure, 2 bad usage or value, 3 not found,
+/// 4 permission denied, 5 agent not running or unreachable.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if let Some(c) = e.downcast_ref::<CliError>() {
+        return c.code;
+    }
+    match e.downcast_ref::<AgentError>().map(|a| a.status) {
+        Some(StatusCode::NOT_FOUND) => 3,
+        Some(StatusCode::FORBIDDEN) | Some(StatusCode::UNAUTHORIZED) => 4,
+        Some(s) if s.is_client_error() => 2,
+        _ => 1,
+    }
+}
+
 pub struct Client {
     socket: PathBuf,
 }
@@ -56,26 +102,30 @@ impl Client {
     /// Connects, explaining the usual failures in one sentence each.
     async fn connect(&self) -> Result<UnixStream> {
         let s = self.socket.display();
-        UnixStream::connect(&self.socket).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow!(
-                "cannot reach procman-agent: {s} does not exist (is the agent running? start it with \
-                 `sudo procman-agent`, or pass --socket / set PROCMAN_SOCKET if it listens elsewhere)"
-            ),
-            std::io::ErrorKind::ConnectionRefused if !is_socket(&self.socket) => anyhow!(
-                "cannot reach procman-agent: {s} is not a socket ({}); pass the agent's socket \
-                 with --socket or PROCMAN_SOCKET (default {})",
-                kind_of(&self.socket),
-                procman_common::DEFAULT_SOCKET
-            ),
-            std::io::ErrorKind::ConnectionRefused => anyhow!(
-                "cannot reach procman-agent: nothing listens on {s} (a stale socket; the agent is not running: \
-                 start it with `sudo procman-agent`)"
-            ),
-            std::io::ErrorKind::PermissionDenied => anyhow!(
-                "cannot reach procman-agent: permission denied on {s}; {}",
-                join_hint(&self.socket)
-            ),
-            _ => anyhow!("cannot reach procman-agent at {s}: {e}"),
+        UnixStream::connect(&self.socket).await.map_err(|e| {
+            let (code, message) = match e.kind() {
+                std::io::ErrorKind::NotFound => (5, format!(
+                    "cannot reach procman-agent: {s} does not exist (is the agent running? start it \
+                     with `sudo procman-agent`, or pass --socket / set PROCMAN_SOCKET if it listens \
+                     elsewhere)"
+                )),
+                std::io::ErrorKind::ConnectionRefused if !is_socket(&self.socket) => (2, format!(
+                    "cannot reach procman-agent: {s} is not a socket ({}); pass the agent's socket \
+                     with --socket or PROCMAN_SOCKET (default {})",
+                    kind_of(&self.socket),
+                    procman_common::DEFAULT_SOCKET
+                )),
+                std::io::ErrorKind::ConnectionRefused => (5, format!(
+                    "cannot reach procman-agent: nothing listens on {s} (a stale socket; the agent \
+                     is not running: start it with `sudo procman-agent`)"
+                )),
+                std::io::ErrorKind::PermissionDenied => (4, format!(
+                    "cannot reach procman-agent: permission denied on {s}; {}",
+                    join_hint(&self.socket)
+                )),
+                _ => (5, format!("cannot reach procman-agent at {s}: {e}")),
+            };
+            anyhow::Error::new(CliError { code, message })
         })
     }
 
@@ -114,7 +164,11 @@ impl Client {
             let msg = serde_json::from_slice::<ApiError>(&body)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            bail!("procman-agent: {msg} (HTTP {status})");
+            return Err(AgentError {
+                status,
+                message: msg,
+            }
+            .into());
         }
         Ok(resp)
     }

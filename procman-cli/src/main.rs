@@ -25,6 +25,6 @@ fn main() {
     };
     if let Err(e) = rt.block_on(cli::run(cli)) {
         eprintln!("procman: {e:#}");
-        std::process::exit(1);
+        std::process::exit(client::exit_code(&e));
     }
 }

@@ -5,6 +5,8 @@
 //! - `POST /api/slices/{name}`: create or update a slice (body: `{"limits": {...}}`).
 //! - `POST /api/limit`: create or update a slice and move processes into it.
 //! - `DELETE /api/slices/{name}/limits`: lift every limit of a slice (processes stay).
+//! - `DELETE /api/slices/{name}[?kill=true]`: remove a slice (killing its processes with
+//!   `kill`; a non-empty one is refused otherwise).
 //! - `POST /api/slices/{name}/freeze`, `/thaw`.
 //! - `GET /api/placement`: placement rules, counters and latency percentiles.
 use super::{error::ApiErr, extract, processes::blocking};
@@ -23,7 +25,7 @@ use std::{collections::BTreeMap, sync::Arc};
 pub fn routes() -> Router<Arc<Agent>> {
     Router::new()
         .route("/api/slices", get(slices))
-        .route("/api/slices/{name}", post(ensure))
+        .route("/api/slices/{name}", post(ensure).delete(remove))
         .route("/api/slices/{name}/limits", delete(unlimit))
         .route("/api/slices/{name}/freeze", post(freeze))
         .route("/api/slices/{name}/thaw", post(thaw))
@@ -115,6 +117,38 @@ async fn thaw(
         Ok(Json(FreezeAnswer {
             slice: name,
             frozen: false,
+        }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RemoveQuery {
+    /// Kill the slice's processes first (otherwise a non-empty slice is refused).
+    kill: bool,
+}
+
+#[derive(serde::Serialize)]
+struct RemoveAnswer {
+    slice: String,
+    removed: bool,
+    /// The processes that were in it (killed).
+    killed: Vec<u32>,
+}
+
+async fn remove(
+    State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
+    UrlPath(name): UrlPath<String>,
+    extract::Query(q): extract::Query<RemoveQuery>,
+) -> Result<Json<RemoveAnswer>, ApiErr> {
+    blocking(agent, move |a| {
+        let killed = a.enforcer.remove_slice(&name, q.kill, scope.only_uid)?;
+        Ok(Json(RemoveAnswer {
+            slice: name,
+            removed: true,
+            killed,
         }))
     })
     .await

@@ -26,23 +26,32 @@ pub struct Json<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json<T> {
     type Rejection = ApiErr;
 
+    /// The body is JSON whatever its Content-Type says (curl -d sends
+    /// `application/x-www-form-urlencoded` unless told otherwise).
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiErr> {
-        axum::Json::<T>::from_request(req, state)
+        let bytes = <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
             .await
-            .map(|j| Json(j.0))
-            .map_err(|e| ApiErr(e.status(), e.body_text()))
+            .map_err(|e| ApiErr(e.status(), e.body_text()))?;
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| ApiErr::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for Json<T> {
     type Rejection = ApiErr;
 
-    /// `None` when the request says no JSON body (no JSON content type).
+    /// `None` for an empty body.
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Option<Self>, ApiErr> {
-        <axum::Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
+        let bytes = <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
             .await
-            .map(|j| j.map(|j| Json(j.0)))
-            .map_err(|e| ApiErr(e.status(), e.body_text()))
+            .map_err(|e| ApiErr(e.status(), e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| Some(Json(v)))
+            .map_err(|e| ApiErr::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 

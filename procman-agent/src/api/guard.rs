@@ -22,7 +22,12 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// The actions a request needs. `POST /api/limit` moves the processes it selects (`move`)
 /// and sets limits when it has some (`limit`).
-fn actions_of(method: &Method, route: &str, body: &serde_json::Value) -> Vec<Action> {
+fn actions_of(
+    method: &Method,
+    route: &str,
+    uri_query: &str,
+    body: &serde_json::Value,
+) -> Vec<Action> {
     match (method.as_str(), route) {
         ("GET", "/api/audit") => vec![Action::Audit],
         ("GET", _) | ("HEAD", _) => vec![Action::Read],
@@ -36,6 +41,9 @@ fn actions_of(method: &Method, route: &str, body: &serde_json::Value) -> Vec<Act
         ("POST", "/api/slices/{name}/freeze")
         | ("POST", "/api/slices/{name}/thaw")
         | ("POST", "/api/processes/{pid}/thaw") => vec![Action::Freeze],
+        ("DELETE", "/api/slices/{name}") if query_has(uri_query, "kill=true") => {
+            vec![Action::Limit, Action::Kill]
+        }
         // a process outside the slices is moved into one of its own first
         ("POST", "/api/processes/{pid}/freeze") => vec![Action::Freeze, Action::Move],
         _ => vec![Action::Limit],
@@ -61,8 +69,9 @@ pub async fn guard(
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| req.uri().path().to_string());
     let method = req.method().clone();
+    let query = req.uri().query().unwrap_or("").to_string();
     if method == Method::GET || method == Method::HEAD {
-        let actions = actions_of(&method, &route, &serde_json::Value::Null);
+        let actions = actions_of(&method, &route, &query, &serde_json::Value::Null);
         return match check(&agent, peer, &actions) {
             Ok(scope) => {
                 let mut req = req;
@@ -86,7 +95,7 @@ pub async fn guard(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the request body is larger than {MAX_BODY} bytes"),
             );
-            let actions = actions_of(&method, &route, &serde_json::Value::Null);
+            let actions = actions_of(&method, &route, &query, &serde_json::Value::Null);
             audit(
                 &agent,
                 peer,
@@ -99,7 +108,7 @@ pub async fn guard(
         }
     };
     let args: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let actions = actions_of(&method, &route, &args);
+    let actions = actions_of(&method, &route, &query, &args);
     let scope = match check(&agent, peer, &actions) {
         Ok(s) => s,
         Err(e) => {
@@ -149,6 +158,11 @@ fn check_token(agent: &Agent, req: &Request) -> Result<(), ApiErr> {
         return Err(unauthorized("the API token is wrong"));
     }
     Ok(())
+}
+
+/// Whether a query string has exactly `pair` (e.g. `kill=true`) among its parameters.
+fn query_has(query: &str, pair: &str) -> bool {
+    query.split('&').any(|kv| kv == pair)
 }
 
 /// Every action must be allowed; the scope is the narrowest of them.

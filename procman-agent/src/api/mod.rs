@@ -52,6 +52,17 @@ pub fn router(agent: Arc<Agent>) -> Router {
             guard::guard,
         ))
         .fallback(|| async { ApiErr::not_found("no such endpoint; see README.md (API)") })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiErr(
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    format!(
+                        "{method} is not allowed on {}; see README.md (API)",
+                        uri.path()
+                    ),
+                )
+            },
+        )
         .with_state(agent)
 }
 

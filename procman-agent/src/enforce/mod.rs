@@ -431,6 +431,38 @@ impl Enforcer {
         })
     }
 
+    /// Removes a slice. One with processes is refused unless `kill`: then every process in
+    /// it is killed at once through `cgroup.kill` (no child escapes by forking) and the slice
+    /// removed once empty. Returns the pids that were in it.
+    pub fn remove_slice(&self, name: &str, kill: bool, only_uid: Option<u32>) -> Result<Vec<u32>> {
+        let m = self.manager()?;
+        procman_cgroup::validate_name("slice", name).map_err(CgroupError::from)?;
+        self.with_slice(name, || {
+            if !m.list_slices()?.iter().any(|s| s == name) {
+                return Err(EnforceError::NotFound(format!("no slice {name:?}")));
+            }
+            self.check_slice_owned(&m, name, only_uid)?;
+            let pids = m.pids(name)?;
+            if !pids.is_empty() {
+                if !kill {
+                    return Err(EnforceError::Invalid(format!(
+                        "slice {name} has {} process(es) ({}): move them elsewhere first, or \
+                         remove it with --kill to kill them",
+                        pids.len(),
+                        pids.iter().take(5).map(u32::to_string).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                m.kill(name)?;
+                m.wait_empty(name, FREEZE_TIMEOUT)?;
+            }
+            m.remove_slice(name)?;
+            if self.declared.read().unwrap_or_else(|e| e.into_inner()).contains(name) {
+                log::warn!("slice {name} was removed but the config declares it: a restart or reload creates it again");
+            }
+            Ok(pids)
+        })
+    }
+
     /// Freezes (or thaws) one process where it is: the managed slice it is alone in. A
     /// process sharing its slice is refused (freezing it would freeze the others, and moving
     /// it out would change its limits): the caller is told to freeze the slice. A process

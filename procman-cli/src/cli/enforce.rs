@@ -137,9 +137,25 @@ pub struct FreezeArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SlicesArgs {
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(subcommand)]
+    pub cmd: Option<SlicesCmd>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum SlicesCmd {
+    /// Remove a slice. One with processes is refused unless --kill.
+    Rm {
+        /// The slice.
+        name: String,
+        /// Kill every process in it first (through cgroup.kill: no child escapes).
+        #[arg(long)]
+        kill: bool,
+    },
 }
 
 #[derive(Args)]
@@ -281,6 +297,17 @@ pub async fn freeze(client: &Client, a: FreezeArgs, on: bool) -> Result<()> {
 }
 
 pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
+    if let Some(SlicesCmd::Rm { name, kill }) = a.cmd {
+        let path = format!("/api/slices/{name}{}", if kill { "?kill=true" } else { "" });
+        let ans: serde_json::Value = client.call(Method::DELETE, &path, &()).await?;
+        let killed = ans["killed"].as_array().map_or(0, |k| k.len());
+        if killed > 0 {
+            println!("slice {name}: removed ({killed} process(es) killed)");
+        } else {
+            println!("slice {name}: removed");
+        }
+        return Ok(());
+    }
     let list: Vec<SliceInfo> = client.get("/api/slices").await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&list)?);

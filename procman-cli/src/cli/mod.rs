@@ -2,7 +2,7 @@
 pub mod enforce;
 pub mod top;
 
-use crate::client::Client;
+use crate::client::{CliError, Client};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use procman_common::api::{
@@ -456,8 +456,10 @@ fn percent_query(pairs: &[(&str, Option<String>)]) -> String {
 /// Checks a --filter locally, so a mistake is shown with a caret under its column.
 fn check_filter(f: &Option<String>) -> Result<()> {
     if let Some(f) = f {
-        procman_common::filter::Filter::parse(f)
-            .map_err(|e| anyhow::anyhow!("invalid --filter:\n{}", e.render(f)))?;
+        procman_common::filter::Filter::parse(f).map_err(|e| CliError {
+            code: 2,
+            message: format!("invalid --filter:\n{}", e.render(f)),
+        })?;
     }
     Ok(())
 }
@@ -566,9 +568,13 @@ async fn info(client: &Client, a: InfoArgs) -> Result<()> {
                 .map(|p| p.pid)
                 .collect();
             if found.is_empty() {
-                anyhow::bail!(
-                    "no process named {name:?} (names are the 15-character comm, as in `procman ps`)"
-                );
+                return Err(CliError {
+                    code: 3,
+                    message: format!(
+                        "no process named {name:?} (names are the 15-character comm, as in `procman ps`)"
+                    ),
+                }
+                .into());
             }
             found
         }
