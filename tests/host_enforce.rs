@@ -516,6 +516,23 @@ fn freeze_pid_acts_in_place_and_never_moves_a_placed_process() {
     );
     let events = std::fs::read_to_string(root.slice("two").join("cgroup.events")).unwrap();
     assert!(events.contains("frozen 1"), "{events}");
+    // frozen is visible: ps state F, info, slices
+    // (once the sampler has seen the process and its cgroup)
+    wait_until("ps to show state F", Duration::from_secs(10), || {
+        let (_, out, _) = procman(&agent, &["ps", "--filter", &format!("pid == {pa}")]);
+        let line = out.lines().nth(1).unwrap_or_default().to_string();
+        (line.split_whitespace().nth(3) == Some("F"))
+            .then_some(())
+            .ok_or(out)
+    });
+    let (_, out, _) = procman(&agent, &["info", &pa]);
+    assert!(out.contains("FROZEN"), "{out}");
+    let (_, out, _) = procman(&agent, &["slices"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("two") && l.contains("FROZEN")),
+        "{out}"
+    );
     let (code, out, err) = procman(&agent, &["thaw", &pa]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("thawed"), "{out}");

@@ -423,6 +423,9 @@ pub struct ProcessInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
     pub kthread: bool,
+    /// Its procman slice is frozen (the cgroup freezer): it cannot run until thawed.
+    #[serde(default)]
+    pub frozen: bool,
     /// In-kernel scheduling statistics since the agent started (BPF source only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sched: Option<SchedInfo>,

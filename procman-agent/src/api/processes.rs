@@ -45,6 +45,14 @@ fn redact(p: &mut ProcessInfo, viewer: Option<u32>) {
     }
 }
 
+/// Every process of a tree, depth first.
+fn tree_procs<'a>(nodes: &'a mut [TreeNode], out: &mut Vec<&'a mut ProcessInfo>) {
+    for n in nodes {
+        out.push(&mut n.process);
+        tree_procs(&mut n.children, out);
+    }
+}
+
 fn redact_tree(nodes: &mut [TreeNode], viewer: Option<u32>) {
     if viewer.is_none() {
         return;
@@ -122,6 +130,13 @@ pub async fn processes(
         {
             redact(p, viewer);
         }
+        agent.enforcer.mark_frozen(
+            overview
+                .top_cpu
+                .iter_mut()
+                .chain(overview.top_ram.iter_mut())
+                .chain(overview.processes.iter_mut().flatten()),
+        );
         Ok(Json(overview))
     })
     .await
@@ -171,6 +186,7 @@ pub async fn process(
         children.sort_unstable();
         let mut info = info;
         redact(&mut info, viewer);
+        agent.enforcer.mark_frozen(std::iter::once(&mut info));
         Ok(Json(ProcessDetail {
             process: info,
             fds,
@@ -286,6 +302,9 @@ pub async fn whole_tree(
             nodes = query::prune(nodes, &keep);
         }
         redact_tree(&mut nodes, viewer);
+        let mut procs = Vec::new();
+        tree_procs(&mut nodes, &mut procs);
+        agent.enforcer.mark_frozen(procs.into_iter());
         Ok(Json(nodes))
     })
     .await

@@ -20,8 +20,8 @@ use crate::{
 use procman_cgroup::{Cgroup2Mount, CgroupError, Ensured, Limits, Manager};
 use procman_common::{
     api::{
-        EnforcementStatus, LimitRequest, PlacementReport, ProcessFreezeAnswer, SliceAnswer,
-        SliceInfo,
+        EnforcementStatus, LimitRequest, PlacementReport, ProcessFreezeAnswer, ProcessInfo,
+        SliceAnswer, SliceInfo,
     },
     filter::Filter,
 };
@@ -249,6 +249,28 @@ impl Enforcer {
             freeze: caps.freeze,
             kill: caps.kill,
             error: None,
+        }
+    }
+
+    /// Marks the processes whose procman slice is frozen (one read of `cgroup.events` per
+    /// distinct slice; nothing when cgroups were never opened).
+    pub fn mark_frozen<'a>(&self, procs: impl Iterator<Item = &'a mut ProcessInfo>) {
+        let Some(Ok(m)) = self.manager.get() else {
+            return;
+        };
+        let mut known: std::collections::HashMap<String, bool> = Default::default();
+        for p in procs {
+            let Some(slice) = p
+                .cgroup
+                .as_deref()
+                .and_then(|c| crate::query::slice_of_cgroup(c, &self.root))
+            else {
+                continue;
+            };
+            let frozen = *known
+                .entry(slice.to_string())
+                .or_insert_with(|| m.slice(slice).and_then(|cg| cg.frozen()).unwrap_or(false));
+            p.frozen = frozen;
         }
     }
 

@@ -337,13 +337,15 @@ pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
+        let frozen = st.is_some_and(|st| st.frozen);
         println!(
-            "{:<20} {:>6} {:>10} {:>10} {:>8}  {}",
+            "{:<20} {:>6} {:>10} {:>10} {:>8}  {}{}",
             s.name,
             s.pids.len(),
             mem,
             peak,
             cpu,
+            if frozen { "FROZEN  " } else { "" },
             if lim.is_empty() { "-" } else { &lim }
         );
     }

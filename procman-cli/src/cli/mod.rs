@@ -433,7 +433,7 @@ fn ps_line(p: &ProcessInfo) -> String {
         p.pid,
         p.ppid,
         user,
-        p.state,
+        if p.frozen { "F" } else { &p.state },
         p.cpu_pct,
         p.mem_pct,
         human_bytes(p.rss_bytes),
@@ -513,9 +513,14 @@ fn print_detail(d: &ProcessDetail) {
     );
     println!("  user:      {} (uid {})", p.user, p.uid);
     println!(
-        "  state:     {}{}",
+        "  state:     {}{}{}",
         p.state,
-        if p.kthread { " (kernel thread)" } else { "" }
+        if p.kthread { " (kernel thread)" } else { "" },
+        if p.frozen {
+            " FROZEN (its slice is frozen: `procman thaw` it)"
+        } else {
+            ""
+        }
     );
     println!("  started:   {} ago", human_age(p.age_s));
     println!(
