@@ -111,7 +111,8 @@ pub struct LimitArgs {
     pub slice: Option<String>,
     #[command(flatten)]
     pub limits: LimitFlags,
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 
@@ -120,7 +121,8 @@ pub struct SliceArgs {
     /// The slice.
     #[arg(long)]
     pub slice: String,
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 
@@ -140,7 +142,8 @@ pub struct FreezeArgs {
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SlicesArgs {
     /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
     #[command(subcommand)]
     pub cmd: Option<SlicesCmd>,
@@ -160,7 +163,8 @@ pub enum SlicesCmd {
 
 #[derive(Args)]
 pub struct PlacementArgs {
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 

@@ -71,7 +71,8 @@ pub struct AuditArgs {
     /// At most the last N records.
     #[arg(long, short = 'n', default_value_t = 50)]
     pub limit: usize,
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 
@@ -82,25 +83,31 @@ pub struct HistoryArgs {
     /// Window, in hours back from now (at most 48).
     #[arg(long, default_value_t = 1.0)]
     pub hours: f64,
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct PsArgs {
     /// Sort key: cpu, mem, io (biggest first), pid, age (oldest first).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, short = 's', default_value = "cpu")]
     pub sort: SortKey,
     /// Show only the first N processes.
-    #[arg(long, value_name = "N")]
+    #[arg(long, short = 'n', value_name = "N")]
     pub top: Option<usize>,
+    /// Show whole command lines; by default they are cut at the terminal's width when the
+    /// output is a terminal (like `ps ww`).
+    #[arg(long, short = 'w')]
+    pub wide: bool,
     /// Only processes of this user (name or uid).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// Only processes matching EXPR, e.g. 'cpu > 50% and name ~ "^nginx"' (see README: Filters).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 
@@ -112,7 +119,8 @@ pub struct InfoArgs {
     /// Look the process up by name (comm) instead; all matches are shown.
     #[arg(long)]
     pub name: Option<String>,
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 
@@ -124,14 +132,16 @@ pub struct TreeArgs {
     /// Show only processes matching EXPR (and their ancestors, to keep the shape).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct EventsArgs {
     /// Print one JSON object per line instead of aligned text.
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
     /// Only events of this process id (repeatable).
     #[arg(long, value_name = "PID")]
@@ -149,7 +159,8 @@ pub struct EventsArgs {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    #[arg(long)]
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
     pub json: bool,
 }
 
@@ -445,6 +456,23 @@ fn ps_line(p: &ProcessInfo) -> String {
     )
 }
 
+/// The terminal's width in columns when stdout is a terminal, else `None` (pipes get whole
+/// lines).
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills the winsize we pass; fd 1 may not be a tty (then it fails).
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
+/// `line` cut to `width` characters (None: whole).
+fn cut(line: &str, width: Option<usize>) -> std::borrow::Cow<'_, str> {
+    match width {
+        Some(w) if line.chars().count() > w => line.chars().take(w).collect::<String>().into(),
+        _ => line.into(),
+    }
+}
+
 fn percent_query(pairs: &[(&str, Option<String>)]) -> String {
     let q: Vec<String> = pairs
         .iter()
@@ -478,10 +506,11 @@ async fn ps(client: &Client, a: PsArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&procs)?);
         return Ok(());
     }
+    let width = if a.wide { None } else { terminal_width() };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", ps_header());
+    let _ = writeln!(out, "{}", cut(&ps_header(), width));
     for p in &procs {
-        if writeln!(out, "{}", ps_line(p)).is_err() {
+        if writeln!(out, "{}", cut(&ps_line(p), width)).is_err() {
             break; // stdout closed (`| head`)
         }
     }
@@ -822,6 +851,14 @@ mod tests {
             10
         );
         assert_eq!(sparkline(&[], 10), "");
+    }
+
+    #[test]
+    fn lines_are_cut_to_the_terminal_only_when_asked() {
+        assert_eq!(cut("abcdef", Some(4)), "abcd");
+        assert_eq!(cut("abc", Some(4)), "abc");
+        assert_eq!(cut("abcdef", None), "abcdef");
+        assert_eq!(cut("ééééé", Some(2)), "éé");
     }
 
     #[test]
