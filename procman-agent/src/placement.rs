@@ -289,6 +289,16 @@ pub struct Deferred {
     forks: Vec<ProcEvent>,
 }
 
+impl Deferred {
+    /// The first candidate rule whose /proc half matches too (reads /proc; no lock held).
+    fn decide<'r>(&self, rules: &'r [Rule]) -> Option<&'r Rule> {
+        self.candidates
+            .iter()
+            .map(|&i| &rules[i])
+            .find(|r| r.matches_proc(&self.exec))
+    }
+}
+
 struct Job {
     pid: u32,
     start_ticks: u64,
@@ -410,12 +420,7 @@ impl Placement {
         };
         let mut queued = 0;
         for d in candidates {
-            let Some(rule) = d
-                .candidates
-                .iter()
-                .map(|&i| &self.rules[i])
-                .find(|r| r.matches_proc(&d.exec))
-            else {
+            let Some(rule) = d.decide(&self.rules) else {
                 continue;
             };
             let here = procman_cgroup::procs::cgroup_of(d.exec.pid).ok();
@@ -505,12 +510,7 @@ impl Placement {
     /// their moves, then follows the forks they made in the same batch.
     pub fn finish(&self, deferred: Vec<Deferred>) {
         for d in deferred {
-            let Some(rule) = d
-                .candidates
-                .iter()
-                .map(|&i| &self.rules[i])
-                .find(|r| r.matches_proc(&d.exec))
-            else {
+            let Some(rule) = d.decide(&self.rules) else {
                 continue;
             };
             let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());

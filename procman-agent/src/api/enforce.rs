@@ -155,31 +155,32 @@ async fn remove(
 }
 
 async fn freeze_process(
-    State(agent): State<Arc<Agent>>,
-    Extension(scope): Extension<Scope>,
-    extract::Pid(pid): extract::Pid,
+    state: State<Arc<Agent>>,
+    scope: Extension<Scope>,
+    pid: extract::Pid,
 ) -> Result<Json<ProcessFreezeAnswer>, ApiErr> {
-    blocking(agent, move |a| {
-        Ok(Json(a.enforcer.freeze_process(
-            pid,
-            true,
-            &a.table,
-            &a.monitor,
-            scope.only_uid,
-        )?))
-    })
-    .await
+    freeze_or_thaw(state, scope, pid, true).await
 }
 
 async fn thaw_process(
+    state: State<Arc<Agent>>,
+    scope: Extension<Scope>,
+    pid: extract::Pid,
+) -> Result<Json<ProcessFreezeAnswer>, ApiErr> {
+    freeze_or_thaw(state, scope, pid, false).await
+}
+
+async fn freeze_or_thaw(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
     extract::Pid(pid): extract::Pid,
+    freeze: bool,
 ) -> Result<Json<ProcessFreezeAnswer>, ApiErr> {
     blocking(agent, move |a| {
-        Ok(Json(a.enforcer.freeze_process(
+        let e = &a.enforcer;
+        Ok(Json(e.freeze_process(
             pid,
-            false,
+            freeze,
             &a.table,
             &a.monitor,
             scope.only_uid,
