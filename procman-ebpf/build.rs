@@ -1,4 +1,6 @@
-//! Compiles `src/procman.bpf.c` (C, CO-RE) into a BPF object in OUT_DIR.
+//! Compiles the kernel side (C, CO-RE) into BPF objects in OUT_DIR, one per feature so that a
+//! kernel lacking one still loads the others: `procman.bpf.c` (event capture),
+//! `sched.bpf.c` (the optional scheduling tracer), `sampler.bpf.c` (the task iterator).
 //!
 //! Why C and not aya-ebpf: Rust BPF needs nightly + rust-src + bpf-linker, which these machines
 //! cannot install (see DESIGN.md). The compiler is clang-19, then clang-16, then plain clang;
@@ -41,17 +43,25 @@ fn strip_tool(clang: &str) -> Option<String> {
     })
 }
 
+/// The objects: (source in src/, object name in OUT_DIR).
+const OBJECTS: &[(&str, &str)] = &[
+    ("procman.bpf.c", "procman.bpf.o"),
+    ("sched.bpf.c", "sched.bpf.o"),
+    ("sampler.bpf.c", "sampler.bpf.o"),
+];
+
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("procman.bpf.o");
-    let src = manifest.join("src/procman.bpf.c");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let include = manifest.join("../procman-common/include");
-    for f in [
-        "src/procman.bpf.c",
-        "src/vmlinux.h",
-        "../procman-common/include/procman_event.h",
-    ] {
+    for f in ["src/vmlinux.h", "../procman-common/include/procman_event.h"] {
         println!("cargo:rerun-if-changed={}", manifest.join(f).display());
+    }
+    for (src, _) in OBJECTS {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest.join("src").join(src).display()
+        );
     }
     println!("cargo:rerun-if-env-changed=PROCMAN_CLANG");
 
@@ -69,7 +79,31 @@ fn main() {
              Install it with:  apt-get install libbpf-dev\n"
         );
     }
-    let status = Command::new(&clang)
+    let strip = strip_tool(&clang);
+    if strip.is_none() {
+        println!("cargo:warning=procman-ebpf: llvm-strip not found; embedding unstripped objects");
+    }
+    for (src, obj) in OBJECTS {
+        compile(
+            &clang,
+            strip.as_deref(),
+            &manifest,
+            &include,
+            &manifest.join("src").join(src),
+            &out_dir.join(obj),
+        );
+    }
+}
+
+fn compile(
+    clang: &str,
+    strip: Option<&str>,
+    manifest: &std::path::Path,
+    include: &std::path::Path,
+    src: &std::path::Path,
+    out: &std::path::Path,
+) {
+    let status = Command::new(clang)
         .args([
             "-g",
             "-O2",
@@ -81,13 +115,13 @@ fn main() {
             "-Werror",
         ])
         .arg("-I")
-        .arg(&include)
+        .arg(include)
         .arg("-I")
         .arg(manifest.join("src"))
         .arg("-c")
-        .arg(&src)
+        .arg(src)
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .status()
         .unwrap_or_else(|e| panic!("procman-ebpf: running {clang}: {e}"));
     if !status.success() {
@@ -97,20 +131,17 @@ fn main() {
         );
     }
     // Drop DWARF (660 KB -> ~45 KB); BTF and BTF.ext stay, which CO-RE needs.
-    if let Some(strip) = strip_tool(&clang) {
-        let ok = Command::new(&strip)
+    if let Some(strip) = strip {
+        let ok = Command::new(strip)
             .arg("-g")
-            .arg(&out)
+            .arg(out)
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
             println!(
-                "cargo:warning=procman-ebpf: {strip} -g failed; embedding the unstripped object"
+                "cargo:warning=procman-ebpf: {strip} -g failed on {}; embedding it unstripped",
+                out.display()
             );
         }
-    } else {
-        println!(
-            "cargo:warning=procman-ebpf: llvm-strip not found; embedding the unstripped object"
-        );
     }
 }

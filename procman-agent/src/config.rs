@@ -156,6 +156,11 @@ pub struct MonitorSection {
     pub history_samples: usize,
     /// How long the history of an exited process is kept, e.g. "1h" (at most 48h).
     pub history_retention: HumanDuration,
+    /// `auto` (the BPF task iterator, falling back to /proc), `iter` or `proc`.
+    pub sampler: crate::monitor::SamplerChoice,
+    /// Every how many samples the task iterator reports every process (the others report
+    /// only processes whose usage changed).
+    pub full_sweep_every: u32,
 }
 
 impl Default for MonitorSection {
@@ -164,6 +169,8 @@ impl Default for MonitorSection {
             interval: HumanDuration(Duration::from_secs(2)),
             history_samples: 1000,
             history_retention: HumanDuration(Duration::from_secs(3600)),
+            sampler: crate::monitor::SamplerChoice::Auto,
+            full_sweep_every: 15,
         }
     }
 }
@@ -190,7 +197,9 @@ pub struct EventsSection {
     pub wakeup_batch: u32,
     /// How often the agent polls the ring anyway, e.g. "50ms".
     pub poll_interval: HumanDuration,
-    /// Per-process on-CPU time and run-queue wait, aggregated in the kernel (sched_switch).
+    /// The scheduling tracer (sched_switch/sched_wakeup programs): the longest single
+    /// run-queue wait per process. Off by default: it runs on every context switch. On-CPU
+    /// time and run-queue wait come from the sampler without it.
     pub sched_stats: bool,
 }
 
@@ -211,7 +220,7 @@ impl Default for EventsSection {
             ring_size: ByteSize(4 << 20),
             wakeup_batch: 64,
             poll_interval: HumanDuration(Duration::from_millis(50)),
-            sched_stats: true,
+            sched_stats: false,
         }
     }
 }
@@ -299,13 +308,20 @@ impl Config {
         Ok(rules)
     }
 
-    /// (samples per process, retention of exited processes), validated.
+    /// (samples per process, retention of exited processes), validated (with the rest of
+    /// `[monitor]`).
     pub fn history(&self) -> Result<(usize, Duration)> {
         let m = &self.monitor;
         if !(10..=100_000).contains(&m.history_samples) {
             bail!(
                 "monitor.history_samples = {}: must be between 10 and 100000 (default 1000)",
                 m.history_samples
+            );
+        }
+        if !(1..=1000).contains(&m.full_sweep_every) {
+            bail!(
+                "monitor.full_sweep_every = {}: must be between 1 and 1000 (default 15)",
+                m.full_sweep_every
             );
         }
         let r = m.history_retention.0;
@@ -361,6 +377,12 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.events.source, SourceChoice::Auto);
         assert_eq!(c.source_options().unwrap().ring_bytes, 4 << 20);
+        assert!(
+            !c.source_options().unwrap().sched_stats,
+            "the tracer is opt-in"
+        );
+        assert_eq!(c.monitor.sampler, crate::monitor::SamplerChoice::Auto);
+        assert_eq!(c.monitor.full_sweep_every, 15);
     }
 
     #[test]
@@ -391,6 +413,16 @@ mod tests {
             Config::parse("[events]\nsource = \"dtrace\"").unwrap_err()
         );
         assert!(e.contains("dtrace"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[monitor]\nsampler = \"ebpf\"").unwrap_err()
+        );
+        assert!(e.contains("ebpf") && e.contains("proc"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[monitor]\nfull_sweep_every = 0").unwrap_err()
+        );
+        assert!(e.contains("full_sweep_every"), "{e}");
         let e = format!(
             "{:#}",
             Config::parse("[agent]\nsockt = \"/x\"").unwrap_err()

@@ -107,6 +107,7 @@ impl Agent {
             refused_connections: self.refused_connections.load(Ordering::Relaxed),
             event_subscribers: self.events.receiver_count(),
             enforcement: self.enforcer.status(),
+            sampler: Some(self.monitor.status()),
         }
     }
 
@@ -220,18 +221,14 @@ pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
     }
 }
 
-/// Samples usage every `interval` on a blocking thread (the /proc reads), forever.
+/// Samples usage every `interval` on a blocking thread (iterator or /proc reads), forever.
 pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let a = agent.clone();
-        match tokio::task::spawn_blocking(move || {
-            a.monitor.sample(&a.table, a.source.sched.as_deref())
-        })
-        .await
-        {
+        match tokio::task::spawn_blocking(move || a.monitor.sample(&a.table)).await {
             Ok(vanished) if !vanished.is_empty() => {
                 let n = agent
                     .table

@@ -1,7 +1,8 @@
 //! `procman-agent`: the privileged host agent.
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use procman_agent::{api, config::Config, core, events, tree::ProcTable};
+use procman_agent::{api, config::Config, core, events, monitor, tree::ProcTable};
+use procman_common::api::SamplerKind;
 use std::path::PathBuf;
 
 const DEFAULT_CONFIG: &str = "/etc/procman/procman.toml";
@@ -162,7 +163,53 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let table = ProcTable::seed();
     log::info!("process table seeded from /proc: {} processes", table.len());
     let (samples, retention) = cfg.history()?;
-    let monitor = procman_agent::monitor::Monitor::new(samples, retention.as_secs() as u32);
+    let sample_every = cfg.sample_interval()?;
+    let sampler = monitor::Sampler::start(cfg.monitor.sampler, cfg.monitor.full_sweep_every)?;
+    match sampler.fallback_reason() {
+        None => log::info!(
+            "sampler: {} every {sample_every:?}{}",
+            sampler.kind(),
+            if sampler.kind() == SamplerKind::Iter {
+                format!(
+                    " (full sweep every {} samples)",
+                    cfg.monitor.full_sweep_every
+                )
+            } else {
+                String::new()
+            }
+        ),
+        Some(r) => log::warn!(
+            "sampler: {} every {sample_every:?} (fallback; task iterator unavailable: {r})",
+            sampler.kind()
+        ),
+    }
+    let sched = if opts.sched_stats {
+        match events::sched::SchedReader::start() {
+            Ok(r) => {
+                log::info!("scheduling tracer attached (sched_switch, sched_wakeup)");
+                monitor::SchedTracer {
+                    reader: Some(r),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                log::warn!("scheduling tracer unavailable: {e:#}; the longest run-queue wait is not measured");
+                monitor::SchedTracer {
+                    reader: None,
+                    error: Some(format!("{e:#}")),
+                }
+            }
+        }
+    } else {
+        monitor::SchedTracer::default()
+    };
+    let monitor = monitor::Monitor::new(
+        samples,
+        retention.as_secs() as u32,
+        sample_every,
+        sampler,
+        sched,
+    );
     let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules)?;
     let access = cfg.access_policy()?;
     let audit =
@@ -189,7 +236,6 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         log::info!("placement sweep at start: {n} running process(es) queued for their slices");
     }
     core::trim_heap(); // BTF parsing and the seed scan are done
-    let sample_every = cfg.sample_interval()?;
     log::info!("API listening on {}", cfg.agent.socket.display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -1,23 +1,52 @@
-//! The sampler: per-process usage (CPU%, RSS, IO rates, threads, state, nice) and system
-//! totals, read from /proc on its own cadence (default every 2 s), never on the event path.
+//! The sampler: per-process usage (CPU%, RSS, IO rates, threads, state, nice, run-queue wait)
+//! and system totals, on its own cadence (default every 2 s), never on the event path.
+//!
+//! Two sources, chosen at start ([`Sampler::start`]) and reported by `procman status`:
+//! - **iter** (the default where it loads): one BPF task-iterator sweep per tick
+//!   ([`iter::TaskIter`]) reports, per process, CPU time, RSS, threads, state, nice, IO bytes,
+//!   run-queue wait and its cgroup id, summed over threads in the kernel. Sweeps report only
+//!   the processes whose usage changed since they were last reported; every
+//!   `full_sweep_every`-th sweep reports all of them and reconciles. The command line is read
+//!   from /proc once per process; the cgroup path once per cgroup id (and again when a
+//!   process's cgroup id changes).
+//! - **proc** (the fallback, or `[monitor] sampler = "proc"`): /proc/PID/{stat,io,schedstat,
+//!   cgroup} per process per tick, ~22 µs each.
 //!
 //! Which processes exist comes from the process table (kept by events); the sampler only
 //! measures them. Expensive per-process facts (open fds, sockets, cwd) are not sampled for
-//! every process: they are read on demand for the detail view (`info`), because walking
-//! /proc/PID/fd of 10,000 processes every 2 s would cost more than everything else together.
+//! every process: they are read on demand for the detail view (`info`).
+pub mod iter;
+
 use crate::{
-    events::bpf::SchedReader,
+    events::sched::SchedReader,
     history::{History, Sample},
-    tree::ProcTable,
+    tree::{ns_to_ticks, ProcTable},
 };
+use anyhow::{bail, Result};
 use procfs::{Current, CurrentSI};
-use procman_common::api::{SchedInfo as Sched, SystemInfo};
+use procman_common::{
+    abi::{self, PmTaskSample},
+    api::{SamplerKind, SamplerStatus, SchedInfo as Sched, SystemInfo},
+};
 use serde::Serialize;
 use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
+
+/// `[monitor] sampler`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerChoice {
+    /// The task iterator, falling back to /proc when it cannot be loaded (the reason is logged
+    /// and shown by `procman status`).
+    Auto,
+    /// The task iterator or nothing: the agent refuses to start without it.
+    Iter,
+    /// /proc only.
+    Proc,
+}
 
 /// The latest sample of one process.
 #[derive(Debug, Clone, Serialize)]
@@ -45,12 +74,38 @@ pub struct Usage {
     pub cmdline: Arc<str>,
     /// The cgroup v2 path (`0::` line of /proc/PID/cgroup).
     pub cgroup: Option<Arc<str>>,
-    /// In-kernel scheduling statistics (BPF `sched_switch`), when collected.
+    /// Scheduling statistics (on-CPU time, run-queue wait), when the kernel keeps them.
     pub sched: Option<Sched>,
+    /// Total CPU time, ns (ticks * 10 ms from /proc).
     #[serde(skip)]
-    cpu_ticks: u64,
+    cpu_ns: u64,
+    /// The cgroup id the path was resolved for (iter; 0 when unknown).
+    #[serde(skip)]
+    cgroup_id: u64,
+    /// Run-queue wait and runs as the kernel last reported them (sums over live threads, which
+    /// drop when a thread exits), and the monotonic totals accumulated from their increases.
+    #[serde(skip)]
+    sched_raw: (u64, u64),
+    #[serde(skip)]
+    sched_total: (u64, u64),
     #[serde(skip)]
     at: Option<Instant>,
+}
+
+impl Usage {
+    /// This usage one interval later for a process the iterator did not report (nothing it
+    /// measures changed): the same totals, zero rates.
+    fn carried(&self, now: Instant) -> Usage {
+        let mut u = self.clone();
+        u.cpu_pct = 0.0;
+        u.read_bps = 0.0;
+        u.write_bps = 0.0;
+        if let Some(s) = &mut u.sched {
+            s.runq_wait_pct = 0.0;
+        }
+        u.at = Some(now);
+        u
+    }
 }
 
 /// System totals: the API's [`SystemInfo`] plus the /proc/stat counters the next CPU% needs.
@@ -61,13 +116,109 @@ pub struct SystemUsage {
     cpu_busy_total: (u64, u64),
 }
 
+/// The iterator's state between sweeps.
+struct IterState {
+    iter: iter::TaskIter,
+    /// Sweeps done; every `full_every`-th one is full.
+    sweeps: u64,
+    full_every: u32,
+    /// This sweep's records (buffer reused).
+    records: Vec<PmTaskSample>,
+    /// Records of processes that had no live table entry when reported (their fork event was
+    /// still on its way): used once the entry appears, until the next full sweep.
+    pending: HashMap<u32, PmTaskSample>,
+    /// cgroup id -> path (`0::` line of /proc/PID/cgroup), cleared at each full sweep so that
+    /// a renamed cgroup is seen within one cycle.
+    cgroup_paths: HashMap<u64, Option<Arc<str>>>,
+    /// Live processes that /proc shows but the last full sweep did not report (seen: the init
+    /// of a sandboxed host, hidden from task iterators): sampled from /proc every tick.
+    proc_only: HashSet<(u32, u64)>,
+}
+
+/// The active sampling source.
+pub struct Sampler {
+    kind: SamplerKind,
+    fallback_reason: Option<String>,
+    iter: Option<IterState>,
+}
+
+impl Sampler {
+    /// Starts the chosen source. `Auto` falls back to /proc with the reason logged.
+    pub fn start(choice: SamplerChoice, full_sweep_every: u32) -> Result<Sampler> {
+        if choice == SamplerChoice::Proc {
+            return Ok(Sampler::proc(None));
+        }
+        match iter::TaskIter::load() {
+            Ok(it) => Ok(Sampler {
+                kind: SamplerKind::Iter,
+                fallback_reason: None,
+                iter: Some(IterState {
+                    iter: it,
+                    sweeps: 0, // the first tick's sweep is a full one
+                    full_every: full_sweep_every.max(1),
+                    records: Vec::new(),
+                    pending: HashMap::new(),
+                    cgroup_paths: HashMap::new(),
+                    proc_only: HashSet::new(),
+                }),
+            }),
+            Err(e) if choice == SamplerChoice::Iter => {
+                bail!("monitor.sampler = \"iter\": the BPF task iterator is unavailable: {e:#}")
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                log::warn!(
+                    "BPF task iterator unavailable: {reason}; sampling usage from /proc instead"
+                );
+                Ok(Sampler::proc(Some(reason)))
+            }
+        }
+    }
+
+    /// The /proc sampler (`reason`: why not the iterator, when it was wanted).
+    pub fn proc(reason: Option<String>) -> Sampler {
+        Sampler {
+            kind: SamplerKind::Proc,
+            fallback_reason: reason,
+            iter: None,
+        }
+    }
+
+    pub fn kind(&self) -> SamplerKind {
+        self.kind
+    }
+
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+}
+
+/// The scheduling tracer as the monitor sees it: attached, failed, or not requested.
+#[derive(Default)]
+pub struct SchedTracer {
+    pub reader: Option<SchedReader>,
+    pub error: Option<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    samples: u64,
+    last_ms: f64,
+    last_records: u64,
+}
+
 pub struct Monitor {
     /// Per-process usage history (bounded rings, see `history`).
-    pub history: std::sync::Mutex<History>,
+    pub history: Mutex<History>,
     pub usage: RwLock<HashMap<u32, Usage>>,
     pub system: RwLock<SystemUsage>,
-    /// Table entries whose process could not be found at the last sample.
-    missing: std::sync::Mutex<std::collections::HashSet<(u32, u64)>>,
+    /// Table entries whose process could not be found at the last (full) sample.
+    missing: Mutex<HashSet<(u32, u64)>>,
+    /// Locked by the sampling task only.
+    sampler: Mutex<Sampler>,
+    sched: SchedTracer,
+    interval: Duration,
+    counters: Mutex<Counters>,
 }
 
 fn page_size() -> u64 {
@@ -78,85 +229,211 @@ fn ticks() -> f64 {
     procfs::ticks_per_second() as f64
 }
 
-/// Reads one process's usage; `prev` gives the deltas for rates.
+fn pct(part: f64, whole: f64) -> f32 {
+    if whole > 0.0 {
+        (part / whole * 100.0) as f32
+    } else {
+        0.0
+    }
+}
+
+/// The cgroup v2 path of `pid` (`0::` line of /proc/PID/cgroup).
+fn read_cgroup(pid: u32) -> Option<Arc<str>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    procman_cgroup::parse_proc_cgroup(&text).map(Arc::from)
+}
+
+/// The command line of `pid`, arguments joined by spaces ("" for kernel threads).
+fn read_cmdline(pid: u32) -> Arc<str> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let parts: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    parts.join(" ").into()
+}
+
+/// (run_delay ns, pcount) of the main thread, from /proc/PID/schedstat
+/// ("sum_exec_runtime run_delay pcount").
+fn read_schedstat(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let mut f = text.split_whitespace().skip(1).map(|v| v.parse::<u64>());
+    Some((f.next()?.ok()?, f.next()?.ok()?))
+}
+
+/// Run-queue wait statistics from the kernel's cumulative counters: `raw` is (run_delay ns,
+/// pcount) as read now; the totals only grow (a thread's share leaves the live sum when it
+/// exits).
+fn sched_from(
+    raw: (u64, u64),
+    max_ns: Option<u64>,
+    cpu_ns: u64,
+    prev: Option<&Usage>,
+    now: Instant,
+) -> (Sched, (u64, u64)) {
+    let total = match prev {
+        Some(p) => (
+            p.sched_total.0 + raw.0.saturating_sub(p.sched_raw.0),
+            p.sched_total.1 + raw.1.saturating_sub(p.sched_raw.1),
+        ),
+        None => raw,
+    };
+    let runq_wait_pct = match prev.and_then(|p| p.at.map(|at| (p, now - at))) {
+        Some((p, dt)) if dt > Duration::from_millis(10) => pct(
+            total.0.saturating_sub(p.sched_total.0) as f64 / 1e9,
+            dt.as_secs_f64(),
+        ),
+        _ => 0.0,
+    };
+    (
+        Sched {
+            oncpu_s: cpu_ns as f64 / 1e9,
+            runq_wait_s: total.0 as f64 / 1e9,
+            runq_waits: total.1,
+            runq_max_ms: max_ns.map(|m| m as f64 / 1e6),
+            runq_wait_pct,
+        },
+        total,
+    )
+}
+
+/// Rates over the interval since `prev` was taken: (cpu %, read B/s, write B/s).
+fn rates(prev: Option<&Usage>, now: Instant, cpu_ns: u64, rd: u64, wr: u64) -> (f32, f64, f64) {
+    match prev.and_then(|u| u.at.map(|at| (u, now - at))) {
+        Some((u, dt)) if dt > Duration::from_millis(10) => {
+            let secs = dt.as_secs_f64();
+            (
+                pct(cpu_ns.saturating_sub(u.cpu_ns) as f64 / 1e9, secs),
+                rd.saturating_sub(u.read_bytes) as f64 / secs,
+                wr.saturating_sub(u.write_bytes) as f64 / secs,
+            )
+        }
+        _ => (0.0, 0.0, 0.0),
+    }
+}
+
+/// Reads one process's usage from /proc; `prev` gives the deltas for rates.
 fn sample_process(
     pid: u32,
     start_ticks: u64,
     prev: Option<&Usage>,
     mem_total: u64,
     now: Instant,
-    sched: Option<&SchedReader>,
+    tracer: Option<&SchedReader>,
 ) -> Option<Usage> {
     let p = procfs::process::Process::new(pid as i32).ok()?;
     let stat = p.stat().ok()?;
     if start_ticks != 0 && stat.starttime != start_ticks {
         return None; // the pid now names another process; the table will learn it from events
     }
-    let cpu_ticks = stat.utime + stat.stime;
+    let cpu_ns = ((stat.utime + stat.stime) as f64 / ticks() * 1e9) as u64;
     let rss_bytes = stat.rss * page_size();
     let (read_bytes, write_bytes) = p
         .io()
         .map(|io| (io.read_bytes, io.write_bytes))
         .unwrap_or((0, 0));
     let prev = prev.filter(|u| u.start_ticks == stat.starttime);
-    let cmdline: Arc<str> = match prev {
+    let cmdline = match prev {
         Some(u) => u.cmdline.clone(),
-        None => p.cmdline().map(|v| v.join(" ")).unwrap_or_default().into(),
+        None => read_cmdline(pid),
     };
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .ok()
-        .and_then(|t| procman_cgroup::parse_proc_cgroup(&t))
-        .map(Arc::from);
-    let (cpu_pct, read_bps, write_bps) = match prev.and_then(|u| u.at.map(|at| (u, now - at))) {
-        Some((u, dt)) if dt > Duration::from_millis(10) => {
-            let secs = dt.as_secs_f64();
-            (
-                (cpu_ticks.saturating_sub(u.cpu_ticks) as f64 / ticks() / secs * 100.0) as f32,
-                read_bytes.saturating_sub(u.read_bytes) as f64 / secs,
-                write_bytes.saturating_sub(u.write_bytes) as f64 / secs,
-            )
+    let cgroup = read_cgroup(pid);
+    let (cpu_pct, read_bps, write_bps) = rates(prev, now, cpu_ns, read_bytes, write_bytes);
+    let traced = tracer.and_then(|r| r.get(pid));
+    let (sched, sched_raw, sched_total) = match read_schedstat(pid) {
+        Some(raw) => {
+            let (s, total) = sched_from(raw, traced.map(|t| t.runq_max_ns), cpu_ns, prev, now);
+            (Some(s), raw, total)
         }
-        _ => (0.0, 0.0, 0.0),
+        None => (None, (0, 0), (0, 0)),
     };
-    let sched = sched.and_then(|r| r.get(pid)).map(|st| {
-        let runq_wait_s = st.runq_ns as f64 / 1e9;
-        let runq_wait_pct = match prev.and_then(|u| u.sched.map(|s| (s, u.at))) {
-            Some((ps, Some(at))) if now > at => {
-                ((runq_wait_s - ps.runq_wait_s).max(0.0) / (now - at).as_secs_f64() * 100.0) as f32
-            }
-            _ => 0.0,
-        };
-        Sched {
-            oncpu_s: st.oncpu_ns as f64 / 1e9,
-            runq_wait_s,
-            runq_waits: st.runq_count,
-            runq_max_ms: st.runq_max_ns as f64 / 1e6,
-            runq_wait_pct,
-        }
-    });
     Some(Usage {
         sched,
         start_ticks: stat.starttime,
         state: stat.state,
         cpu_pct,
         rss_bytes,
-        mem_pct: if mem_total > 0 {
-            (rss_bytes as f64 / mem_total as f64 * 100.0) as f32
-        } else {
-            0.0
-        },
+        mem_pct: pct(rss_bytes as f64, mem_total as f64),
         threads: stat.num_threads.max(0) as u32,
         nice: stat.nice as i32,
         read_bytes,
         write_bytes,
         read_bps,
         write_bps,
-        cpu_time_s: cpu_ticks as f64 / ticks(),
+        cpu_time_s: cpu_ns as f64 / 1e9,
         cmdline,
         cgroup,
-        cpu_ticks,
+        cpu_ns,
+        cgroup_id: 0,
+        sched_raw,
+        sched_total,
         at: Some(now),
     })
+}
+
+/// One process's usage from an iterator record; `prev` gives the deltas for rates.
+fn usage_from_record(
+    r: &PmTaskSample,
+    prev: Option<&Usage>,
+    mem_total: u64,
+    now: Instant,
+    tracer: Option<&SchedReader>,
+    cgroup_paths: &mut HashMap<u64, Option<Arc<str>>>,
+) -> Usage {
+    let start_ticks = ns_to_ticks(r.start_ns);
+    let prev = prev.filter(|u| u.start_ticks == start_ticks);
+    let rss_bytes = r.rss_pages * page_size();
+    let (read_bytes, write_bytes) = if r.flags & abi::PM_TS_IO != 0 {
+        (r.read_bytes, r.write_bytes)
+    } else {
+        (0, 0)
+    };
+    let (cpu_pct, read_bps, write_bps) = rates(prev, now, r.oncpu_ns, read_bytes, write_bytes);
+    let cmdline = match prev {
+        Some(u) => u.cmdline.clone(),
+        None => read_cmdline(r.tgid),
+    };
+    let cgroup = match prev {
+        Some(u) if u.cgroup_id == r.cgroup_id => u.cgroup.clone(),
+        _ => cgroup_paths
+            .entry(r.cgroup_id)
+            .or_insert_with(|| read_cgroup(r.tgid))
+            .clone(),
+    };
+    let max_ns = tracer
+        .and_then(|t| t.get(r.tgid))
+        .map(|t| t.runq_max_ns)
+        .or((r.flags & abi::PM_TS_MAX_DELAY != 0).then_some(r.max_delay_ns));
+    let raw = (r.run_delay_ns, r.pcount);
+    let (sched, sched_total) = if r.flags & abi::PM_TS_SCHED_INFO != 0 {
+        let (s, t) = sched_from(raw, max_ns, r.oncpu_ns, prev, now);
+        (Some(s), t)
+    } else {
+        (None, (0, 0))
+    };
+    Usage {
+        start_ticks,
+        state: r.state_char(),
+        cpu_pct,
+        rss_bytes,
+        mem_pct: pct(rss_bytes as f64, mem_total as f64),
+        threads: r.nr_threads,
+        nice: r.nice,
+        read_bytes,
+        write_bytes,
+        read_bps,
+        write_bps,
+        cpu_time_s: r.oncpu_ns as f64 / 1e9,
+        cmdline,
+        cgroup,
+        sched,
+        cpu_ns: r.oncpu_ns,
+        cgroup_id: r.cgroup_id,
+        sched_raw: raw,
+        sched_total,
+        at: Some(now),
+    }
 }
 
 /// Unix time, seconds.
@@ -241,92 +518,266 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
     }
 }
 
+/// What one sample found, for the bookkeeping shared by both sources.
+struct Sweep {
+    next: HashMap<u32, Usage>,
+    /// Live entries not found (only known at /proc samples and full sweeps).
+    missing: Option<HashSet<(u32, u64)>>,
+    /// Exited entries no longer shown: reaped.
+    reaped: Vec<(u32, u64)>,
+    records: u64,
+}
+
 impl Monitor {
-    /// Samples every process in the table and the system totals (blocking /proc reads).
+    pub fn new(
+        history_samples: usize,
+        history_retention_s: u32,
+        interval: Duration,
+        sampler: Sampler,
+        sched: SchedTracer,
+    ) -> Monitor {
+        Monitor {
+            history: Mutex::new(History::new(history_samples, history_retention_s)),
+            usage: Default::default(),
+            system: Default::default(),
+            missing: Default::default(),
+            sampler: Mutex::new(sampler),
+            sched,
+            interval,
+            counters: Default::default(),
+        }
+    }
+
+    /// Which sampler runs, how it did, and the scheduling tracer's state.
+    pub fn status(&self) -> SamplerStatus {
+        let (kind, fallback_reason, full_sweep_every) = {
+            let s = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                s.kind,
+                s.fallback_reason.clone(),
+                s.iter.as_ref().map_or(0, |i| i.full_every),
+            )
+        };
+        let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        SamplerStatus {
+            kind,
+            fallback_reason,
+            interval_s: self.interval.as_secs_f64(),
+            full_sweep_every,
+            samples: c.samples,
+            last_sample_ms: c.last_ms,
+            last_records: c.last_records,
+            sched_tracing: self.sched.reader.is_some(),
+            sched_tracing_error: self.sched.error.clone(),
+        }
+    }
+
+    /// Samples every process in the table and the system totals (blocking: BPF iterator
+    /// reads or /proc reads; run it off the async workers).
     ///
     /// Returns the table entries (pid, start ticks) that are gone: exited processes (zombies)
-    /// that /proc no longer shows, i.e. were reaped; and live entries missing from /proc at
-    /// this sample and the previous one, for which no exit event will come.
-    pub fn sample(
-        &self,
-        table: &RwLock<ProcTable>,
-        sched: Option<&SchedReader>,
-    ) -> Vec<(u32, u64)> {
-        let now = Instant::now();
+    /// that the kernel no longer shows, i.e. were reaped; and live entries missing at this
+    /// sample and the previous one (full sweeps only, for the iterator), for which no exit
+    /// event will come.
+    pub fn sample(&self, table: &RwLock<ProcTable>) -> Vec<(u32, u64)> {
+        let t0 = Instant::now();
+        let now = t0;
         let prev_sys = self.system.read().map(|s| s.clone()).unwrap_or_default();
         let sys = sample_system(&prev_sys);
         // Which processes to sample: a snapshot of the table, taken without holding the lock
-        // during the /proc reads.
+        // during the reads.
         let ids: Vec<(u32, u64, bool)> = table // (pid, start, exited)
             .read()
             .map(|t| t.iter().map(|e| (e.pid, e.start_ticks, e.exited)).collect())
             .unwrap_or_default();
-        let mut next = HashMap::with_capacity(ids.len());
-        let mut missing = std::collections::HashSet::new();
-        let mut reaped = Vec::new();
-        {
+        let mem_total = sys.info.mem_total_bytes;
+        let sweep = {
+            let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
             // readers (the API) share this lock; only the swap below excludes them
             let prev = self.usage.read().unwrap_or_else(|e| e.into_inner());
-            // One readdir of /proc tells which pids exist: entries of processes that are gone
-            // (most exited ones during a spawn storm) cost no per-process open.
-            let live = live_pids();
-            for &(pid, start, exited) in &ids {
-                if !live.contains(&pid) {
-                    if exited {
-                        reaped.push((pid, start));
-                    } else {
-                        missing.insert((pid, start));
-                    }
-                    continue;
+            let iter_result = sampler
+                .iter
+                .as_mut()
+                .map(|st| self.sample_iter(st, &ids, &prev, mem_total, now));
+            match iter_result {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    let reason = format!("the task iterator failed: {e:#}");
+                    log::error!("{reason}; sampling usage from /proc from now on");
+                    *sampler = Sampler::proc(Some(reason));
+                    self.sample_proc(&ids, &prev, mem_total, now)
                 }
-                if exited {
-                    // a zombie: nothing to measure; gone from /proc means reaped
-                    if !still_there(pid, start) {
-                        reaped.push((pid, start));
-                    }
-                    continue;
-                }
-                match sample_process(
-                    pid,
-                    start,
-                    prev.get(&pid),
-                    sys.info.mem_total_bytes,
-                    now,
-                    sched,
-                ) {
-                    Some(u) => {
-                        next.insert(pid, u);
-                    }
-                    None => {
-                        missing.insert((pid, start));
-                    }
-                }
+                None => self.sample_proc(&ids, &prev, mem_total, now),
             }
-        }
-        let mut vanished = {
-            let mut prev_missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
-            let v: Vec<(u32, u64)> = missing.intersection(&prev_missing).copied().collect();
-            *prev_missing = missing;
-            v
         };
-        vanished.extend(reaped);
-        self.record_history(&next, &ids, &vanished);
+        let mut vanished = match sweep.missing {
+            Some(missing) => {
+                let mut prev_missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+                let v: Vec<(u32, u64)> = missing.intersection(&prev_missing).copied().collect();
+                *prev_missing = missing;
+                v
+            }
+            None => Vec::new(),
+        };
+        vanished.extend(sweep.reaped);
+        self.record_history(&sweep.next, &ids, &vanished);
         if let Ok(mut u) = self.usage.write() {
-            *u = next;
+            *u = sweep.next;
         }
         if let Ok(mut s) = self.system.write() {
             *s = sys;
         }
+        let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        c.samples += 1;
+        c.last_ms = t0.elapsed().as_secs_f64() * 1e3;
+        c.last_records = sweep.records;
         vanished
     }
 
-    pub fn new(history_samples: usize, history_retention_s: u32) -> Monitor {
-        Monitor {
-            history: std::sync::Mutex::new(History::new(history_samples, history_retention_s)),
-            usage: Default::default(),
-            system: Default::default(),
-            missing: Default::default(),
+    /// The /proc sampler: every table entry's files, every tick.
+    fn sample_proc(
+        &self,
+        ids: &[(u32, u64, bool)],
+        prev: &HashMap<u32, Usage>,
+        mem_total: u64,
+        now: Instant,
+    ) -> Sweep {
+        let mut next = HashMap::with_capacity(ids.len());
+        let mut missing = HashSet::new();
+        let mut reaped = Vec::new();
+        // One readdir of /proc tells which pids exist: entries of processes that are gone
+        // (most exited ones during a spawn storm) cost no per-process open.
+        let live = live_pids();
+        for &(pid, start, exited) in ids {
+            if !live.contains(&pid) {
+                if exited {
+                    reaped.push((pid, start));
+                } else {
+                    missing.insert((pid, start));
+                }
+                continue;
+            }
+            if exited {
+                // a zombie: nothing to measure; gone from /proc means reaped
+                if !still_there(pid, start) {
+                    reaped.push((pid, start));
+                }
+                continue;
+            }
+            match sample_process(
+                pid,
+                start,
+                prev.get(&pid),
+                mem_total,
+                now,
+                self.sched.reader.as_ref(),
+            ) {
+                Some(u) => {
+                    next.insert(pid, u);
+                }
+                None => {
+                    missing.insert((pid, start));
+                }
+            }
         }
+        let records = next.len() as u64;
+        Sweep {
+            next,
+            missing: Some(missing),
+            reaped,
+            records,
+        }
+    }
+
+    /// The iterator sampler: one sweep; processes it did not report keep their totals with
+    /// zero rates.
+    fn sample_iter(
+        &self,
+        st: &mut IterState,
+        ids: &[(u32, u64, bool)],
+        prev: &HashMap<u32, Usage>,
+        mem_total: u64,
+        now: Instant,
+    ) -> Result<Sweep> {
+        let full = st.sweeps.is_multiple_of(u64::from(st.full_every));
+        st.sweeps += 1;
+        st.iter.sweep(full, &mut st.records)?;
+        if full {
+            st.pending.clear();
+            st.cgroup_paths.clear();
+            st.proc_only.clear();
+        }
+        let reported: HashMap<u32, &PmTaskSample> =
+            st.records.iter().map(|r| (r.tgid, r)).collect();
+        let tracer = self.sched.reader.as_ref();
+        let mut next = HashMap::with_capacity(ids.len());
+        let mut missing = HashSet::new();
+        let mut reaped = Vec::new();
+        let mut matched = HashSet::new();
+        let mut proc_reads = 0u64;
+        for &(pid, start, exited) in ids {
+            let same = |r: &&PmTaskSample| start == 0 || ns_to_ticks(r.start_ns) == start;
+            let rec = reported.get(&pid).copied().filter(same);
+            if exited {
+                // exiting processes and zombies are in every sweep: absent means reaped
+                if rec.is_none() {
+                    reaped.push((pid, start));
+                }
+                continue;
+            }
+            let Some(r) = rec.or_else(|| st.pending.get(&pid).filter(same)) else {
+                // not reported: unchanged since the last sweep, gone, or not visible to the
+                // iterator (then /proc tells)
+                let prev_u = prev.get(&pid);
+                if full || st.proc_only.contains(&(pid, start)) {
+                    proc_reads += 1;
+                    match sample_process(pid, start, prev_u, mem_total, now, tracer) {
+                        Some(u) => {
+                            st.proc_only.insert((pid, start));
+                            next.insert(pid, u);
+                        }
+                        None => {
+                            missing.insert((pid, start));
+                        }
+                    }
+                } else if let Some(u) = prev_u.filter(|u| u.start_ticks == start || start == 0) {
+                    next.insert(pid, u.carried(now));
+                }
+                continue;
+            };
+            matched.insert(pid);
+            if r.flags & abi::PM_TS_TRUNCATED != 0 {
+                // more threads than the kernel side walks: /proc has the exact sums
+                proc_reads += 1;
+                if let Some(u) = sample_process(pid, start, prev.get(&pid), mem_total, now, tracer)
+                {
+                    next.insert(pid, u);
+                }
+                continue;
+            }
+            let u = usage_from_record(
+                r,
+                prev.get(&pid),
+                mem_total,
+                now,
+                tracer,
+                &mut st.cgroup_paths,
+            );
+            next.insert(pid, u);
+        }
+        // reported before the table knew them: keep for when their entry appears
+        for r in &st.records {
+            if !matched.contains(&r.tgid) && r.flags & abi::PM_TS_EXITING == 0 {
+                st.pending.insert(r.tgid, *r);
+            }
+        }
+        st.pending.retain(|pid, _| !matched.contains(pid));
+        Ok(Sweep {
+            next,
+            missing: full.then_some(missing),
+            reaped,
+            records: st.records.len() as u64 + proc_reads,
+        })
     }
 
     /// Appends this sample to each process's history; marks ended processes.
@@ -338,10 +789,9 @@ impl Monitor {
     ) {
         let now = unix_now();
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        for u in usage.iter().map(|(pid, u)| ((*pid, u.start_ticks), u)) {
-            let (id, u) = u;
+        for (pid, u) in usage {
             h.push(
-                id,
+                (*pid, u.start_ticks),
                 Sample {
                     t: now,
                     repeat: 1,

@@ -52,4 +52,33 @@ struct pm_sched_stat {
 	__u64 runq_max_ns;/* longest single wait */
 };
 
+/*
+ * One record of the sampler's task iterator (sampler.bpf.c): the usage of one process, summed
+ * over its threads, written with bpf_seq_write() and read from the iterator's fd.
+ */
+#define PM_TS_SCHED_INFO 1u  /* run_delay_ns and pcount are valid (CONFIG_SCHED_INFO) */
+#define PM_TS_MAX_DELAY 2u   /* max_delay_ns is valid (sched_info.max_run_delay, 6.14+) */
+#define PM_TS_IO 4u          /* read_bytes and write_bytes are valid (CONFIG_TASK_IO_ACCOUNTING) */
+#define PM_TS_KTHREAD 8u     /* a kernel thread */
+#define PM_TS_EXITING 16u    /* exiting or a zombie (always reported, so a reaped one is noticed) */
+#define PM_TS_TRUNCATED 32u  /* more threads than the kernel side walks: sums are partial */
+
+struct pm_task_sample {
+	__u32 tgid;
+	__u32 flags;         /* PM_TS_* */
+	__u64 start_ns;      /* start_boottime: ns since boot (/proc/PID/stat field 22 in ns) */
+	__u64 oncpu_ns;      /* signal->sum_sched_runtime + every live thread's se.sum_exec_runtime */
+	__u64 run_delay_ns;  /* sum of live threads' sched_info.run_delay (run-queue wait) */
+	__u64 pcount;        /* sum of live threads' sched_info.pcount (times run on a CPU) */
+	__u64 max_delay_ns;  /* longest single run-queue wait of any live thread (6.14+) */
+	__u64 rss_pages;     /* mm->rss_stat: file + anon + shmem pages */
+	__u64 read_bytes;    /* storage IO as /proc/PID/io: signal->ioac + live threads' ioac */
+	__u64 write_bytes;
+	__u64 cgroup_id;     /* cgroup v2 inode (task->cgroups->dfl_cgrp) */
+	__u32 state;         /* the leader's task->__state (->state before 5.14) */
+	__u32 exit_state;    /* the leader's task->exit_state */
+	__s32 nice;          /* static_prio - 120 */
+	__u32 nr_threads;    /* signal->nr_threads */
+};
+
 #endif

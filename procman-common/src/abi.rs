@@ -47,6 +47,101 @@ pub struct PmSchedStat {
     pub runq_max_ns: u64,
 }
 
+pub const PM_TS_SCHED_INFO: u32 = 1;
+pub const PM_TS_MAX_DELAY: u32 = 2;
+pub const PM_TS_IO: u32 = 4;
+pub const PM_TS_KTHREAD: u32 = 8;
+pub const PM_TS_EXITING: u32 = 16;
+pub const PM_TS_TRUNCATED: u32 = 32;
+
+/// `struct pm_task_sample`: one process as the sampler's task iterator reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmTaskSample {
+    pub tgid: u32,
+    pub flags: u32,
+    pub start_ns: u64,
+    pub oncpu_ns: u64,
+    pub run_delay_ns: u64,
+    pub pcount: u64,
+    pub max_delay_ns: u64,
+    pub rss_pages: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub cgroup_id: u64,
+    pub state: u32,
+    pub exit_state: u32,
+    pub nice: i32,
+    pub nr_threads: u32,
+}
+
+impl PmTaskSample {
+    pub const SIZE: usize = std::mem::size_of::<PmTaskSample>();
+
+    /// Reads a record from the iterator's output. `None` if the buffer is too short.
+    pub fn from_bytes(buf: &[u8]) -> Option<PmTaskSample> {
+        if buf.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: PmTaskSample is repr(C), made only of integers (every bit pattern is valid),
+        // and the length was checked; read_unaligned copes with any alignment.
+        Some(unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const PmTaskSample) })
+    }
+
+    /// The state letter /proc/PID/stat shows for these raw `__state` / `exit_state` values
+    /// (fs/proc/array.c task_state_index: "RSDTtXZPI").
+    pub fn state_char(&self) -> char {
+        const TASK_REPORT: u32 = 0x7f;
+        const TASK_UNINTERRUPTIBLE: u32 = 0x2;
+        const TASK_NOLOAD: u32 = 0x400;
+        const TASK_IDLE: u32 = TASK_UNINTERRUPTIBLE | TASK_NOLOAD;
+        const TASK_RTLOCK_WAIT: u32 = 0x1000;
+        const TASK_FROZEN: u32 = 0x8000;
+        let mut st = (self.state | self.exit_state) & TASK_REPORT;
+        if self.state & TASK_IDLE == TASK_IDLE {
+            st = TASK_REPORT + 1; // TASK_REPORT_IDLE
+        }
+        if self.state & (TASK_RTLOCK_WAIT | TASK_FROZEN) != 0 {
+            st = TASK_UNINTERRUPTIBLE; // reported as D, as /proc does
+        }
+        // fls(): index of the highest set bit, 1-based; 0 for none
+        let idx = (32 - st.leading_zeros()) as usize;
+        b"RSDTtXZPI".get(idx).map(|&c| c as char).unwrap_or('?')
+    }
+}
+
+/// (field name, offset, size) of every `PmTaskSample` field, in declaration order.
+pub fn task_sample_layout() -> Vec<(&'static str, usize, usize)> {
+    use std::mem::{offset_of, size_of_val};
+    let e = PmTaskSample::default();
+    macro_rules! f {
+        ($name:ident) => {
+            (
+                stringify!($name),
+                offset_of!(PmTaskSample, $name),
+                size_of_val(&e.$name),
+            )
+        };
+    }
+    vec![
+        f!(tgid),
+        f!(flags),
+        f!(start_ns),
+        f!(oncpu_ns),
+        f!(run_delay_ns),
+        f!(pcount),
+        f!(max_delay_ns),
+        f!(rss_pages),
+        f!(read_bytes),
+        f!(write_bytes),
+        f!(cgroup_id),
+        f!(state),
+        f!(exit_state),
+        f!(nice),
+        f!(nr_threads),
+    ]
+}
+
 impl PmEvent {
     pub const SIZE: usize = std::mem::size_of::<PmEvent>();
 
@@ -132,7 +227,24 @@ mod tests {
                 format!("{name}: size differs from Rust ({size})"),
             );
         }
-        let consts: [(&str, u64); 11] = [
+        line(
+            format!("sizeof(struct pm_task_sample) == {}", PmTaskSample::SIZE),
+            format!(
+                "sizeof(struct pm_task_sample) != {} (Rust)",
+                PmTaskSample::SIZE
+            ),
+        );
+        for (name, off, size) in task_sample_layout() {
+            line(
+                format!("offsetof(struct pm_task_sample, {name}) == {off}"),
+                format!("pm_task_sample.{name}: offset differs from Rust ({off})"),
+            );
+            line(
+                format!("sizeof(((struct pm_task_sample *)0)->{name}) == {size}"),
+                format!("pm_task_sample.{name}: size differs from Rust ({size})"),
+            );
+        }
+        let consts: [(&str, u64); 17] = [
             ("PM_COMM_LEN", PM_COMM_LEN as u64),
             ("PM_FILENAME_LEN", PM_FILENAME_LEN as u64),
             ("PM_EV_FORK", PM_EV_FORK as u64),
@@ -144,6 +256,12 @@ mod tests {
             ("PM_CNT_SUBMITTED", PM_CNT_SUBMITTED as u64),
             ("PM_CNT_DROPPED", PM_CNT_DROPPED as u64),
             ("PM_CNT_MAX", PM_CNT_MAX as u64),
+            ("PM_TS_SCHED_INFO", PM_TS_SCHED_INFO as u64),
+            ("PM_TS_MAX_DELAY", PM_TS_MAX_DELAY as u64),
+            ("PM_TS_IO", PM_TS_IO as u64),
+            ("PM_TS_KTHREAD", PM_TS_KTHREAD as u64),
+            ("PM_TS_EXITING", PM_TS_EXITING as u64),
+            ("PM_TS_TRUNCATED", PM_TS_TRUNCATED as u64),
         ];
         for (name, off) in [
             ("oncpu_ns", std::mem::offset_of!(PmSchedStat, oncpu_ns)),
@@ -188,13 +306,41 @@ mod tests {
 
     #[test]
     fn rust_layout_has_no_padding() {
-        let sum: usize = field_layout().iter().map(|f| f.2).sum();
-        assert_eq!(sum, PmEvent::SIZE, "implicit padding in PmEvent");
-        let mut end = 0;
-        for (name, off, size) in field_layout() {
-            assert_eq!(off, end, "gap before {name}");
-            end = off + size;
+        for (layout, size) in [
+            (field_layout(), PmEvent::SIZE),
+            (task_sample_layout(), PmTaskSample::SIZE),
+        ] {
+            let sum: usize = layout.iter().map(|f| f.2).sum();
+            assert_eq!(sum, size, "implicit padding");
+            let mut end = 0;
+            for (name, off, size) in layout {
+                assert_eq!(off, end, "gap before {name}");
+                end = off + size;
+            }
         }
+    }
+
+    #[test]
+    fn task_state_letters_match_proc() {
+        let st = |state: u32, exit_state: u32| {
+            PmTaskSample {
+                state,
+                exit_state,
+                ..Default::default()
+            }
+            .state_char()
+        };
+        assert_eq!(st(0, 0), 'R');
+        assert_eq!(st(1, 0), 'S');
+        assert_eq!(st(2, 0), 'D');
+        assert_eq!(st(4, 0), 'T');
+        assert_eq!(st(8, 0), 't');
+        assert_eq!(st(0, 0x20), 'Z'); // EXIT_ZOMBIE
+        assert_eq!(st(0, 0x10), 'X'); // EXIT_DEAD
+        assert_eq!(st(0x402, 0), 'I'); // TASK_IDLE
+        assert_eq!(st(0x101, 0), 'S'); // TASK_WAKEKILL | TASK_INTERRUPTIBLE: not reported bits
+        assert_eq!(st(0x8001, 0), 'D'); // frozen
+        assert_eq!(st(0x40, 0), 'P'); // parked kthread
     }
 
     /// The C header, compiled for the host and for the BPF target, agrees with the Rust layout.

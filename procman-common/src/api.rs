@@ -220,6 +220,52 @@ impl fmt::Display for SourceKind {
     }
 }
 
+/// How per-process usage is sampled.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// A BPF task iterator (`iter/task`): one sweep over the kernel's task list per tick.
+    Iter,
+    /// Reading /proc/PID/{stat,io,schedstat,...} per process (the fallback).
+    Proc,
+}
+
+impl fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SamplerKind::Iter => "iter",
+            SamplerKind::Proc => "proc",
+        })
+    }
+}
+
+/// The sampler's part of `GET /api/status`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct SamplerStatus {
+    pub kind: SamplerKind,
+    /// Why the BPF task iterator is not in use, when it is not (and was not refused by config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// Seconds between samples.
+    pub interval_s: f64,
+    /// Every how many samples the iterator reports every process (the others report only
+    /// processes whose usage changed).
+    #[serde(default)]
+    pub full_sweep_every: u32,
+    /// Samples taken since the agent started.
+    pub samples: u64,
+    /// Wall time of the last sample (the sweep or /proc reads plus bookkeeping), milliseconds.
+    pub last_sample_ms: f64,
+    /// Processes reported by the kernel in the last sweep (iter), or read from /proc (proc).
+    pub last_records: u64,
+    /// The scheduling tracer (`events.sched_stats`: sched_switch/sched_wakeup) is attached.
+    #[serde(default)]
+    pub sched_tracing: bool,
+    /// Why the scheduling tracer was requested but is not attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched_tracing_error: Option<String>,
+}
+
 /// `GET /api/status`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct AgentStatus {
@@ -266,6 +312,9 @@ pub struct AgentStatus {
     /// What enforcement can do on this host.
     #[serde(default)]
     pub enforcement: EnforcementStatus,
+    /// Which sampler is active and why a fallback was taken (absent from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerStatus>,
 }
 
 /// `AgentStatus.enforcement`: the cgroup side as the agent found it.
@@ -431,16 +480,20 @@ pub struct ProcessInfo {
     pub sched: Option<SchedInfo>,
 }
 
-/// Scheduling statistics of a process, aggregated in the kernel over all its threads.
+/// Scheduling statistics of a process, from the kernel's own accounting (`sched_info`, read by
+/// the task iterator over all live threads, or /proc/PID/schedstat for the main thread).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default)]
 pub struct SchedInfo {
     /// Time on a CPU, seconds.
     pub oncpu_s: f64,
     /// Time runnable but waiting for a CPU (run-queue latency), seconds.
     pub runq_wait_s: f64,
+    /// Times the process was run on a CPU (each after a wait, possibly of zero length).
     pub runq_waits: u64,
-    /// Longest single run-queue wait, milliseconds.
-    pub runq_max_ms: f64,
+    /// Longest single run-queue wait, milliseconds: from the kernel's `max_run_delay` (6.14+)
+    /// or the opt-in scheduling tracer (`events.sched_stats`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runq_max_ms: Option<f64>,
     /// Share of the last sampling interval spent waiting for a CPU, percent.
     pub runq_wait_pct: f32,
 }

@@ -57,7 +57,7 @@ pub fn decode(e: &PmEvent) -> Option<ProcEvent> {
 }
 
 /// Why BPF cannot work here, checked before loading so the message names the real cause.
-fn preflight() -> Result<()> {
+pub(crate) fn preflight() -> Result<()> {
     if !Path::new(BTF_PATH).exists() {
         bail!(
             "the kernel exposes no BTF ({BTF_PATH} is missing; a kernel built with \
@@ -68,7 +68,7 @@ fn preflight() -> Result<()> {
 }
 
 /// Rewrites a load error into one sentence about its cause.
-fn explain(err: anyhow::Error) -> anyhow::Error {
+pub(crate) fn explain(err: anyhow::Error) -> anyhow::Error {
     let text = format!("{err:#}");
     // EPERM is a missing privilege; EACCES from BPF_PROG_LOAD is the verifier rejecting a
     // program, which is a bug (or an unsupported kernel), not a permission problem.
@@ -108,17 +108,9 @@ fn load(opts: &SourceOptions) -> Result<(Ebpf, Btf)> {
         .override_global("emit_threads", &threads, true)
         .override_global("wakeup_bytes", &wakeup_bytes, true)
         .map_max_entries("events", opts.ring_bytes)
-        // task_ts is task-local storage, which aya 0.14 has no Rust type for; only the kernel
-        // side uses it
-        .allow_unsupported_maps()
         .load(procman_ebpf::OBJECT)
         .context("loading the BPF object")?;
-    let sched: &[(&str, &str)] = if opts.sched_stats {
-        procman_ebpf::SCHED_PROGRAMS
-    } else {
-        &[]
-    };
-    for (prog, tp) in procman_ebpf::PROGRAMS.iter().chain(sched) {
+    for (prog, tp) in procman_ebpf::PROGRAMS {
         let p: &mut BtfTracePoint = ebpf
             .program_mut(prog)
             .with_context(|| format!("BPF program {prog} missing from the object"))?
@@ -151,15 +143,6 @@ pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<Source
     let ring = RingBuf::try_from(ebpf.take_map("events").context("map events missing")?)?;
     let counters_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(ebpf.take_map("counters").context("map counters missing")?)?;
-    let sched = if opts.sched_stats {
-        let map = BpfHashMap::try_from(
-            ebpf.take_map("sched_stats")
-                .context("map sched_stats missing")?,
-        )?;
-        Some(Arc::new(SchedReader(std::sync::Mutex::new(map))))
-    } else {
-        None
-    };
     let counters = Arc::new(SourceCounters::default());
     // SAFETY: the RingBuf owns the map fd and lives inside the AsyncFd, so the fd stays open
     // for as long as it is registered.
@@ -178,33 +161,11 @@ pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<Source
         tx,
     ));
     // The Ebpf object owns the program links: keep it alive as long as the source is.
-    let mut info = SourceInfo::new(
+    Ok(SourceInfo::new(
         SourceKind::Bpf,
         counters,
         Box::new(std::sync::Mutex::new(ebpf)),
-    );
-    info.sched = sched;
-    Ok(info)
-}
-
-/// `struct pm_sched_stat` as a map value (aya's Pod is implemented here because the type
-/// lives in procman-common, which does not depend on aya).
-#[repr(transparent)]
-#[derive(Clone, Copy)]
-pub struct SchedStatValue(pub abi::PmSchedStat);
-
-// SAFETY: repr(C) struct of four u64, no padding; every bit pattern is valid.
-unsafe impl aya::Pod for SchedStatValue {}
-
-/// Reads the kernel's per-process scheduling totals.
-pub struct SchedReader(std::sync::Mutex<BpfHashMap<MapData, u32, SchedStatValue>>);
-
-impl SchedReader {
-    /// Totals of process `tgid` (None when it has not been scheduled since the agent started).
-    pub fn get(&self, tgid: u32) -> Option<abi::PmSchedStat> {
-        let map = self.0.lock().ok()?;
-        map.get(&tgid, 0).ok().map(|v| v.0)
-    }
+    ))
 }
 
 fn sum_counter(map: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {

@@ -6,6 +6,7 @@
 //! not know which one is active except through [`SourceInfo`].
 pub mod bpf;
 pub mod netlink;
+pub mod sched;
 
 use procman_common::api::{ProcEvent, SourceKind};
 use std::sync::{
@@ -46,7 +47,7 @@ pub struct SourceOptions {
     pub poll_interval: std::time::Duration,
     /// comm names whose exec must be delivered without batching delay.
     pub urgent_comms: Vec<String>,
-    /// Collect per-process scheduling statistics in the kernel (BPF only).
+    /// Attach the scheduling tracer (sched_switch/sched_wakeup; see [`sched`]).
     pub sched_stats: bool,
 }
 
@@ -58,7 +59,7 @@ impl Default for SourceOptions {
             wakeup_batch: 64,
             poll_interval: std::time::Duration::from_millis(50),
             urgent_comms: Vec::new(),
-            sched_stats: true,
+            sched_stats: false,
         }
     }
 }
@@ -87,8 +88,6 @@ pub struct SourceInfo {
     /// Why BPF is not in use (set when the netlink fallback is active).
     pub fallback_reason: Option<String>,
     pub counters: Arc<SourceCounters>,
-    /// Per-process scheduling statistics, when the source collects them.
-    pub sched: Option<Arc<bpf::SchedReader>>,
     /// Keeps the source alive (BPF links, sockets); dropping it detaches.
     _guard: Box<dyn Send + Sync>,
 }
@@ -103,7 +102,6 @@ impl SourceInfo {
             kind,
             fallback_reason: None,
             counters,
-            sched: None,
             _guard: guard,
         }
     }

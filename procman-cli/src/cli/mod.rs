@@ -371,6 +371,29 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
         s.resyncs, s.resync_corrections
     );
     println!("processes:        {}", s.processes);
+    if let Some(m) = &s.sampler {
+        match &m.fallback_reason {
+            Some(r) => println!(
+                "sampler:          {} (task iterator unavailable: {r})",
+                m.kind
+            ),
+            None => println!("sampler:          {}", m.kind),
+        }
+        let full = if m.kind == procman_common::api::SamplerKind::Iter {
+            format!(", full sweep every {}", m.full_sweep_every)
+        } else {
+            String::new()
+        };
+        println!(
+            "samples:          {} every {}s{full}; last took {:.1} ms for {} processes",
+            m.samples, m.interval_s, m.last_sample_ms, m.last_records
+        );
+        match (&m.sched_tracing_error, m.sched_tracing) {
+            (Some(e), _) => println!("sched tracing:    off (failed to attach: {e})"),
+            (None, true) => println!("sched tracing:    on (sched_switch/sched_wakeup)"),
+            (None, false) => {}
+        }
+    }
     println!("thread events:    {}", if s.threads { "on" } else { "off" });
     let e = &s.enforcement;
     match e.state.as_str() {
@@ -581,9 +604,13 @@ fn print_detail(d: &ProcessDetail) {
         );
     }
     if let Some(s) = &p.sched {
+        let max = s
+            .runq_max_ms
+            .map(|m| format!("longest {m:.2} ms, "))
+            .unwrap_or_default();
         println!(
-            "  sched:     {:.2}s on CPU, {:.3}s waiting for a CPU over {} waits (max {:.2} ms, {:.1}% of the last interval)",
-            s.oncpu_s, s.runq_wait_s, s.runq_waits, s.runq_max_ms, s.runq_wait_pct
+            "  sched:     {:.2}s on CPU, {:.3}s waiting for a CPU over {} runs ({max}{:.1}% of the last interval)",
+            s.oncpu_s, s.runq_wait_s, s.runq_waits, s.runq_wait_pct
         );
     }
     println!("  cgroup:    {}", p.cgroup.as_deref().unwrap_or("-"));
