@@ -516,3 +516,86 @@ fn bpf_reports_exec_and_exit_in_the_guest() {
         }
     });
 }
+
+/// statm's resident pages of `pid`.
+fn statm_rss_pages(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/statm"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The sampler's task iterator loads on this kernel (CO-RE: `mm->rss_stat` is an atomic array
+/// before 6.2 and percpu counters after) and reports RSS as statm does, for a single-threaded
+/// child (the direct-load path) and for this multi-threaded test process holding 64 MiB (the
+/// thread walk), with the thread count /proc shows; the opt-in scheduling tracer loads too.
+#[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
+fn task_iterator_reads_rss_and_threads_in_the_guest() {
+    procman_tests::require_vm!();
+    use procman_agent::monitor::iter::TaskIter;
+    let mut it = TaskIter::load().expect("the sampler's task iterator loads");
+    let held: Vec<u8> = std::hint::black_box(vec![1u8; 64 << 20]); // touched: every page resident
+                                                                   // a single-threaded child that holds a few MiB and waits
+    let mut child = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "x=$(head -c 4194304 /dev/zero | tr '\\0' a); echo ready; read line",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for (pid, min_pages) in [(child.id(), 1024), (me, 16384)] {
+        // statm and the iterator read the same counters: retry until two reads agree in time
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let before = statm_rss_pages(pid);
+            it.sweep(true, &mut out).unwrap();
+            let after = statm_rss_pages(pid);
+            let r = *out
+                .iter()
+                .find(|r| r.tgid == pid)
+                .expect("the process is reported");
+            let threads = fs::read_dir(format!("/proc/{pid}/task")).unwrap().count() as u32;
+            let lo = before.min(after) as f64 * 0.99;
+            let hi = before.max(after) as f64 * 1.01;
+            println!(
+                "iter: pid {pid}: rss {} pages (statm {before}..{after}), threads {} (/proc {threads}), flags {:#x}",
+                r.rss_pages, r.nr_threads, r.flags
+            );
+            if (lo..=hi).contains(&(r.rss_pages as f64)) {
+                assert!(r.rss_pages >= min_pages, "{r:?}");
+                assert_eq!(r.nr_threads, threads, "{r:?}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "RSS never agreed with statm: {r:?}"
+            );
+            sleep(Duration::from_millis(200));
+        }
+    }
+    drop(held);
+    drop(child.stdin.take());
+    let _ = child.kill();
+    child.wait().unwrap();
+    let tracer = procman_agent::events::sched::SchedReader::start();
+    assert!(
+        tracer.is_ok(),
+        "the scheduling tracer loads: {:#}",
+        tracer.err().unwrap()
+    );
+}

@@ -13,6 +13,35 @@ use std::collections::{HashMap, VecDeque};
 /// Process identity: (pid, start time in clock ticks since boot).
 pub type Id = (u32, u64);
 
+/// A multiplicative hasher (FxHash's) for the integer keys of the per-process maps that the
+/// sampler touches for every process every tick (pids, (pid, start)). SipHash's DoS
+/// resistance buys nothing for kernel-assigned pids and costs several times more.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+/// A HashMap keyed by pids or process identities, with [`IdHasher`].
+pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 fn same_values(a: &Sample, o: &Sample) -> bool {
     a.cpu_pct == o.cpu_pct
         && a.rss_kib == o.rss_kib
@@ -38,7 +67,7 @@ struct Ring {
 pub struct History {
     capacity: usize,
     retention_s: u32,
-    rings: HashMap<Id, Ring>,
+    rings: IdMap<Id, Ring>,
 }
 
 fn stat(mut v: Vec<(f64, u32)>) -> Stat {
@@ -72,7 +101,7 @@ impl History {
         History {
             capacity: capacity.max(2),
             retention_s,
-            rings: HashMap::new(),
+            rings: IdMap::default(),
         }
     }
 

@@ -19,9 +19,13 @@ pub mod iter;
 
 use crate::{
     events::sched::SchedReader,
-    history::{History, Sample},
+    history::{History, IdHasher, IdMap, Sample},
     tree::{ns_to_ticks, ProcTable},
 };
+
+/// The latest usage per pid.
+pub type UsageMap = IdMap<u32, Usage>;
+type IdSet<T> = std::collections::HashSet<T, std::hash::BuildHasherDefault<IdHasher>>;
 use anyhow::{bail, Result};
 use procfs::{Current, CurrentSI};
 use procman_common::{
@@ -30,7 +34,7 @@ use procman_common::{
 };
 use serde::Serialize;
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
@@ -90,21 +94,23 @@ pub struct Usage {
     sched_total: (u64, u64),
     #[serde(skip)]
     at: Option<Instant>,
+    /// The sample that last set or carried this entry (entries not carried are dropped).
+    #[serde(skip)]
+    generation: u64,
 }
 
 impl Usage {
-    /// This usage one interval later for a process the iterator did not report (nothing it
-    /// measures changed): the same totals, zero rates.
-    fn carried(&self, now: Instant) -> Usage {
-        let mut u = self.clone();
-        u.cpu_pct = 0.0;
-        u.read_bps = 0.0;
-        u.write_bps = 0.0;
-        if let Some(s) = &mut u.sched {
+    /// Carries this usage one interval on, for a process the iterator did not report (nothing
+    /// it measures changed): the same totals, zero rates.
+    fn carry(&mut self, now: Instant, generation: u64) {
+        self.cpu_pct = 0.0;
+        self.read_bps = 0.0;
+        self.write_bps = 0.0;
+        if let Some(s) = &mut self.sched {
             s.runq_wait_pct = 0.0;
         }
-        u.at = Some(now);
-        u
+        self.at = Some(now);
+        self.generation = generation;
     }
 }
 
@@ -126,13 +132,13 @@ struct IterState {
     records: Vec<PmTaskSample>,
     /// Records of processes that had no live table entry when reported (their fork event was
     /// still on its way): used once the entry appears, until the next full sweep.
-    pending: HashMap<u32, PmTaskSample>,
+    pending: IdMap<u32, PmTaskSample>,
     /// cgroup id -> path (`0::` line of /proc/PID/cgroup), cleared at each full sweep so that
     /// a renamed cgroup is seen within one cycle.
     cgroup_paths: HashMap<u64, Option<Arc<str>>>,
     /// Live processes that /proc shows but the last full sweep did not report (seen: the init
     /// of a sandboxed host, hidden from task iterators): sampled from /proc every tick.
-    proc_only: HashSet<(u32, u64)>,
+    proc_only: IdSet<(u32, u64)>,
 }
 
 /// The active sampling source.
@@ -157,9 +163,9 @@ impl Sampler {
                     sweeps: 0, // the first tick's sweep is a full one
                     full_every: full_sweep_every.max(1),
                     records: Vec::new(),
-                    pending: HashMap::new(),
+                    pending: IdMap::default(),
                     cgroup_paths: HashMap::new(),
-                    proc_only: HashSet::new(),
+                    proc_only: IdSet::default(),
                 }),
             }),
             Err(e) if choice == SamplerChoice::Iter => {
@@ -204,16 +210,29 @@ pub struct SchedTracer {
 struct Counters {
     samples: u64,
     last_ms: f64,
+    last_cpu_ms: f64,
+    last_sweep_cpu_ms: f64,
     last_records: u64,
+}
+
+/// CPU time of the calling thread (user + system), ms.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
 pub struct Monitor {
     /// Per-process usage history (bounded rings, see `history`).
     pub history: Mutex<History>,
-    pub usage: RwLock<HashMap<u32, Usage>>,
+    pub usage: RwLock<UsageMap>,
     pub system: RwLock<SystemUsage>,
     /// Table entries whose process could not be found at the last (full) sample.
-    missing: Mutex<HashSet<(u32, u64)>>,
+    missing: Mutex<IdSet<(u32, u64)>>,
     /// Locked by the sampling task only.
     sampler: Mutex<Sampler>,
     sched: SchedTracer,
@@ -369,6 +388,7 @@ fn sample_process(
         sched_raw,
         sched_total,
         at: Some(now),
+        generation: 0,
     })
 }
 
@@ -433,6 +453,7 @@ fn usage_from_record(
         sched_raw: raw,
         sched_total,
         at: Some(now),
+        generation: 0,
     }
 }
 
@@ -445,7 +466,7 @@ pub fn unix_now() -> u32 {
 }
 
 /// The pids /proc lists right now.
-fn live_pids() -> std::collections::HashSet<u32> {
+fn live_pids() -> IdSet<u32> {
     std::fs::read_dir("/proc")
         .map(|rd| {
             rd.flatten()
@@ -518,14 +539,29 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
     }
 }
 
+/// The new usage one sample found.
+enum NewUsage {
+    /// Every process, replacing the map (the /proc sampler).
+    All(UsageMap),
+    /// The processes that changed (the iterator): `set` replaces their entries; the live
+    /// entries in `keep` (pid, start) keep their totals with zero rates; all others go. Applied
+    /// in place, so that an idle process costs no copy.
+    Changed {
+        set: Vec<(u32, Usage)>,
+        keep: Vec<(u32, u64)>,
+    },
+}
+
 /// What one sample found, for the bookkeeping shared by both sources.
 struct Sweep {
-    next: HashMap<u32, Usage>,
+    usage: NewUsage,
     /// Live entries not found (only known at /proc samples and full sweeps).
-    missing: Option<HashSet<(u32, u64)>>,
+    missing: Option<IdSet<(u32, u64)>>,
     /// Exited entries no longer shown: reaped.
     reaped: Vec<(u32, u64)>,
     records: u64,
+    /// CPU time of the iterator sweep (kernel side), ms.
+    sweep_cpu_ms: f64,
 }
 
 impl Monitor {
@@ -566,6 +602,8 @@ impl Monitor {
             full_sweep_every,
             samples: c.samples,
             last_sample_ms: c.last_ms,
+            last_sample_cpu_ms: c.last_cpu_ms,
+            last_sweep_cpu_ms: c.last_sweep_cpu_ms,
             last_records: c.last_records,
             sched_tracing: self.sched.reader.is_some(),
             sched_tracing_error: self.sched.error.clone(),
@@ -581,6 +619,7 @@ impl Monitor {
     /// event will come.
     pub fn sample(&self, table: &RwLock<ProcTable>) -> Vec<(u32, u64)> {
         let t0 = Instant::now();
+        let cpu0 = thread_cpu_ms();
         let now = t0;
         let prev_sys = self.system.read().map(|s| s.clone()).unwrap_or_default();
         let sys = sample_system(&prev_sys);
@@ -620,10 +659,34 @@ impl Monitor {
             None => Vec::new(),
         };
         vanished.extend(sweep.reaped);
-        self.record_history(&sweep.next, &ids, &vanished);
-        if let Ok(mut u) = self.usage.write() {
-            *u = sweep.next;
+        {
+            // readers wait only for these in-memory updates
+            let mut u = self.usage.write().unwrap_or_else(|e| e.into_inner());
+            match sweep.usage {
+                NewUsage::All(next) => *u = next,
+                NewUsage::Changed { set, keep } => {
+                    let generation = self
+                        .counters
+                        .lock()
+                        .map(|c| c.samples + 1)
+                        .unwrap_or_default();
+                    for (pid, mut usage) in set {
+                        usage.generation = generation;
+                        u.insert(pid, usage);
+                    }
+                    for (pid, start) in keep {
+                        if let Some(e) = u.get_mut(&pid) {
+                            if e.generation != generation && (e.start_ticks == start || start == 0)
+                            {
+                                e.carry(now, generation);
+                            }
+                        }
+                    }
+                    u.retain(|_, e| e.generation == generation);
+                }
+            }
         }
+        self.record_history(&ids, &vanished);
         if let Ok(mut s) = self.system.write() {
             *s = sys;
         }
@@ -631,6 +694,8 @@ impl Monitor {
         c.samples += 1;
         c.last_ms = t0.elapsed().as_secs_f64() * 1e3;
         c.last_records = sweep.records;
+        c.last_cpu_ms = thread_cpu_ms() - cpu0;
+        c.last_sweep_cpu_ms = sweep.sweep_cpu_ms;
         vanished
     }
 
@@ -638,12 +703,12 @@ impl Monitor {
     fn sample_proc(
         &self,
         ids: &[(u32, u64, bool)],
-        prev: &HashMap<u32, Usage>,
+        prev: &UsageMap,
         mem_total: u64,
         now: Instant,
     ) -> Sweep {
-        let mut next = HashMap::with_capacity(ids.len());
-        let mut missing = HashSet::new();
+        let mut next = UsageMap::with_capacity_and_hasher(ids.len(), Default::default());
+        let mut missing = IdSet::default();
         let mut reaped = Vec::new();
         // One readdir of /proc tells which pids exist: entries of processes that are gone
         // (most exited ones during a spawn storm) cost no per-process open.
@@ -682,10 +747,11 @@ impl Monitor {
         }
         let records = next.len() as u64;
         Sweep {
-            next,
+            usage: NewUsage::All(next),
             missing: Some(missing),
             reaped,
             records,
+            sweep_cpu_ms: 0.0,
         }
     }
 
@@ -695,25 +761,27 @@ impl Monitor {
         &self,
         st: &mut IterState,
         ids: &[(u32, u64, bool)],
-        prev: &HashMap<u32, Usage>,
+        prev: &UsageMap,
         mem_total: u64,
         now: Instant,
     ) -> Result<Sweep> {
         let full = st.sweeps.is_multiple_of(u64::from(st.full_every));
         st.sweeps += 1;
+        let cpu0 = thread_cpu_ms();
         st.iter.sweep(full, &mut st.records)?;
+        let sweep_cpu_ms = thread_cpu_ms() - cpu0;
         if full {
             st.pending.clear();
             st.cgroup_paths.clear();
             st.proc_only.clear();
         }
-        let reported: HashMap<u32, &PmTaskSample> =
-            st.records.iter().map(|r| (r.tgid, r)).collect();
+        let reported: IdMap<u32, &PmTaskSample> = st.records.iter().map(|r| (r.tgid, r)).collect();
         let tracer = self.sched.reader.as_ref();
-        let mut next = HashMap::with_capacity(ids.len());
-        let mut missing = HashSet::new();
+        let mut set = Vec::with_capacity(st.records.len());
+        let mut keep = Vec::with_capacity(ids.len());
+        let mut missing = IdSet::default();
         let mut reaped = Vec::new();
-        let mut matched = HashSet::new();
+        let mut matched = IdSet::default();
         let mut proc_reads = 0u64;
         for &(pid, start, exited) in ids {
             let same = |r: &&PmTaskSample| start == 0 || ns_to_ticks(r.start_ns) == start;
@@ -728,20 +796,19 @@ impl Monitor {
             let Some(r) = rec.or_else(|| st.pending.get(&pid).filter(same)) else {
                 // not reported: unchanged since the last sweep, gone, or not visible to the
                 // iterator (then /proc tells)
-                let prev_u = prev.get(&pid);
                 if full || st.proc_only.contains(&(pid, start)) {
                     proc_reads += 1;
-                    match sample_process(pid, start, prev_u, mem_total, now, tracer) {
+                    match sample_process(pid, start, prev.get(&pid), mem_total, now, tracer) {
                         Some(u) => {
                             st.proc_only.insert((pid, start));
-                            next.insert(pid, u);
+                            set.push((pid, u));
                         }
                         None => {
                             missing.insert((pid, start));
                         }
                     }
-                } else if let Some(u) = prev_u.filter(|u| u.start_ticks == start || start == 0) {
-                    next.insert(pid, u.carried(now));
+                } else {
+                    keep.push((pid, start));
                 }
                 continue;
             };
@@ -751,7 +818,7 @@ impl Monitor {
                 proc_reads += 1;
                 if let Some(u) = sample_process(pid, start, prev.get(&pid), mem_total, now, tracer)
                 {
-                    next.insert(pid, u);
+                    set.push((pid, u));
                 }
                 continue;
             }
@@ -763,7 +830,7 @@ impl Monitor {
                 tracer,
                 &mut st.cgroup_paths,
             );
-            next.insert(pid, u);
+            set.push((pid, u));
         }
         // reported before the table knew them: keep for when their entry appears
         for r in &st.records {
@@ -773,23 +840,20 @@ impl Monitor {
         }
         st.pending.retain(|pid, _| !matched.contains(pid));
         Ok(Sweep {
-            next,
+            usage: NewUsage::Changed { set, keep },
             missing: full.then_some(missing),
             reaped,
             records: st.records.len() as u64 + proc_reads,
+            sweep_cpu_ms,
         })
     }
 
     /// Appends this sample to each process's history; marks ended processes.
-    fn record_history(
-        &self,
-        usage: &HashMap<u32, Usage>,
-        ids: &[(u32, u64, bool)],
-        gone: &[(u32, u64)],
-    ) {
+    fn record_history(&self, ids: &[(u32, u64, bool)], gone: &[(u32, u64)]) {
         let now = unix_now();
+        let usage = self.usage.read().unwrap_or_else(|e| e.into_inner());
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        for (pid, u) in usage {
+        for (pid, u) in usage.iter() {
             h.push(
                 (*pid, u.start_ticks),
                 Sample {

@@ -96,7 +96,7 @@ fn sort_key(e: &ProcEntry, u: Option<&Usage>, key: SortKey) -> f64 {
 }
 
 /// The latest usage of a table entry (only if it measured the same process).
-pub fn usage_of<'a>(map: &'a HashMap<u32, Usage>, e: &ProcEntry) -> Option<&'a Usage> {
+pub fn usage_of<'a>(map: &'a crate::monitor::UsageMap, e: &ProcEntry) -> Option<&'a Usage> {
     map.get(&e.pid)
         .filter(|u| u.start_ticks == e.start_ticks || e.start_ticks == 0)
 }

@@ -256,6 +256,13 @@ pub struct SamplerStatus {
     pub samples: u64,
     /// Wall time of the last sample (the sweep or /proc reads plus bookkeeping), milliseconds.
     pub last_sample_ms: f64,
+    /// CPU time the last sample took (user + system, on the sampling thread), milliseconds.
+    #[serde(default)]
+    pub last_sample_cpu_ms: f64,
+    /// Of it, the task-iterator sweep itself (creating and reading the iterator fd: almost all
+    /// kernel time), milliseconds; 0 with the /proc sampler.
+    #[serde(default)]
+    pub last_sweep_cpu_ms: f64,
     /// Processes reported by the kernel in the last sweep (iter), or read from /proc (proc).
     pub last_records: u64,
     /// The scheduling tracer (`events.sched_stats`: sched_switch/sched_wakeup) is attached.

@@ -7,8 +7,9 @@
  * Two programs share the code: `sample_all` reports every process (a full sweep, every Nth
  * tick, which reconciles), `sample_changed` only processes whose CPU time, RSS, cgroup or nice
  * changed since they were last reported, plus exiting ones and zombies (so the agent notices
- * the reap) and those with too many threads to sum here (PM_MAX_THREADS). The last reported values live in task-local storage on the leader: freed with the
- * task, nothing to clean up, no table to size.
+ * the reap) and those with too many threads to sum here (PM_MAX_THREADS). The last reported
+ * values live in task-local storage on the leader: freed with the task, nothing to clean up,
+ * no table to size.
  *
  * Kept in its own object so that a kernel without iterators or task storage still gets event
  * capture (procman.bpf.c); the agent then samples /proc instead.
@@ -49,11 +50,15 @@ struct task_struct___pre514 {
 	long state;
 } __attribute__((preserve_access_index));
 
-/* What was last reported for a process (task storage on its leader). */
+/*
+ * What was last reported for a process (task storage on its leader). The cgroup is kept as the
+ * task's css_set pointer: it changes on every cgroup move, and comparing it costs no walk to
+ * the cgroup's id.
+ */
 struct pm_task_last {
 	__u64 oncpu_ns;
 	__u64 rss_pages;
-	__u64 cgroup_id;
+	__u64 css_set;
 	__s32 nice;
 	__u32 pad;
 };
@@ -70,7 +75,26 @@ static __always_inline __u64 positive(__s64 v)
 	return v > 0 ? (__u64)v : 0;
 }
 
-/* RSS pages as /proc/PID/statm counts them (get_mm_counter: the counters' shared part). */
+/*
+ * RSS pages as /proc/PID/statm counts them (get_mm_counter: the counters' shared part).
+ * rss_pages_btf() takes a pointer the verifier knows as a kernel struct (task->mm) and uses
+ * direct loads; rss_pages() takes any address (from the thread walk) and probe-reads.
+ */
+static __always_inline __u64 rss_pages_btf(struct mm_struct *mm)
+{
+	if (!mm)
+		return 0;
+	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
+		struct mm_struct___pre62 *old = (void *)mm;
+		return positive(old->rss_stat.count[PM_MM_FILEPAGES].counter) +
+		       positive(old->rss_stat.count[PM_MM_ANONPAGES].counter) +
+		       positive(old->rss_stat.count[PM_MM_SHMEMPAGES].counter);
+	}
+	return positive(mm->rss_stat[PM_MM_FILEPAGES].count) +
+	       positive(mm->rss_stat[PM_MM_ANONPAGES].count) +
+	       positive(mm->rss_stat[PM_MM_SHMEMPAGES].count);
+}
+
 static __always_inline __u64 rss_pages(struct mm_struct *mm)
 {
 	if (!mm)
@@ -130,17 +154,31 @@ static __always_inline int sample(struct bpf_iter__task *ctx, bool full)
 		return 0; /* threads are summed on their group leader */
 
 	struct signal_struct *sig = task->signal;
+	struct mm_struct *mm = task->mm;
+	__u64 css_set = (__u64)task->cgroups; /* compared, never dereferenced */
+	__s32 nice = task->static_prio - 120;
+	bool exiting = (task->flags & PF_EXITING) || task->exit_state;
+	bool single = sig->nr_threads <= 1 && !task->exit_state;
+	struct pm_task_last *last =
+		bpf_task_storage_get(&last_seen, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	/* the common case, an unchanged single-threaded process: decided before reading the rest */
+	if (!full && single && !exiting && last && last->css_set == css_set &&
+	    last->nice == nice && last->oncpu_ns == sig->sum_sched_runtime + task->se.sum_exec_runtime &&
+	    last->rss_pages == rss_pages_btf(mm))
+		return 0;
+
 	struct pm_task_sample s = {};
 	s.tgid = task->tgid;
 	s.start_ns = task->start_boottime;
 	s.state = task_state(task);
 	s.exit_state = task->exit_state;
-	s.nice = task->static_prio - 120;
+	s.nice = nice;
 	s.nr_threads = sig->nr_threads;
 	s.cgroup_id = task->cgroups->dfl_cgrp->kn->id;
 	if (task->flags & PF_KTHREAD)
 		s.flags |= PM_TS_KTHREAD;
-	if ((task->flags & PF_EXITING) || s.exit_state)
+	if (exiting)
 		s.flags |= PM_TS_EXITING;
 	if (bpf_core_field_exists(task->sched_info))
 		s.flags |= PM_TS_SCHED_INFO;
@@ -156,8 +194,7 @@ static __always_inline int sample(struct bpf_iter__task *ctx, bool full)
 		s.write_bytes = sig->ioac.write_bytes;
 	}
 
-	struct mm_struct *mm = task->mm;
-	if (s.nr_threads <= 1 && !s.exit_state) {
+	if (single) {
 		/* one thread, the leader: direct (fault-safe) loads */
 		s.oncpu_ns += task->se.sum_exec_runtime;
 		if (bpf_core_field_exists(task->sched_info)) {
@@ -170,7 +207,7 @@ static __always_inline int sample(struct bpf_iter__task *ctx, bool full)
 			s.read_bytes += task->ioac.read_bytes;
 			s.write_bytes += task->ioac.write_bytes;
 		}
-		s.rss_pages = rss_pages(mm);
+		s.rss_pages = rss_pages_btf(mm);
 	} else {
 		/* walk the live threads (for_each_thread: signal->thread_head, linked by thread_node);
 		 * an exited leader has no mm: take the first thread's */
@@ -188,14 +225,12 @@ static __always_inline int sample(struct bpf_iter__task *ctx, bool full)
 		}
 		if (i == PM_MAX_THREADS && pos != head)
 			s.flags |= PM_TS_TRUNCATED;
-		s.rss_pages = rss_pages(mm ? mm : tmm);
+		s.rss_pages = mm ? rss_pages_btf(mm) : rss_pages(tmm);
 	}
 
-	struct pm_task_last *last =
-		bpf_task_storage_get(&last_seen, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!full && !(s.flags & (PM_TS_EXITING | PM_TS_TRUNCATED)) && last && last->oncpu_ns == s.oncpu_ns &&
-	    last->rss_pages == s.rss_pages && last->cgroup_id == s.cgroup_id &&
-	    last->nice == s.nice)
+	if (!full && !(s.flags & (PM_TS_EXITING | PM_TS_TRUNCATED)) && last &&
+	    last->oncpu_ns == s.oncpu_ns && last->rss_pages == s.rss_pages &&
+	    last->css_set == css_set && last->nice == s.nice)
 		return 0;
 	/* The seq buffer may be full: then this task is shown again at the next read(), so the
 	 * storage is updated only once the record is written. */
@@ -204,7 +239,7 @@ static __always_inline int sample(struct bpf_iter__task *ctx, bool full)
 	if (last) {
 		last->oncpu_ns = s.oncpu_ns;
 		last->rss_pages = s.rss_pages;
-		last->cgroup_id = s.cgroup_id;
+		last->css_set = css_set;
 		last->nice = s.nice;
 	}
 	return 0;

@@ -5,6 +5,11 @@
 //! - `ps`: `procman ps --top 10` against `ps` with ~10,000 live processes; the agent's RSS.
 //! - `placement`: exec-to-placement latency on the host (move-only), then in the test VM
 //!   against libcgroup's cgrulesengd on the same workload ([`placement_vm`]).
+//! - `switch`: a pipe ping-pong pinned to one CPU (two context switches per round trip)
+//!   without the agent, with its defaults and with the scheduling tracer, alternating.
+//! - `sampler`: N idle processes; the agent's CPU, RSS and sweep time with the task-iterator
+//!   sampler and with the /proc sampler, in the same run.
+mod overhead;
 pub mod placement_vm;
 
 use crate::{deps, run::build_bins};
@@ -25,6 +30,12 @@ pub enum Bench {
     /// Exec-to-placement latency on the host (move-only, in a private cgroup2 child), then in
     /// the test VM against libcgroup's cgrulesengd with the same rule (escaped children too).
     Placement,
+    /// One-CPU pipe ping-pong round trips/s: no agent, agent defaults, agent with
+    /// `events.sched_stats = true` (the context-switch tracer), alternating.
+    Switch,
+    /// Agent CPU, RSS and sweep time with `--procs` idle processes, `sampler = "iter"` against
+    /// `sampler = "proc"` in the same run.
+    Sampler,
 }
 
 #[derive(Args)]
@@ -36,9 +47,26 @@ pub struct BenchArgs {
     /// Spawns per storm (events), live sleepers (ps).
     #[arg(long)]
     pub spawns: Option<usize>,
-    /// Run the agent with the in-kernel scheduling statistics on or off (events.sched_stats).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// Run the agent with the scheduling tracer on or off (events.sched_stats; default off).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub sched_stats: bool,
+    /// Use the procman-agent and procman binaries in DIR instead of building them (e.g. a
+    /// build of another commit, to compare).
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// sampler: idle processes to start.
+    #[arg(long, default_value_t = 10_000)]
+    pub procs: usize,
+    /// sampler: of them, busy loops (a nice-19 `while :; do :; done`).
+    #[arg(long, default_value_t = 0)]
+    pub busy: usize,
+    /// switch: seconds per measurement; sampler: seconds of agent CPU measured per sampler.
+    #[arg(long)]
+    pub secs: Option<f64>,
+    /// switch: an extra agent configuration to measure, `LABEL=TOML` (`\n` separates lines),
+    /// e.g. `quiet=[events]\npoll_interval = "1s"`. Repeatable.
+    #[arg(long, value_name = "LABEL=TOML")]
+    pub variant: Vec<String>,
     /// placement: the VM kernel for the comparison with cgrulesengd (6.1 or 6.12), or `none`
     /// to measure on the host only.
     #[arg(long, default_value = "6.12")]
@@ -57,6 +85,23 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Bench::Events => events(&a),
         Bench::Ps => ps(&a),
         Bench::Placement => placement(&a),
+        Bench::Switch => overhead::switch(&a),
+        Bench::Sampler => overhead::sampler(&a),
+    }
+}
+
+/// The binaries to benchmark: `--bin-dir`, else a release build of this tree.
+fn bins(a: &BenchArgs) -> Result<PathBuf> {
+    match &a.bin_dir {
+        Some(d) => {
+            for b in ["procman-agent", "procman"] {
+                if !d.join(b).exists() {
+                    bail!("--bin-dir {}: no {b} there", d.display());
+                }
+            }
+            Ok(d.clone())
+        }
+        None => build_bins(true),
     }
 }
 
@@ -228,7 +273,7 @@ impl Drop for BpfStats {
 }
 
 fn events(a: &BenchArgs) -> Result<()> {
-    let bin = build_bins(true)?;
+    let bin = bins(a)?;
     let _stats = BpfStats::enable();
     let workers = 2;
     let spawns = a.spawns.unwrap_or(6000);
@@ -363,7 +408,7 @@ fn time_cmd(cmdline: &str) -> Result<Duration> {
 }
 
 fn ps(a: &BenchArgs) -> Result<()> {
-    let bin = build_bins(true)?;
+    let bin = bins(a)?;
     let n = a.spawns.unwrap_or(10_000);
     println!(
         "bench ps: {n} sleepers, {} alternating runs each",

@@ -384,9 +384,14 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
         } else {
             String::new()
         };
+        let sweep = if m.kind == procman_common::api::SamplerKind::Iter {
+            format!(", {:.1} ms of it the kernel's sweep", m.last_sweep_cpu_ms)
+        } else {
+            String::new()
+        };
         println!(
-            "samples:          {} every {}s{full}; last took {:.1} ms for {} processes",
-            m.samples, m.interval_s, m.last_sample_ms, m.last_records
+            "samples:          {} every {}s{full}; last: {} processes reported, {:.1} ms CPU{sweep} ({:.1} ms wall)",
+            m.samples, m.interval_s, m.last_records, m.last_sample_cpu_ms, m.last_sample_ms
         );
         match (&m.sched_tracing_error, m.sched_tracing) {
             (Some(e), _) => println!("sched tracing:    off (failed to attach: {e})"),
