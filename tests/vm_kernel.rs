@@ -535,7 +535,7 @@ fn statm_rss_pages(pid: u32) -> u64 {
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn task_iterator_reads_rss_and_threads_in_the_guest() {
-    procman_tests::require_vm!();
+    procman_tests::require_vm();
     use procman_agent::monitor::iter::TaskIter;
     let mut it = TaskIter::load().expect("the sampler's task iterator loads");
     let held: Vec<u8> = std::hint::black_box(vec![1u8; 64 << 20]); // touched: every page resident
