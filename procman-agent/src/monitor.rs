@@ -92,8 +92,9 @@ pub struct Usage {
     sched_raw: (u64, u64),
     #[serde(skip)]
     sched_total: (u64, u64),
+    /// When these values were read, CLOCK_MONOTONIC ns (the clock of bpf_ktime_get_ns).
     #[serde(skip)]
-    at: Option<Instant>,
+    at_ns: u64,
     /// The sample that last set or carried this entry (entries not carried are dropped).
     #[serde(skip)]
     generation: u64,
@@ -102,14 +103,14 @@ pub struct Usage {
 impl Usage {
     /// Carries this usage one interval on, for a process the iterator did not report (nothing
     /// it measures changed): the same totals, zero rates.
-    fn carry(&mut self, now: Instant, generation: u64) {
+    fn carry(&mut self, generation: u64) {
         self.cpu_pct = 0.0;
         self.read_bps = 0.0;
         self.write_bps = 0.0;
         if let Some(s) = &mut self.sched {
             s.runq_wait_pct = 0.0;
         }
-        self.at = Some(now);
+        // at_ns stays: the values are the ones read then
         self.generation = generation;
     }
 }
@@ -289,7 +290,7 @@ fn sched_from(
     max_ns: Option<u64>,
     cpu_ns: u64,
     prev: Option<&Usage>,
-    now: Instant,
+    dt_ns: u64,
 ) -> (Sched, (u64, u64)) {
     let total = match prev {
         Some(p) => (
@@ -298,11 +299,10 @@ fn sched_from(
         ),
         None => raw,
     };
-    let runq_wait_pct = match prev.and_then(|p| p.at.map(|at| (p, now - at))) {
-        Some((p, dt)) if dt > Duration::from_millis(10) => pct(
-            total.0.saturating_sub(p.sched_total.0) as f64 / 1e9,
-            dt.as_secs_f64(),
-        ),
+    let runq_wait_pct = match prev {
+        Some(p) if dt_ns > MIN_DT_NS => {
+            pct(total.0.saturating_sub(p.sched_total.0) as f64, dt_ns as f64)
+        }
         _ => 0.0,
     };
     (
@@ -317,11 +317,26 @@ fn sched_from(
     )
 }
 
-/// Rates over the interval since `prev` was taken: (cpu %, read B/s, write B/s).
-fn rates(prev: Option<&Usage>, now: Instant, cpu_ns: u64, rd: u64, wr: u64) -> (f32, f64, f64) {
-    match prev.and_then(|u| u.at.map(|at| (u, now - at))) {
-        Some((u, dt)) if dt > Duration::from_millis(10) => {
-            let secs = dt.as_secs_f64();
+/// Rates are computed over at least this span.
+const MIN_DT_NS: u64 = 10_000_000;
+
+/// CLOCK_MONOTONIC now, ns: the clock bpf_ktime_get_ns() reads, so iterator records and /proc
+/// reads share one time line.
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Rates over `dt_ns` since `prev` was read: (cpu %, read B/s, write B/s).
+fn rates(prev: Option<&Usage>, dt_ns: u64, cpu_ns: u64, rd: u64, wr: u64) -> (f32, f64, f64) {
+    match prev {
+        Some(u) if dt_ns > MIN_DT_NS => {
+            let secs = dt_ns as f64 / 1e9;
             (
                 pct(cpu_ns.saturating_sub(u.cpu_ns) as f64 / 1e9, secs),
                 rd.saturating_sub(u.read_bytes) as f64 / secs,
@@ -338,10 +353,11 @@ fn sample_process(
     start_ticks: u64,
     prev: Option<&Usage>,
     mem_total: u64,
-    now: Instant,
     tracer: Option<&SchedReader>,
 ) -> Option<Usage> {
     let p = procfs::process::Process::new(pid as i32).ok()?;
+    // this process's own reading time: a sample of 10,000 processes takes most of a second
+    let now = mono_ns();
     let stat = p.stat().ok()?;
     if start_ticks != 0 && stat.starttime != start_ticks {
         return None; // the pid now names another process; the table will learn it from events
@@ -358,11 +374,12 @@ fn sample_process(
         None => read_cmdline(pid),
     };
     let cgroup = read_cgroup(pid);
-    let (cpu_pct, read_bps, write_bps) = rates(prev, now, cpu_ns, read_bytes, write_bytes);
+    let dt_ns = prev.map_or(0, |u| now.saturating_sub(u.at_ns));
+    let (cpu_pct, read_bps, write_bps) = rates(prev, dt_ns, cpu_ns, read_bytes, write_bytes);
     let traced = tracer.and_then(|r| r.get(pid));
     let (sched, sched_raw, sched_total) = match read_schedstat(pid) {
         Some(raw) => {
-            let (s, total) = sched_from(raw, traced.map(|t| t.runq_max_ns), cpu_ns, prev, now);
+            let (s, total) = sched_from(raw, traced.map(|t| t.runq_max_ns), cpu_ns, prev, dt_ns);
             (Some(s), raw, total)
         }
         None => (None, (0, 0), (0, 0)),
@@ -387,7 +404,7 @@ fn sample_process(
         cgroup_id: 0,
         sched_raw,
         sched_total,
-        at: Some(now),
+        at_ns: now,
         generation: 0,
     })
 }
@@ -397,7 +414,6 @@ fn usage_from_record(
     r: &PmTaskSample,
     prev: Option<&Usage>,
     mem_total: u64,
-    now: Instant,
     tracer: Option<&SchedReader>,
     cgroup_paths: &mut HashMap<u64, Option<Arc<str>>>,
 ) -> Usage {
@@ -409,7 +425,9 @@ fn usage_from_record(
     } else {
         (0, 0)
     };
-    let (cpu_pct, read_bps, write_bps) = rates(prev, now, r.oncpu_ns, read_bytes, write_bytes);
+    // the values were unchanged when the previous sweep passed by (or when prev was read)
+    let dt_ns = prev.map_or(0, |u| r.ts_ns.saturating_sub(r.prev_ts_ns.max(u.at_ns)));
+    let (cpu_pct, read_bps, write_bps) = rates(prev, dt_ns, r.oncpu_ns, read_bytes, write_bytes);
     let cmdline = match prev {
         Some(u) => u.cmdline.clone(),
         None => read_cmdline(r.tgid),
@@ -427,7 +445,7 @@ fn usage_from_record(
         .or((r.flags & abi::PM_TS_MAX_DELAY != 0).then_some(r.max_delay_ns));
     let raw = (r.run_delay_ns, r.pcount);
     let (sched, sched_total) = if r.flags & abi::PM_TS_SCHED_INFO != 0 {
-        let (s, t) = sched_from(raw, max_ns, r.oncpu_ns, prev, now);
+        let (s, t) = sched_from(raw, max_ns, r.oncpu_ns, prev, dt_ns);
         (Some(s), t)
     } else {
         (None, (0, 0))
@@ -452,7 +470,7 @@ fn usage_from_record(
         cgroup_id: r.cgroup_id,
         sched_raw: raw,
         sched_total,
-        at: Some(now),
+        at_ns: r.ts_ns,
         generation: 0,
     }
 }
@@ -620,7 +638,6 @@ impl Monitor {
     pub fn sample(&self, table: &RwLock<ProcTable>) -> Vec<(u32, u64)> {
         let t0 = Instant::now();
         let cpu0 = thread_cpu_ms();
-        let now = t0;
         let prev_sys = self.system.read().map(|s| s.clone()).unwrap_or_default();
         let sys = sample_system(&prev_sys);
         // Which processes to sample: a snapshot of the table, taken without holding the lock
@@ -637,16 +654,16 @@ impl Monitor {
             let iter_result = sampler
                 .iter
                 .as_mut()
-                .map(|st| self.sample_iter(st, &ids, &prev, mem_total, now));
+                .map(|st| self.sample_iter(st, &ids, &prev, mem_total));
             match iter_result {
                 Some(Ok(s)) => s,
                 Some(Err(e)) => {
                     let reason = format!("the task iterator failed: {e:#}");
                     log::error!("{reason}; sampling usage from /proc from now on");
                     *sampler = Sampler::proc(Some(reason));
-                    self.sample_proc(&ids, &prev, mem_total, now)
+                    self.sample_proc(&ids, &prev, mem_total)
                 }
-                None => self.sample_proc(&ids, &prev, mem_total, now),
+                None => self.sample_proc(&ids, &prev, mem_total),
             }
         };
         let mut vanished = match sweep.missing {
@@ -678,7 +695,7 @@ impl Monitor {
                         if let Some(e) = u.get_mut(&pid) {
                             if e.generation != generation && (e.start_ticks == start || start == 0)
                             {
-                                e.carry(now, generation);
+                                e.carry(generation);
                             }
                         }
                     }
@@ -700,13 +717,7 @@ impl Monitor {
     }
 
     /// The /proc sampler: every table entry's files, every tick.
-    fn sample_proc(
-        &self,
-        ids: &[(u32, u64, bool)],
-        prev: &UsageMap,
-        mem_total: u64,
-        now: Instant,
-    ) -> Sweep {
+    fn sample_proc(&self, ids: &[(u32, u64, bool)], prev: &UsageMap, mem_total: u64) -> Sweep {
         let mut next = UsageMap::with_capacity_and_hasher(ids.len(), Default::default());
         let mut missing = IdSet::default();
         let mut reaped = Vec::new();
@@ -734,7 +745,6 @@ impl Monitor {
                 start,
                 prev.get(&pid),
                 mem_total,
-                now,
                 self.sched.reader.as_ref(),
             ) {
                 Some(u) => {
@@ -763,7 +773,6 @@ impl Monitor {
         ids: &[(u32, u64, bool)],
         prev: &UsageMap,
         mem_total: u64,
-        now: Instant,
     ) -> Result<Sweep> {
         let full = st.sweeps.is_multiple_of(u64::from(st.full_every));
         st.sweeps += 1;
@@ -798,7 +807,7 @@ impl Monitor {
                 // iterator (then /proc tells)
                 if full || st.proc_only.contains(&(pid, start)) {
                     proc_reads += 1;
-                    match sample_process(pid, start, prev.get(&pid), mem_total, now, tracer) {
+                    match sample_process(pid, start, prev.get(&pid), mem_total, tracer) {
                         Some(u) => {
                             st.proc_only.insert((pid, start));
                             set.push((pid, u));
@@ -816,20 +825,12 @@ impl Monitor {
             if r.flags & abi::PM_TS_TRUNCATED != 0 {
                 // more threads than the kernel side walks: /proc has the exact sums
                 proc_reads += 1;
-                if let Some(u) = sample_process(pid, start, prev.get(&pid), mem_total, now, tracer)
-                {
+                if let Some(u) = sample_process(pid, start, prev.get(&pid), mem_total, tracer) {
                     set.push((pid, u));
                 }
                 continue;
             }
-            let u = usage_from_record(
-                r,
-                prev.get(&pid),
-                mem_total,
-                now,
-                tracer,
-                &mut st.cgroup_paths,
-            );
+            let u = usage_from_record(r, prev.get(&pid), mem_total, tracer, &mut st.cgroup_paths);
             set.push((pid, u));
         }
         // reported before the table knew them: keep for when their entry appears

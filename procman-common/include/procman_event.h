@@ -67,6 +67,8 @@ struct pm_task_sample {
 	__u32 tgid;
 	__u32 flags;         /* PM_TS_* */
 	__u64 start_ns;      /* start_boottime: ns since boot (/proc/PID/stat field 22 in ns) */
+	__u64 ts_ns;         /* bpf_ktime_get_ns() when read (CLOCK_MONOTONIC) */
+	__u64 prev_ts_ns;    /* when the sampler last visited this process (0: never), unchanged or not */
 	__u64 oncpu_ns;      /* signal->sum_sched_runtime + every live thread's se.sum_exec_runtime */
 	__u64 run_delay_ns;  /* sum of live threads' sched_info.run_delay (run-queue wait) */
 	__u64 pcount;        /* sum of live threads' sched_info.pcount (times run on a CPU) */

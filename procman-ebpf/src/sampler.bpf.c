@@ -53,9 +53,11 @@ struct task_struct___pre514 {
 /*
  * What was last reported for a process (task storage on its leader). The cgroup is kept as the
  * task's css_set pointer: it changes on every cgroup move, and comparing it costs no walk to
- * the cgroup's id.
+ * the cgroup's id. visit_ns gives the agent the exact time span of a change: the values were
+ * unchanged at the previous visit, however long the sweep that made it was preempted.
  */
 struct pm_task_last {
+	__u64 visit_ns; /* when the last sweep passed by, whether it reported the task or not */
 	__u64 oncpu_ns;
 	__u64 rss_pages;
 	__u64 css_set;
@@ -159,16 +161,21 @@ static __always_inline int sample(struct bpf_iter__task *ctx, bool full)
 	__s32 nice = task->static_prio - 120;
 	bool exiting = (task->flags & PF_EXITING) || task->exit_state;
 	bool single = sig->nr_threads <= 1 && !task->exit_state;
+	__u64 now = bpf_ktime_get_ns();
 	struct pm_task_last *last =
 		bpf_task_storage_get(&last_seen, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
 	/* the common case, an unchanged single-threaded process: decided before reading the rest */
 	if (!full && single && !exiting && last && last->css_set == css_set &&
 	    last->nice == nice && last->oncpu_ns == sig->sum_sched_runtime + task->se.sum_exec_runtime &&
-	    last->rss_pages == rss_pages_btf(mm))
+	    last->rss_pages == rss_pages_btf(mm)) {
+		last->visit_ns = now;
 		return 0;
+	}
 
 	struct pm_task_sample s = {};
+	s.ts_ns = now;
+	s.prev_ts_ns = last ? last->visit_ns : 0;
 	s.tgid = task->tgid;
 	s.start_ns = task->start_boottime;
 	s.state = task_state(task);
@@ -230,13 +237,16 @@ static __always_inline int sample(struct bpf_iter__task *ctx, bool full)
 
 	if (!full && !(s.flags & (PM_TS_EXITING | PM_TS_TRUNCATED)) && last &&
 	    last->oncpu_ns == s.oncpu_ns && last->rss_pages == s.rss_pages &&
-	    last->css_set == css_set && last->nice == s.nice)
+	    last->css_set == css_set && last->nice == s.nice) {
+		last->visit_ns = now;
 		return 0;
+	}
 	/* The seq buffer may be full: then this task is shown again at the next read(), so the
 	 * storage is updated only once the record is written. */
 	if (bpf_seq_write(seq, &s, sizeof(s)) != 0)
 		return 0;
 	if (last) {
+		last->visit_ns = now;
 		last->oncpu_ns = s.oncpu_ns;
 		last->rss_pages = s.rss_pages;
 		last->css_set = css_set;
