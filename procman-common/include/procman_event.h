@@ -46,7 +46,7 @@ struct pm_event {
 
 /* value of the "sched_stats" map (key: tgid): scheduling totals of a process's threads */
 struct pm_sched_stat {
-	__u64 oncpu_ns;   /* time on a CPU */
+	__u64 oncpu_ns;   /* time on a CPU (no longer traced: 0; the sampler reports it) */
 	__u64 runq_ns;    /* time runnable but waiting for a CPU (run-queue latency) */
 	__u64 runq_count; /* waits counted in runq_ns */
 	__u64 runq_max_ns;/* longest single wait */

@@ -80,23 +80,8 @@ static __always_inline __u64 positive(__s64 v)
 /*
  * RSS pages as /proc/PID/statm counts them (get_mm_counter: the counters' shared part).
  * rss_pages_btf() takes a pointer the verifier knows as a kernel struct (task->mm) and uses
- * direct loads; rss_pages() takes any address (from the thread walk) and probe-reads.
+ * direct loads (6.2+); rss_pages() takes any address (from the thread walk) and probe-reads.
  */
-static __always_inline __u64 rss_pages_btf(struct mm_struct *mm)
-{
-	if (!mm)
-		return 0;
-	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
-		struct mm_struct___pre62 *old = (void *)mm;
-		return positive(old->rss_stat.count[PM_MM_FILEPAGES].counter) +
-		       positive(old->rss_stat.count[PM_MM_ANONPAGES].counter) +
-		       positive(old->rss_stat.count[PM_MM_SHMEMPAGES].counter);
-	}
-	return positive(mm->rss_stat[PM_MM_FILEPAGES].count) +
-	       positive(mm->rss_stat[PM_MM_ANONPAGES].count) +
-	       positive(mm->rss_stat[PM_MM_SHMEMPAGES].count);
-}
-
 static __always_inline __u64 rss_pages(struct mm_struct *mm)
 {
 	if (!mm)
@@ -110,6 +95,19 @@ static __always_inline __u64 rss_pages(struct mm_struct *mm)
 	return positive(BPF_CORE_READ(mm, rss_stat[PM_MM_FILEPAGES].count)) +
 	       positive(BPF_CORE_READ(mm, rss_stat[PM_MM_ANONPAGES].count)) +
 	       positive(BPF_CORE_READ(mm, rss_stat[PM_MM_SHMEMPAGES].count));
+}
+
+static __always_inline __u64 rss_pages_btf(struct mm_struct *mm)
+{
+	if (!mm)
+		return 0;
+	if (bpf_core_type_exists(struct mm_rss_stat___pre62))
+		/* 6.1's verifier cannot walk atomic_long_t (a typedef) for a direct load:
+		 * "Type 'atomic_long_t' is not a struct" */
+		return rss_pages(mm);
+	return positive(mm->rss_stat[PM_MM_FILEPAGES].count) +
+	       positive(mm->rss_stat[PM_MM_ANONPAGES].count) +
+	       positive(mm->rss_stat[PM_MM_SHMEMPAGES].count);
 }
 
 static __always_inline __u32 task_state(struct task_struct *t)

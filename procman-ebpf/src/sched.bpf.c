@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * procman's optional scheduling tracer (`events.sched_stats = true`): per-process on-CPU time,
- * run-queue wait and the longest single wait, measured on sched_switch / sched_wakeup.
+ * procman's optional scheduling tracer (`events.sched_stats = true`): per-process run-queue
+ * wait and the longest single wait, measured on sched_switch / sched_wakeup.
  *
  * Off by default: it runs on every context switch of the machine. The sampler's task iterator
  * reads the kernel's own accounting (sched_info.run_delay, pcount, se.sum_exec_runtime) at no
@@ -32,10 +32,13 @@ static __always_inline long state_of(struct task_struct *t)
 /* Aggregated per process in a map (never one ring record per context switch). */
 #define TASK_RUNNING 0
 
-/* per-thread timestamps, in task-local storage (no hashing, no preallocated table) */
+/*
+ * Per-thread wait start, in task-local storage (no hashing, no preallocated table). On-CPU
+ * time is not traced any more (pm_sched_stat.oncpu_ns stays 0): the sampler reads it from the
+ * kernel's own accounting at no per-switch cost.
+ */
 struct pm_task_ts {
 	__u64 runnable_since; /* 0: not waiting for a CPU */
-	__u64 oncpu_since;    /* 0: not known to be on a CPU */
 };
 
 struct {
@@ -67,6 +70,12 @@ static __always_inline struct pm_task_ts *ts_of(struct task_struct *p)
 	return bpf_task_storage_get(&task_ts, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 }
 
+/* without creating it: a task with no storage was never marked runnable */
+static __always_inline struct pm_task_ts *ts_if_any(struct task_struct *p)
+{
+	return bpf_task_storage_get(&task_ts, p, 0, 0);
+}
+
 static __always_inline void mark_runnable(struct task_struct *p)
 {
 	if (!p->pid)
@@ -95,21 +104,15 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 {
 	__u64 now = bpf_ktime_get_ns();
 
-	if (prev->pid) { /* not the idle task */
+	/* preempted while runnable: it waits for a CPU from now on (a task that blocks needs
+	 * nothing: its wait ended when it got the CPU) */
+	if (prev->pid && state_of(prev) == TASK_RUNNING) {
 		struct pm_task_ts *ts = ts_of(prev);
-		if (ts) {
-			if (ts->oncpu_since && now > ts->oncpu_since) {
-				struct pm_sched_stat *st = stat_of(prev->tgid);
-				if (st)
-					__sync_fetch_and_add(&st->oncpu_ns, now - ts->oncpu_since);
-			}
-			ts->oncpu_since = 0;
-			/* preempted while runnable: it waits for a CPU from now on */
-			ts->runnable_since = state_of(prev) == TASK_RUNNING ? now : 0;
-		}
+		if (ts)
+			ts->runnable_since = now;
 	}
 	if (next->pid) {
-		struct pm_task_ts *ts = ts_of(next);
+		struct pm_task_ts *ts = ts_if_any(next);
 		if (ts) {
 			if (ts->runnable_since && now > ts->runnable_since) {
 				__u64 wait = now - ts->runnable_since;
@@ -122,7 +125,6 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 				}
 			}
 			ts->runnable_since = 0;
-			ts->oncpu_since = now;
 		}
 	}
 	return 0;

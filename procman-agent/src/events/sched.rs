@@ -1,6 +1,7 @@
 //! The opt-in scheduling tracer (`events.sched_stats = true`): `procman-ebpf`'s sched object,
-//! whose `sched_switch` / `sched_wakeup` programs keep per-process on-CPU time, run-queue wait
-//! and the longest single wait in a BPF map.
+//! whose `sched_switch` / `sched_wakeup` programs keep per-process run-queue wait and the
+//! longest single wait in a BPF map (the agent uses the longest wait; totals come from the
+//! sampler).
 //!
 //! Off by default because it runs on every context switch of the machine; the sampler reads
 //! the kernel's own `sched_info` accounting instead. Its own object: a kernel that cannot load
