@@ -240,32 +240,39 @@ struct SamplerRun {
     rss: u64,
     kind: String,
     fallback: Option<String>,
-    /// Wall time per sample, ms: (median of the samples reporting fewer than `procs` records,
-    /// median of those reporting all of them).
+    /// CPU time per sample, ms (the sampling thread's user + system time; wall time from
+    /// agents that do not report it): medians of the samples reporting fewer than `procs`
+    /// processes (changed-only sweeps) and of those reporting all of them.
     delta_ms: Option<f64>,
     full_ms: Option<f64>,
+    /// Of the changed-only samples' CPU time, the kernel's sweep (iterator only).
+    sweep_ms: Option<f64>,
     records: f64,
     samples: u64,
 }
 
-fn measure_sampler(bin: &Path, sampler: &str, procs: usize, secs: f64) -> Result<SamplerRun> {
-    let agent = RunningAgent::start_with(bin, &format!("[monitor]\nsampler = \"{sampler}\"\n"))?;
+/// `config`: the `[monitor]` section's extra lines.
+fn measure_sampler(bin: &Path, config: &str, procs: usize, secs: f64) -> Result<SamplerRun> {
+    let agent = RunningAgent::start_with(bin, &format!("[monitor]\n{config}\n"))?;
+    let sampling = !config.contains("1h");
     // until the table holds the load and two samples are done (cmdlines read once)
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let s = agent.status()?;
         let n = s["processes"].as_u64().unwrap_or(0) as usize;
-        if n >= procs && s["sampler"]["samples"].as_u64().unwrap_or(0) >= 2 {
+        let want = if sampling { 2 } else { 1 };
+        if n >= procs && s["sampler"]["samples"].as_u64().unwrap_or(0) >= want {
             break;
         }
         if Instant::now() > deadline {
-            bail!("the agent ({sampler}) did not settle: {s}");
+            bail!("the agent ({config}) did not settle: {s}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let c0 = agent.cpu_secs();
     let t0 = Instant::now();
-    let (mut delta, mut full, mut records) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut delta, mut full, mut records, mut sweep) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut seen = 0;
     let mut last = serde_json::Value::Null;
     while t0.elapsed().as_secs_f64() < secs {
@@ -275,13 +282,19 @@ fn measure_sampler(bin: &Path, sampler: &str, procs: usize, secs: f64) -> Result
         let n = m["samples"].as_u64().unwrap_or(0);
         if n != seen {
             seen = n;
-            let ms = m["last_sample_ms"].as_f64().unwrap_or(0.0);
+            let ms = m["last_sample_cpu_ms"]
+                .as_f64()
+                .or(m["last_sample_ms"].as_f64())
+                .unwrap_or(0.0);
             let rec = m["last_records"].as_u64().unwrap_or(0);
             records.push(rec as f64);
             if rec as usize >= procs {
                 full.push(ms);
             } else {
                 delta.push(ms);
+                if let Some(sw) = m["last_sweep_cpu_ms"].as_f64() {
+                    sweep.push(sw);
+                }
             }
         }
         last = s;
@@ -298,6 +311,7 @@ fn measure_sampler(bin: &Path, sampler: &str, procs: usize, secs: f64) -> Result
         fallback: m["fallback_reason"].as_str().map(String::from),
         delta_ms: med(&mut delta),
         full_ms: med(&mut full),
+        sweep_ms: med(&mut sweep),
         records: if records.is_empty() {
             0.0
         } else {
@@ -330,35 +344,46 @@ pub fn sampler(a: &BenchArgs) -> Result<()> {
     println!("processes on the host now: {total}");
     println!();
     println!(
-        "{:<6} {:<8} {:>12} {:>10} {:>14} {:>13} {:>15} {:>8}",
+        "{:<6} {:<10} {:>12} {:>8} {:>14} {:>12} {:>13} {:>12} {:>8}",
         "round",
         "sampler",
         "agent CPU %",
         "RSS MB",
         "changed-only",
+        "its sweep",
         "full sample",
-        "records/sample",
+        "reported",
         "samples"
     );
-    let mut by: [Vec<SamplerRun>; 2] = [Vec::new(), Vec::new()];
+    // iter, proc, and the agent without sampling (one sample an hour): the rest of its cost
+    let configs = [
+        ("iter", "sampler = \"iter\""),
+        ("proc", "sampler = \"proc\""),
+        ("none (1h)", "interval = \"1h\""),
+    ];
+    let mut by: [Vec<SamplerRun>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     let result = (|| -> Result<()> {
         for r in 0..rounds {
-            let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
-                let name = ["iter", "proc"][i];
-                let run = measure_sampler(&bin, name, a.procs, secs)?;
+            for k in 0..configs.len() {
+                let i = (k + r) % configs.len();
+                let (name, config) = configs[i];
+                let run = measure_sampler(&bin, config, a.procs, secs)?;
                 let ms = |v: Option<f64>| v.map_or("-".to_string(), |m| format!("{m:.1} ms"));
                 println!(
-                    "{:<6} {:<8} {:>12.2} {:>10.1} {:>14} {:>13} {:>15.0} {:>8}",
+                    "{:<6} {:<10} {:>12.2} {:>8.1} {:>14} {:>12} {:>13} {:>12.0} {:>8}",
                     r + 1,
-                    run.kind,
+                    name,
                     run.cpu_pct,
                     run.rss as f64 / 1e6,
                     ms(run.delta_ms),
+                    ms(run.sweep_ms),
                     ms(run.full_ms),
                     run.records,
                     run.samples
                 );
+                if run.kind != name && i < 2 {
+                    println!("       (active sampler: {})", run.kind);
+                }
                 if let Some(f) = &run.fallback {
                     println!("       (fallback: {f})");
                 }
@@ -370,7 +395,10 @@ pub fn sampler(a: &BenchArgs) -> Result<()> {
     load.stop();
     result?;
     println!();
-    println!("{:<44} {:>12} {:>12}", "median over rounds", "iter", "proc");
+    println!(
+        "{:<48} {:>10} {:>10} {:>10}",
+        "median over rounds", "iter", "proc", "none (1h)"
+    );
     type Metric = dyn Fn(&SamplerRun) -> Option<f64>;
     let col = |f: &Metric, i: usize| {
         let mut v: Vec<f64> = by[i].iter().filter_map(f).collect();
@@ -380,17 +408,26 @@ pub fn sampler(a: &BenchArgs) -> Result<()> {
             format!("{:.2}", median(&mut v))
         }
     };
-    let rows: [(&str, &Metric); 5] = [
+    let rows: [(&str, &Metric); 6] = [
         ("agent CPU, % of one core (goal <= 2%)", &|r| {
             Some(r.cpu_pct)
         }),
         ("agent RSS, MB", &|r| Some(r.rss as f64 / 1e6)),
-        ("sample time, changed-only sweep, ms", &|r| r.delta_ms),
-        ("sample time, full sweep / all of /proc, ms", &|r| r.full_ms),
+        ("CPU per changed-only sample, ms", &|r| r.delta_ms),
+        ("  of it the kernel's sweep, ms", &|r| r.sweep_ms),
+        ("CPU per full sample (iter) / any sample (proc), ms", &|r| {
+            r.full_ms
+        }),
         ("processes reported per sample", &|r| Some(r.records)),
     ];
     for (name, f) in rows {
-        println!("{:<44} {:>12} {:>12}", name, col(f, 0), col(f, 1));
+        println!(
+            "{:<48} {:>10} {:>10} {:>10}",
+            name,
+            col(f, 0),
+            col(f, 1),
+            col(f, 2)
+        );
     }
     Ok(())
 }
