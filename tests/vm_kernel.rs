@@ -557,18 +557,18 @@ fn task_iterator_reads_rss_and_threads_in_the_guest() {
     .unwrap();
     assert_eq!(line.trim(), "ready");
     let me = std::process::id();
-    let mut out = Vec::new();
     for (pid, min_pages) in [(child.id(), 1024), (me, 16384)] {
         // statm and the iterator read the same counters: retry until two reads agree in time
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let before = statm_rss_pages(pid);
-            it.sweep(true, &mut out).unwrap();
-            let after = statm_rss_pages(pid);
-            let r = *out
+            let r = it
+                .sweep(true)
+                .unwrap()
                 .iter()
                 .find(|r| r.tgid == pid)
                 .expect("the process is reported");
+            let after = statm_rss_pages(pid);
             let threads = fs::read_dir(format!("/proc/{pid}/task")).unwrap().count() as u32;
             let lo = before.min(after) as f64 * 0.99;
             let hi = before.max(after) as f64 * 1.01;

@@ -129,8 +129,6 @@ struct IterState {
     /// Sweeps done; every `full_every`-th one is full.
     sweeps: u64,
     full_every: u32,
-    /// This sweep's records (buffer reused).
-    records: Vec<PmTaskSample>,
     /// Records of processes that had no live table entry when reported (their fork event was
     /// still on its way): used once the entry appears, until the next full sweep.
     pending: IdMap<u32, PmTaskSample>,
@@ -163,7 +161,6 @@ impl Sampler {
                     iter: it,
                     sweeps: 0, // the first tick's sweep is a full one
                     full_every: full_sweep_every.max(1),
-                    records: Vec::new(),
                     pending: IdMap::default(),
                     cgroup_paths: HashMap::new(),
                     proc_only: IdSet::default(),
@@ -777,24 +774,32 @@ impl Monitor {
         let full = st.sweeps.is_multiple_of(u64::from(st.full_every));
         st.sweeps += 1;
         let cpu0 = thread_cpu_ms();
-        st.iter.sweep(full, &mut st.records)?;
+        let records = st.iter.sweep(full)?;
         let sweep_cpu_ms = thread_cpu_ms() - cpu0;
         if full {
             st.pending.clear();
             st.cgroup_paths.clear();
             st.proc_only.clear();
         }
-        let reported: IdMap<u32, &PmTaskSample> = st.records.iter().map(|r| (r.tgid, r)).collect();
+        // tgid -> index of its record
+        let reported: IdMap<u32, usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.tgid, i))
+            .collect();
         let tracer = self.sched.reader.as_ref();
-        let mut set = Vec::with_capacity(st.records.len());
+        let mut set = Vec::with_capacity(records.len());
         let mut keep = Vec::with_capacity(ids.len());
         let mut missing = IdSet::default();
         let mut reaped = Vec::new();
         let mut matched = IdSet::default();
         let mut proc_reads = 0u64;
         for &(pid, start, exited) in ids {
-            let same = |r: &&PmTaskSample| start == 0 || ns_to_ticks(r.start_ns) == start;
-            let rec = reported.get(&pid).copied().filter(same);
+            let same = |r: &PmTaskSample| start == 0 || ns_to_ticks(r.start_ns) == start;
+            let rec = reported
+                .get(&pid)
+                .and_then(|&i| records.get(i))
+                .filter(same);
             if exited {
                 // exiting processes and zombies are in every sweep: absent means reaped
                 if rec.is_none() {
@@ -802,7 +807,7 @@ impl Monitor {
                 }
                 continue;
             }
-            let Some(r) = rec.or_else(|| st.pending.get(&pid).filter(same)) else {
+            let Some(r) = rec.or_else(|| st.pending.get(&pid).copied().filter(same)) else {
                 // not reported: unchanged since the last sweep, gone, or not visible to the
                 // iterator (then /proc tells)
                 if full || st.proc_only.contains(&(pid, start)) {
@@ -830,13 +835,13 @@ impl Monitor {
                 }
                 continue;
             }
-            let u = usage_from_record(r, prev.get(&pid), mem_total, tracer, &mut st.cgroup_paths);
+            let u = usage_from_record(&r, prev.get(&pid), mem_total, tracer, &mut st.cgroup_paths);
             set.push((pid, u));
         }
         // reported before the table knew them: keep for when their entry appears
-        for r in &st.records {
+        for r in records.iter() {
             if !matched.contains(&r.tgid) && r.flags & abi::PM_TS_EXITING == 0 {
-                st.pending.insert(r.tgid, *r);
+                st.pending.insert(r.tgid, r);
             }
         }
         st.pending.retain(|pid, _| !matched.contains(pid));
@@ -844,7 +849,7 @@ impl Monitor {
             usage: NewUsage::Changed { set, keep },
             missing: full.then_some(missing),
             reaped,
-            records: st.records.len() as u64 + proc_reads,
+            records: records.len() as u64 + proc_reads,
             sweep_cpu_ms,
         })
     }

@@ -10,10 +10,39 @@ use aya::{programs::Iter, Btf, Ebpf, EbpfLoader};
 use procman_common::abi::PmTaskSample;
 use std::io::Read;
 
+/// Buffer kept between sweeps: changed-only sweeps report a few hundred processes at most.
+const KEEP_BYTES: usize = 64 << 10;
+
 pub struct TaskIter {
     ebpf: Ebpf,
     /// The raw records of the last sweep (kept to reuse its allocation).
     buf: Vec<u8>,
+}
+
+/// A sweep's records, decoded on access from the bytes read (no second copy).
+pub struct Records<'a>(&'a [u8]);
+
+impl<'a> Records<'a> {
+    pub fn len(&self) -> usize {
+        self.0.len() / PmTaskSample::SIZE
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`th record (`i < len()`).
+    pub fn get(&self, i: usize) -> Option<PmTaskSample> {
+        self.0
+            .get(i * PmTaskSample::SIZE..)
+            .and_then(PmTaskSample::from_bytes)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = PmTaskSample> + 'a {
+        self.0
+            .chunks_exact(PmTaskSample::SIZE)
+            .filter_map(PmTaskSample::from_bytes)
+    }
 }
 
 impl TaskIter {
@@ -45,18 +74,15 @@ impl TaskIter {
             ebpf,
             buf: Vec::new(),
         };
-        let mut first = Vec::new();
-        it.sweep(true, &mut first)?;
-        if first.is_empty() {
+        if it.sweep(true)?.is_empty() {
             return Err(anyhow!("the task iterator reported no process at all"));
         }
         Ok(it)
     }
 
-    /// One sweep into `out` (cleared first): every process when `full`, else only those whose
-    /// CPU time, RSS, cgroup or nice changed since they were last reported, plus exiting
-    /// processes and zombies.
-    pub fn sweep(&mut self, full: bool, out: &mut Vec<PmTaskSample>) -> Result<()> {
+    /// One sweep: every process when `full`, else only those whose CPU time, RSS, cgroup or
+    /// nice changed since they were last reported, plus exiting processes and zombies.
+    pub fn sweep(&mut self, full: bool) -> Result<Records<'_>> {
         let name = if full {
             procman_ebpf::SAMPLER_ALL
         } else {
@@ -71,16 +97,14 @@ impl TaskIter {
         let link = p.take_link(id).context("taking the iterator link")?;
         let mut file = link.into_file().context("creating the iterator fd")?;
         self.buf.clear();
+        if !full {
+            // a full sweep's megabyte is not kept between full sweeps
+            self.buf.shrink_to(KEEP_BYTES);
+        }
         // each read() returns at most the kernel's seq buffer (8 pages) of whole records
         file.read_to_end(&mut self.buf)
             .context("reading the task iterator")?;
-        out.clear();
-        out.extend(
-            self.buf
-                .chunks_exact(PmTaskSample::SIZE)
-                .filter_map(PmTaskSample::from_bytes),
-        );
-        Ok(())
+        Ok(Records(&self.buf))
     }
 }
 
@@ -121,8 +145,7 @@ mod tests {
             .collect();
         let me = std::process::id();
         let parent = std::os::unix::process::parent_id();
-        let mut out = Vec::new();
-        it.sweep(true, &mut out).unwrap();
+        let out: Vec<_> = it.sweep(true).unwrap().iter().collect();
         for pid in [me, parent] {
             let r = out
                 .iter()
@@ -156,9 +179,9 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut ok = false;
         while std::time::Instant::now() < deadline {
-            it.sweep(false, &mut out).unwrap(); // reports both once (new to the iterator)
+            it.sweep(false).unwrap(); // reports both once (new to the iterator)
             std::thread::sleep(std::time::Duration::from_millis(100));
-            it.sweep(false, &mut out).unwrap();
+            let out: Vec<_> = it.sweep(false).unwrap().iter().collect();
             let has = |pid: u32| out.iter().any(|r| r.tgid == pid);
             if has(busy.id()) && !has(sleeper.id()) {
                 ok = true;
