@@ -322,6 +322,13 @@ pub fn fd_counts(
 }
 
 /// (open fds, of which sockets) of a process: a walk of /proc/PID/fd, on demand only.
+/// Resident bytes of `pid` from /proc/PID/statm (what `ps` and `top` show).
+pub fn statm_rss_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * procfs::page_size())
+}
+
 pub fn count_fds(pid: u32) -> Option<(u32, u32)> {
     let rd = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     let (mut fds, mut socks) = (0, 0);

@@ -158,13 +158,29 @@ pub async fn process(
             })
         };
         // started a moment ago, its events not applied yet: /proc knows it already
-        let (info, mut children) = match known {
+        let (mut info, mut children) = match known {
             Some(k) => k,
             None => {
                 let e = crate::tree::read_proc(pid).ok_or_else(|| not_found(pid))?;
                 (query::process_info(&e, None), Vec::new())
             }
         };
+        // The sampler's RSS is the kernel's cheap counter (since 6.2 a percpu counter's shared
+        // part, up to a batch per CPU behind); one process's detail gets statm's figure.
+        if info.state != "Z" {
+            if let Some(rss) = query::statm_rss_bytes(pid) {
+                let total = agent
+                    .monitor
+                    .system
+                    .read()
+                    .map(|s| s.info.mem_total_bytes)
+                    .unwrap_or(0);
+                info.rss_bytes = rss;
+                if total > 0 {
+                    info.mem_pct = (rss as f64 / total as f64 * 100.0) as f32;
+                }
+            }
+        }
         let leak = {
             let h = agent
                 .monitor
@@ -184,7 +200,6 @@ pub async fn process(
             .filter(|_| !hidden)
             .map(|p| p.to_string_lossy().into_owned());
         children.sort_unstable();
-        let mut info = info;
         redact(&mut info, viewer);
         agent.enforcer.mark_frozen(std::iter::once(&mut info));
         Ok(Json(ProcessDetail {
