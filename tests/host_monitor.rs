@@ -415,11 +415,16 @@ fn filters_select_processes_and_errors_name_the_column() {
         .collect();
     for s in &sleepers {
         let pid = s.id();
+        // the list shows the table alone (the detail endpoint answers from /proc for a process
+        // whose events are not applied yet, which would end this wait too early)
         wait_until(
             &format!("sleeper {pid} in the table as sleep"),
             Duration::from_secs(10),
-            || match http_get(&agent.socket, &format!("/api/processes/{pid}")) {
-                (200, v) if v["name"] == "sleep" => Ok(()),
+            || match http_get(
+                &agent.socket,
+                &format!("/api/processes?filter=pid%20%3D%3D%20{pid}"),
+            ) {
+                (200, v) if v["processes"][0]["name"] == "sleep" => Ok(()),
                 (code, v) => Err(format!("{code} {v}")),
             },
         );
