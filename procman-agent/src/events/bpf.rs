@@ -110,16 +110,7 @@ fn load(opts: &SourceOptions) -> Result<(Ebpf, Btf)> {
         .map_max_entries("events", opts.ring_bytes)
         .load(procman_ebpf::OBJECT)
         .context("loading the BPF object")?;
-    for (prog, tp) in procman_ebpf::PROGRAMS {
-        let p: &mut BtfTracePoint = ebpf
-            .program_mut(prog)
-            .with_context(|| format!("BPF program {prog} missing from the object"))?
-            .try_into()?;
-        p.load(tp, &btf)
-            .with_context(|| format!("loading {prog} for tp_btf/{tp}"))?;
-        p.attach()
-            .with_context(|| format!("attaching {prog} to tp_btf/{tp}"))?;
-    }
+    attach_tracepoints(&mut ebpf, procman_ebpf::PROGRAMS, &btf)?;
     Ok((ebpf, btf))
 }
 
@@ -233,4 +224,24 @@ async fn reader(
             }
         }
     }
+}
+
+/// Loads and attaches `(program, tp_btf tracepoint)` pairs of a loaded object; an error
+/// names the program and the tracepoint.
+pub(super) fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    programs: &[(&str, &str)],
+    btf: &Btf,
+) -> Result<()> {
+    for (prog, tp) in programs {
+        let p: &mut BtfTracePoint = ebpf
+            .program_mut(prog)
+            .with_context(|| format!("BPF program {prog} missing from the object"))?
+            .try_into()?;
+        p.load(tp, btf)
+            .with_context(|| format!("loading {prog} for tp_btf/{tp}"))?;
+        p.attach()
+            .with_context(|| format!("attaching {prog} to tp_btf/{tp}"))?;
+    }
+    Ok(())
 }

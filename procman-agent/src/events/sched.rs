@@ -6,11 +6,10 @@
 //! Off by default because it runs on every context switch of the machine; the sampler reads
 //! the kernel's own `sched_info` accounting instead. Its own object: a kernel that cannot load
 //! it (task storage needs 5.11+) keeps event capture and sampling, and says why.
-use super::bpf::{explain, preflight};
+use super::bpf::{attach_tracepoints, explain, preflight};
 use anyhow::{Context, Result};
 use aya::{
     maps::{HashMap as BpfHashMap, MapData},
-    programs::BtfTracePoint,
     Btf, Ebpf, EbpfLoader,
 };
 use procman_common::abi;
@@ -46,16 +45,7 @@ impl SchedReader {
             .allow_unsupported_maps()
             .load(procman_ebpf::SCHED_OBJECT)
             .context("loading the scheduling tracer's BPF object")?;
-        for (prog, tp) in procman_ebpf::SCHED_PROGRAMS {
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(prog)
-                .with_context(|| format!("BPF program {prog} missing from the object"))?
-                .try_into()?;
-            p.load(tp, &btf)
-                .with_context(|| format!("loading {prog} for tp_btf/{tp}"))?;
-            p.attach()
-                .with_context(|| format!("attaching {prog} to tp_btf/{tp}"))?;
-        }
+        attach_tracepoints(&mut ebpf, procman_ebpf::SCHED_PROGRAMS, &btf)?;
         let map = BpfHashMap::try_from(
             ebpf.take_map("sched_stats")
                 .context("map sched_stats missing")?,
