@@ -122,8 +122,10 @@ fn group_members_read_but_may_not_act_and_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(&config(&root, &user, dir.path(), ""), &[]);
     let procman = open_to(&agent);
+    // a shell waiting on its stdin (no child of its own to leave behind when it is killed)
     let mut secret = Command::new("sh")
-        .args(["-c", "sleep 300; : pm-secret-arg"])
+        .args(["-c", "read x; : pm-secret-arg"])
+        .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let secret_pid = secret.id();
