@@ -221,7 +221,7 @@ fn limit_then_agent_kill_and_restart_keeps_everything() {
         "the agent to see the shell's child",
         Duration::from_secs(10),
         || match http_get(&agent.socket, &format!("/api/processes/{shell}")) {
-            (200, v) if v["children"].as_array().is_some_and(|c| !c.is_empty()) => Ok(()),
+            (200, v) if v["children_pids"].as_array().is_some_and(|c| !c.is_empty()) => Ok(()),
             (code, v) => Err(format!("{code} {v}")),
         },
     );

@@ -97,7 +97,7 @@ fn table_matches_proc_after_a_storm() {
             .iter()
             .find(|p| p["pid"] == sl.id() as u64)
             .expect("sleeper in the table");
-        assert_eq!(p["ppid"], me);
+        assert_eq!(p["parent_pid"], me);
         assert_eq!(p["name"], "sleep");
     }
     for s in &mut sleepers {
@@ -127,7 +127,7 @@ fn orphans_are_reparented_to_the_subreaper() {
         &format!("the orphan {orphan} to show the subreaper {me} as its parent"),
         Duration::from_secs(10),
         || match http_get(&agent.socket, &format!("/api/processes/{orphan}")) {
-            (200, v) if v["ppid"] == me => Ok(()),
+            (200, v) if v["parent_pid"] == me => Ok(()),
             (code, v) => Err(format!("{code} {v}")),
         },
     );
@@ -151,7 +151,7 @@ fn read_api_status_codes_and_shapes() {
         "two samples of the test process",
         Duration::from_secs(10),
         || match http_get(&agent.socket, &format!("/api/processes/{me}/history")) {
-            (200, h) if h["stats"]["samples"].as_u64() >= Some(2) => Ok(()),
+            (200, h) if h["window"]["samples"].as_u64() >= Some(2) => Ok(()),
             (code, h) => Err(format!("{code} {h}")),
         },
     );
@@ -174,8 +174,8 @@ fn read_api_status_codes_and_shapes() {
     let (code, v) = http_get(&agent.socket, &format!("/api/processes/{me}"));
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["pid"], me);
-    assert!(v["rss_bytes"].as_u64().unwrap() > 0, "sampled: {v}");
-    assert!(v["fds"].as_u64().unwrap() >= 3);
+    assert!(v["memory_bytes"].as_u64().unwrap() > 0, "sampled: {v}");
+    assert!(v["num_fds"].as_u64().unwrap() >= 3);
     assert!(v["cmdline"].as_str().unwrap().contains("host_monitor"));
     let (code, v) = http_get(&agent.socket, &format!("/api/processes/{me}/tree"));
     assert_eq!(code, 200);
@@ -187,7 +187,7 @@ fn read_api_status_codes_and_shapes() {
     let (code, v) = http_get(&agent.socket, "/api/system");
     assert_eq!(code, 200);
     assert!(
-        v["mem_total_bytes"].as_u64().unwrap() > 0 && v["cpus"].as_u64().unwrap() >= 1,
+        v["memory_total_bytes"].as_u64().unwrap() > 0 && v["cpus"].as_u64().unwrap() >= 1,
         "{v}"
     );
     let (code, v) = http_get(&agent.socket, "/api/processes?sort=cpu&limit=3");
@@ -268,14 +268,14 @@ fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
             let mut seen = Vec::new();
             for pid in &ids {
                 let (code, v) = http_get(&agent.socket, &format!("/api/processes/{pid}"));
-                if code != 200 || v["sched"]["oncpu_s"].as_f64().unwrap_or(0.0) <= 0.5 {
+                if code != 200 || v["sched"]["oncpu_seconds"].as_f64().unwrap_or(0.0) <= 0.5 {
                     return Err(format!("{code} {v}"));
                 }
                 seen.push(v);
             }
             let wait: f64 = seen
                 .iter()
-                .map(|v| v["sched"]["runq_wait_s"].as_f64().unwrap())
+                .map(|v| v["sched"]["runq_wait_seconds"].as_f64().unwrap())
                 .sum();
             if wait > 0.5 {
                 Ok(seen)
@@ -290,8 +290,10 @@ fn sched_stats_measure_oncpu_time_and_runqueue_wait() {
     }
     for v in seen.unwrap_or_else(|e| panic!("{e}")) {
         let sched = &v["sched"];
-        let oncpu = sched["oncpu_s"].as_f64().expect("sched stats present");
-        let cpu = v["cpu_time_s"].as_f64().unwrap();
+        let oncpu = sched["oncpu_seconds"]
+            .as_f64()
+            .expect("sched stats present");
+        let cpu = v["cpu_time_seconds"].as_f64().unwrap();
         // /proc's utime+stime (ticks) and the BPF on-CPU sum measure the same thing, sampled
         // at slightly different moments
         assert!(
@@ -324,7 +326,7 @@ fn zombies_are_listed_until_reaped() {
         &format!("zombie {pid} shown as Z"),
         Duration::from_secs(5),
         || match http_get(&agent.socket, &format!("/api/processes/{pid}")) {
-            (200, v) if v["state"] == "Z" => Ok(()),
+            (200, v) if v["status"] == "zombie" => Ok(()),
             (code, v) => Err(format!("{code} {v}")),
         },
     );
@@ -367,8 +369,8 @@ fn history_of_a_busy_loop() {
             &format!("/api/processes/{}/history?hours=1", busy.id()),
         ) {
             (200, v)
-                if v["stats"]["samples"].as_u64() >= Some(6)
-                    && v["stats"]["cpu_pct"]["max"].as_f64() > Some(50.0) =>
+                if v["window"]["samples"].as_u64() >= Some(6)
+                    && v["window"]["cpu_percent"]["max"].as_f64() > Some(50.0) =>
             {
                 Ok(v)
             }
@@ -378,8 +380,8 @@ fn history_of_a_busy_loop() {
     busy.kill().unwrap();
     busy.wait().unwrap();
     let v = history.unwrap_or_else(|e| panic!("{e}"));
-    let n = v["stats"]["samples"].as_u64().unwrap();
-    let entries: u64 = v["samples"]
+    let n = v["window"]["samples"].as_u64().unwrap();
+    let entries: u64 = v["history"]
         .as_array()
         .unwrap()
         .iter()
@@ -390,14 +392,14 @@ fn history_of_a_busy_loop() {
         "entries with their repeat counts add up to the sample count"
     );
     assert!(
-        v["stats"]["cpu_pct"]["max"].as_f64().unwrap() > 50.0,
+        v["window"]["cpu_percent"]["max"].as_f64().unwrap() > 50.0,
         "a busy loop: {v}"
     );
     assert!(
-        v["stats"]["cpu_pct"]["p95"].as_f64().unwrap()
-            >= v["stats"]["cpu_pct"]["avg"].as_f64().unwrap()
+        v["window"]["cpu_percent"]["p95"].as_f64().unwrap()
+            >= v["window"]["cpu_percent"]["avg"].as_f64().unwrap()
     );
-    assert!(v["stats"]["rss_bytes"]["min"].as_f64().unwrap() > 0.0);
+    assert!(v["window"]["memory_bytes"]["min"].as_f64().unwrap() > 0.0);
     assert_eq!(v["exited"], false);
     for (path, want) in [
         ("/api/processes/1/history?hours=0", 400),
@@ -525,13 +527,13 @@ fn pid_reuse_never_merges_two_processes() {
         })
     };
     let before = wait_for("the first process in the table", "", &|c, v| {
-        c == 200 && v["state"] != "?"
+        c == 200 && v["status"] != "unknown"
     });
     assert_eq!(before["name"], "sleep");
     // a few history samples of the first process
     let old_samples = wait_for("5 samples of the first process", "/history", &|c, h| {
-        c == 200 && h["stats"]["samples"].as_u64() >= Some(5)
-    })["stats"]["samples"]
+        c == 200 && h["window"]["samples"].as_u64() >= Some(5)
+    })["window"]["samples"]
         .as_u64()
         .unwrap();
     old.kill().unwrap();
@@ -546,16 +548,16 @@ fn pid_reuse_never_merges_two_processes() {
         c == 200 && v["name"] == "tail"
     });
     assert!(
-        after["start_time"].as_f64().unwrap() > before["start_time"].as_f64().unwrap(),
+        started_at(&after) > started_at(&before),
         "{before} vs {after}"
     );
-    assert_eq!(after["ppid"], std::process::id());
+    assert_eq!(after["parent_pid"], std::process::id());
     // The live process's history (until its first sample the pid's history is the exited
     // one's); merged with the first process's it would count more than that one alone had.
     let h = wait_for("the second process's history", "/history", &|c, h| {
-        c == 200 && h["exited"] == false && h["stats"]["samples"].as_u64() >= Some(1)
+        c == 200 && h["exited"] == false && h["window"]["samples"].as_u64() >= Some(1)
     });
-    let n = h["stats"]["samples"].as_u64().unwrap();
+    let n = h["window"]["samples"].as_u64().unwrap();
     assert!(
         n < old_samples,
         "only the new process's samples (the first had {old_samples}): {h}"
@@ -565,4 +567,14 @@ fn pid_reuse_never_merges_two_processes() {
         libc::kill(pid as i32, libc::SIGKILL);
         libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
     }
+}
+
+/// A process's `started_at` (ISO 8601) as Unix seconds.
+fn started_at(v: &serde_json::Value) -> f64 {
+    let t: procman_common::units::Timestamp = v["started_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no started_at: {v}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("started_at of {v}: {e}"));
+    t.unix()
 }

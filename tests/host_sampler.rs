@@ -83,7 +83,7 @@ fn statm_rss_bytes(pid: u32) -> u64 {
 
 fn process(agent: &Agent, pid: u32) -> Result<Value, String> {
     let (code, v) = http_get(&agent.socket, &format!("/api/processes/{pid}"));
-    if code == 200 && v["state"] != "?" {
+    if code == 200 && v["status"] != "unknown" {
         Ok(v)
     } else {
         Err(format!("{code} {v}"))
@@ -98,7 +98,7 @@ fn listed(agent: &Agent, pid: u32) -> Result<Value, String> {
         &format!("/api/processes?filter=pid%20%3D%3D%20{pid}"),
     );
     match v["processes"].get(0) {
-        Some(p) if code == 200 && p["state"] != "?" => Ok(p.clone()),
+        Some(p) if code == 200 && p["status"] != "unknown" => Ok(p.clone()),
         _ => Err(format!("{code} {v}")),
     }
 }
@@ -164,9 +164,9 @@ fn busy_loop_reads_one_full_cpu() {
                     return Err(format!("{code} {h}"));
                 }
                 let mut v = Vec::new();
-                for s in h["samples"].as_array().unwrap() {
+                for s in h["history"].as_array().unwrap() {
                     for _ in 0..s["repeat"].as_u64().unwrap() {
-                        v.push(s["cpu_pct"].as_f64().unwrap());
+                        v.push(s["cpu_percent"].as_f64().unwrap());
                     }
                 }
                 if v.len() >= 7 {
@@ -229,7 +229,7 @@ fn rss_of_a_200_mib_process_matches_statm() {
             Duration::from_secs(20),
             || {
                 let v = listed(&a, pid)?;
-                let got = v["rss_bytes"].as_u64().unwrap();
+                let got = v["memory_bytes"].as_u64().unwrap();
                 if (got as f64 - want as f64).abs() <= want as f64 * 0.01 {
                     Ok(v)
                 } else {
@@ -240,12 +240,12 @@ fn rss_of_a_200_mib_process_matches_statm() {
         assert_eq!(statm_rss_bytes(pid), want, "the child's RSS stayed put");
         // the detail view reads statm itself
         let detail = process(&a, pid).unwrap();
-        assert_eq!(detail["rss_bytes"], want, "{detail}");
+        assert_eq!(detail["memory_bytes"], want, "{detail}");
         assert!(v["cmdline"].as_str().unwrap().contains("209715200"), "{v}");
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let path = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
         assert_eq!(v["cgroup"], path, "{v}");
-        assert_eq!(v["threads"], 1, "{v}");
+        assert_eq!(v["num_threads"], 1, "{v}");
     }
 }
 
@@ -276,14 +276,14 @@ fn runqueue_wait_shows_when_three_loops_share_two_cpus() {
                 let mut all = Vec::new();
                 for pid in &pids {
                     let v = process(&a, *pid)?;
-                    if v["cpu_time_s"].as_f64().unwrap() < 0.3 {
+                    if v["cpu_time_seconds"].as_f64().unwrap() < 0.3 {
                         return Err(format!("not long enough on a CPU: {v}"));
                     }
                     all.push(v);
                 }
                 let pct: f64 = all
                     .iter()
-                    .map(|v| v["sched"]["runq_wait_pct"].as_f64().unwrap_or(0.0))
+                    .map(|v| v["sched"]["runq_wait_percent"].as_f64().unwrap_or(0.0))
                     .sum();
                 if pct > 40.0 {
                     Ok(all)
@@ -294,10 +294,10 @@ fn runqueue_wait_shows_when_three_loops_share_two_cpus() {
         );
         for v in &seen {
             let s = &v["sched"];
-            assert!(s["runq_wait_s"].as_f64().unwrap() > 0.0, "{v}");
+            assert!(s["runq_wait_seconds"].as_f64().unwrap() > 0.0, "{v}");
             assert!(s["runq_waits"].as_u64().unwrap() > 0, "{v}");
-            let oncpu = s["oncpu_s"].as_f64().unwrap();
-            let cpu = v["cpu_time_s"].as_f64().unwrap();
+            let oncpu = s["oncpu_seconds"].as_f64().unwrap();
+            let cpu = v["cpu_time_seconds"].as_f64().unwrap();
             assert!((oncpu - cpu).abs() < 0.05 + 0.05 * cpu, "{v}");
         }
         drop(loops);
@@ -317,7 +317,7 @@ fn the_tracer_adds_the_longest_wait() {
         Duration::from_secs(20),
         || {
             let v = process(&a, pid)?;
-            match v["sched"]["runq_max_ms"].as_f64() {
+            match v["sched"]["runq_max_seconds"].as_f64() {
                 Some(m) if m > 0.0 => Ok(v),
                 _ => Err(v.to_string()),
             }
@@ -351,16 +351,16 @@ fn many_threads_and_hidden_processes_still_have_samples() {
         || {
             let v = process(&a, me)?;
             let want = threads();
-            if v["threads"] == want {
+            if v["num_threads"] == want {
                 Ok(v)
             } else {
-                Err(format!("threads {} vs /proc {want}", v["threads"]))
+                Err(format!("threads {} vs /proc {want}", v["num_threads"]))
             }
         },
     );
-    assert!(v["threads"].as_u64().unwrap() > 80, "{v}");
+    assert!(v["num_threads"].as_u64().unwrap() > 80, "{v}");
     let one = wait_until("pid 1's sample", Duration::from_secs(20), || process(&a, 1));
-    assert!(one["rss_bytes"].as_u64().unwrap() > 0, "{one}");
+    assert!(one["memory_bytes"].as_u64().unwrap() > 0, "{one}");
     drop(tx);
     for t in parked {
         t.join().unwrap();

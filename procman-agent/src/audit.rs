@@ -109,10 +109,7 @@ impl Audit {
     /// Appends one record (its `seq` and `time` are filled in here) and fsyncs it.
     pub fn record(&self, mut r: Record) {
         r.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        r.time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| (d.as_millis() as f64) / 1000.0)
-            .unwrap_or(0.0);
+        r.time = procman_common::units::Timestamp::now();
         let mut line = serde_json::to_vec(&r).unwrap_or_default();
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,7 +163,7 @@ pub fn read(path: &Path, keep: u32, since: f64, limit: usize) -> std::io::Result
         };
         for l in text.lines() {
             if let Ok(r) = serde_json::from_str::<Record>(l) {
-                if r.time >= since {
+                if r.time.unix() >= since {
                     if out.len() == limit {
                         out.pop_front();
                     }
@@ -184,7 +181,7 @@ mod tests {
 
     fn rec(action: &str) -> Record {
         Record {
-            time: 0.0,
+            time: Default::default(),
             seq: 0,
             actor: Actor {
                 uid: Some(1000),

@@ -40,6 +40,95 @@ pub struct ApiSection {
     /// Allow `listen` on an address other than loopback (the token then crosses the network
     /// in clear text: put a TLS proxy in front).
     pub allow_remote: bool,
+    /// Web origins (`scheme://host[:port]`) whose pages may call the TCP API from a browser
+    /// (CORS). None by default; `*` is refused: name each dashboard's origin. Reloadable.
+    pub cors_origins: Vec<Origin>,
+}
+
+/// A web origin, validated: `http` or `https`, a host, an optional port, nothing else.
+/// Compared as the browser sends it in the `Origin` header (lowercase, no default port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin(String);
+
+impl Origin {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Origin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Origin, String> {
+        let bad = |why: &str| {
+            format!("{s:?} is not a web origin ({why}): expected scheme://host[:port], e.g. \"https://dash.example.com\"")
+        };
+        if s == "*" || s == "null" {
+            return Err(format!(
+                "{s:?}: wildcard and null origins are refused; list each dashboard's origin, e.g. \"https://dash.example.com\""
+            ));
+        }
+        if s.len() > 255 {
+            return Err(bad("too long"));
+        }
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("the scheme must be http or https"));
+        }
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return Err(bad(
+                "only a host and an optional port may follow the scheme",
+            ));
+        }
+        // `[v6]:port` keeps its colons inside the brackets
+        let split = match rest.strip_prefix('[').and_then(|r| r.find(']')) {
+            Some(end) => {
+                let (h, tail) = rest.split_at(end + 2);
+                match tail {
+                    "" => (h, None),
+                    t => (
+                        h,
+                        Some(
+                            t.strip_prefix(':')
+                                .ok_or_else(|| bad("junk after the host"))?,
+                        ),
+                    ),
+                }
+            }
+            None => match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            },
+        };
+        let host = split.0;
+        let port = split
+            .1
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| bad("the port must be a number"))
+            })
+            .transpose()?;
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+        {
+            return Err(bad("the host has characters a host name cannot have"));
+        }
+        let default = if scheme == "http" { 80 } else { 443 };
+        let host = host.to_ascii_lowercase();
+        Ok(Origin(match port {
+            Some(p) if p != default => format!("{scheme}://{host}:{p}"),
+            _ => format!("{scheme}://{host}"),
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Origin, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl ApiSection {
@@ -371,6 +460,35 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_are_validated_and_normalised() {
+        let ok = [
+            ("https://dash.example.com", "https://dash.example.com"),
+            ("HTTP://Dash.Example.com:80", "http://dash.example.com"),
+            ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
+            ("https://[::1]:8443", "https://[::1]:8443"),
+            ("http://[::1]", "http://[::1]"),
+        ];
+        for (i, want) in ok {
+            assert_eq!(i.parse::<Origin>().unwrap().as_str(), want, "{i}");
+        }
+        for bad in [
+            "*",
+            "null",
+            "dash.example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://user@x",
+            "https://x:port",
+            "https://",
+            "https://x y",
+        ] {
+            assert!(bad.parse::<Origin>().is_err(), "{bad}");
+        }
+        let e = toml::from_str::<Config>("[api]\ncors_origins = [\"*\"]\n").unwrap_err();
+        assert!(e.to_string().contains("wildcard"), "{e}");
+    }
 
     #[test]
     fn empty_config_is_default() {

@@ -44,6 +44,9 @@ pub struct Agent {
     pub audit: crate::audit::Audit,
     /// The bearer token TCP clients must send (`[api] token_file`), when TCP is on.
     pub api_token: Option<String>,
+    /// Web origins allowed to call the TCP API from a browser (`[api] cors_origins`);
+    /// replaced by a reload.
+    pub cors_origins: RwLock<Vec<crate::config::Origin>>,
 }
 
 /// What the agent is made of, besides its event source (see [`Agent::new`]).
@@ -54,6 +57,7 @@ pub struct Parts {
     pub access: crate::access::Policy,
     pub audit: crate::audit::Audit,
     pub api_token: Option<String>,
+    pub cors_origins: Vec<crate::config::Origin>,
 }
 
 impl Agent {
@@ -65,6 +69,7 @@ impl Agent {
             access,
             audit,
             api_token,
+            cors_origins,
         } = parts;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
@@ -83,6 +88,7 @@ impl Agent {
             access: RwLock::new(access),
             audit,
             api_token,
+            cors_origins: RwLock::new(cors_origins),
         })
     }
 
@@ -90,7 +96,7 @@ impl Agent {
         AgentStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
-            uptime_s: self.started.elapsed().as_secs_f64(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
             source: self.source.kind,
             fallback_reason: self.source.fallback_reason.clone(),
             events_received: self.received.load(Ordering::Relaxed),

@@ -7,7 +7,22 @@
 //! bumps that entry's repeat count. An idle sleeper therefore costs one entry however long it
 //! runs, and the ring bound still holds for busy ones. Rings grow on demand (Vec doubling),
 //! never preallocated. Entries of exited processes are kept for `retention` (max 48 h).
-pub use procman_common::api::{LeakReport, Sample, Stat, WindowStats};
+pub use procman_common::api::{LeakReport, Stat, WindowStats};
+
+/// One stored sample (or a run of identical ones): 24 bytes, the ring's unit. The API turns
+/// it into [`procman_common::api::HistoryPoint`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Unix time of the (first) sample, seconds.
+    pub t: u32,
+    /// How many consecutive samples this entry stands for (an idle process repeats).
+    pub repeat: u32,
+    pub cpu_pct: f32,
+    /// Resident memory, KiB.
+    pub rss_kib: u32,
+    pub read_bps: f32,
+    pub write_bps: f32,
+}
 use std::collections::{HashMap, VecDeque};
 
 /// Process identity: (pid, start time in clock ticks since boot).
@@ -172,10 +187,10 @@ impl History {
             |f: &dyn Fn(&Sample) -> f64| w.iter().map(|s| (f(s), s.repeat)).collect::<Vec<_>>();
         Some(WindowStats {
             samples: w.iter().map(|s| s.repeat as u64).sum(),
-            cpu_pct: stat(col(&|s| s.cpu_pct as f64)),
-            rss_bytes: stat(col(&|s| s.rss_kib as f64 * 1024.0)),
-            read_bps: stat(col(&|s| s.read_bps as f64)),
-            write_bps: stat(col(&|s| s.write_bps as f64)),
+            cpu_percent: stat(col(&|s| s.cpu_pct as f64)),
+            memory_bytes: stat(col(&|s| s.rss_kib as f64 * 1024.0)),
+            read_bytes_per_second: stat(col(&|s| s.read_bps as f64)),
+            write_bytes_per_second: stat(col(&|s| s.write_bps as f64)),
         })
     }
 
@@ -213,7 +228,7 @@ impl History {
         Some(LeakReport {
             bytes_per_hour: slope * 3600.0,
             r_squared: r2,
-            span_s: (t1 - t0) as u64,
+            span_seconds: (t1 - t0) as u64,
             from_bytes: first as u64,
             to_bytes: last as u64,
         })
@@ -244,16 +259,16 @@ mod tests {
         }
         let w = h.window((7, 1), 0).unwrap();
         assert_eq!(w.samples, 100);
-        assert_eq!(w.cpu_pct.avg, 50.5);
-        assert_eq!(w.cpu_pct.min, 1.0);
-        assert_eq!(w.cpu_pct.max, 100.0);
-        assert_eq!(w.cpu_pct.p95, 95.0);
-        assert_eq!(w.rss_bytes.max, 100.0 * 1024.0 * 1024.0);
+        assert_eq!(w.cpu_percent.avg, 50.5);
+        assert_eq!(w.cpu_percent.min, 1.0);
+        assert_eq!(w.cpu_percent.max, 100.0);
+        assert_eq!(w.cpu_percent.p95, 95.0);
+        assert_eq!(w.memory_bytes.max, 100.0 * 1024.0 * 1024.0);
         // the last 10 seconds only: cpu 91..=100
         let w = h.window((7, 1), 1090).unwrap();
         assert_eq!(w.samples, 10);
-        assert_eq!(w.cpu_pct.avg, 95.5);
-        assert_eq!(w.cpu_pct.p95, 100.0);
+        assert_eq!(w.cpu_percent.avg, 95.5);
+        assert_eq!(w.cpu_percent.p95, 100.0);
     }
 
     #[test]
@@ -266,8 +281,8 @@ mod tests {
         assert_eq!(h.samples((1, 1), 0).len(), 2);
         let w = h.window((1, 1), 0).unwrap();
         assert_eq!(w.samples, 501);
-        assert!((w.cpu_pct.avg - 10.0 / 501.0).abs() < 1e-9);
-        assert_eq!(w.cpu_pct.p95, 0.0);
+        assert!((w.cpu_percent.avg - 10.0 / 501.0).abs() < 1e-9);
+        assert_eq!(w.cpu_percent.p95, 0.0);
     }
 
     #[test]
@@ -300,8 +315,8 @@ mod tests {
         h.mark_exited((9, 100), 2);
         h.push((9, 200), s(3, 5.0, 1));
         assert_eq!(h.find(9), Some((9, 200)), "the live process wins");
-        assert_eq!(h.window((9, 200), 0).unwrap().cpu_pct.max, 5.0);
-        assert_eq!(h.window((9, 100), 0).unwrap().cpu_pct.max, 50.0);
+        assert_eq!(h.window((9, 200), 0).unwrap().cpu_percent.max, 5.0);
+        assert_eq!(h.window((9, 100), 0).unwrap().cpu_percent.max, 50.0);
     }
 
     #[test]

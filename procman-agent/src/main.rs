@@ -224,6 +224,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             access,
             audit,
             api_token,
+            cors_origins: cfg.api.cors_origins.clone(),
         },
     );
     // processes started while the agent was down go to their slices before anything else

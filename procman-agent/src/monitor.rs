@@ -108,7 +108,7 @@ impl Usage {
         self.read_bps = 0.0;
         self.write_bps = 0.0;
         if let Some(s) = &mut self.sched {
-            s.runq_wait_pct = 0.0;
+            s.runq_wait_percent = 0.0;
         }
         // at_ns stays: the values are the ones read then
         self.generation = generation;
@@ -304,11 +304,11 @@ fn sched_from(
     };
     (
         Sched {
-            oncpu_s: cpu_ns as f64 / 1e9,
-            runq_wait_s: total.0 as f64 / 1e9,
+            oncpu_seconds: cpu_ns as f64 / 1e9,
+            runq_wait_seconds: total.0 as f64 / 1e9,
             runq_waits: total.1,
-            runq_max_ms: max_ns.map(|m| m as f64 / 1e6),
-            runq_wait_pct,
+            runq_max_seconds: max_ns.map(|m| m as f64 / 1e9),
+            runq_wait_percent: runq_wait_pct,
         },
         total,
     )
@@ -513,10 +513,10 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
         ..Default::default()
     };
     if let Ok(m) = procfs::Meminfo::current() {
-        s.mem_total_bytes = m.mem_total;
-        s.mem_available_bytes = m.mem_available.unwrap_or(m.mem_free);
-        s.mem_used_pct = if m.mem_total > 0 {
-            ((m.mem_total - s.mem_available_bytes) as f64 / m.mem_total as f64 * 100.0) as f32
+        s.memory_total_bytes = m.mem_total;
+        s.memory_available_bytes = m.mem_available.unwrap_or(m.mem_free);
+        s.memory_percent = if m.mem_total > 0 {
+            ((m.mem_total - s.memory_available_bytes) as f64 / m.mem_total as f64 * 100.0) as f32
         } else {
             0.0
         };
@@ -541,13 +541,13 @@ fn sample_system(prev: &SystemUsage) -> SystemUsage {
         cpu_busy_total = (busy, total);
         let (pb, pt) = prev.cpu_busy_total;
         if total > pt && pt > 0 {
-            s.cpu_pct = (busy.saturating_sub(pb) as f64 / (total - pt) as f64 * 100.0) as f32;
+            s.cpu_percent = (busy.saturating_sub(pb) as f64 / (total - pt) as f64 * 100.0) as f32;
         }
     }
-    s.psi_cpu_some10 = psi_some10(procman_cgroup::PressureKind::Cpu);
-    s.psi_memory_some10 = psi_some10(procman_cgroup::PressureKind::Memory);
-    s.psi_io_some10 = psi_some10(procman_cgroup::PressureKind::Io);
-    s.uptime_s = procfs::Uptime::current().map(|u| u.uptime).unwrap_or(0.0);
+    s.psi_cpu_some_avg10 = psi_some10(procman_cgroup::PressureKind::Cpu);
+    s.psi_memory_some_avg10 = psi_some10(procman_cgroup::PressureKind::Memory);
+    s.psi_io_some_avg10 = psi_some10(procman_cgroup::PressureKind::Io);
+    s.uptime_seconds = procfs::Uptime::current().map(|u| u.uptime).unwrap_or(0.0);
     SystemUsage {
         info: s,
         cpu_busy_total,
@@ -613,12 +613,12 @@ impl Monitor {
         SamplerStatus {
             kind,
             fallback_reason,
-            interval_s: self.interval.as_secs_f64(),
+            interval_seconds: self.interval.as_secs_f64(),
             full_sweep_every,
             samples: c.samples,
-            last_sample_ms: c.last_ms,
-            last_sample_cpu_ms: c.last_cpu_ms,
-            last_sweep_cpu_ms: c.last_sweep_cpu_ms,
+            last_sample_seconds: c.last_ms / 1000.0,
+            last_sample_cpu_seconds: c.last_cpu_ms / 1000.0,
+            last_sweep_cpu_seconds: c.last_sweep_cpu_ms / 1000.0,
             last_records: c.last_records,
             sched_tracing: self.sched.reader.is_some(),
             sched_tracing_error: self.sched.error.clone(),
@@ -643,7 +643,7 @@ impl Monitor {
             .read()
             .map(|t| t.iter().map(|e| (e.pid, e.start_ticks, e.exited)).collect())
             .unwrap_or_default();
-        let mem_total = sys.info.mem_total_bytes;
+        let mem_total = sys.info.memory_total_bytes;
         let sweep = {
             let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
             // readers (the API) share this lock; only the swap below excludes them

@@ -4,8 +4,9 @@ use crate::{
     monitor::{Monitor, Usage},
     tree::{ProcEntry, ProcTable},
 };
-use procman_common::api::{ProcessInfo, ProcessList, SortKey, TreeNode};
+use procman_common::api::{ProcessInfo, ProcessList, ProcessStatus, SortKey, TreeNode};
 use procman_common::filter::{Field, Fields, Filter};
+use procman_common::units::Timestamp;
 use std::borrow::Cow;
 use std::{collections::HashMap, sync::OnceLock};
 
@@ -46,41 +47,54 @@ pub fn uid_of(name: &str) -> Option<u32> {
         .map(|u| u.uid.as_raw())
 }
 
+/// Bytes in seed 004's `memory_mb` (MiB).
+const MIB: f64 = 1024.0 * 1024.0;
+
 pub fn process_info(e: &ProcEntry, u: Option<&Usage>) -> ProcessInfo {
-    let start_time = boot_time() + e.start_ticks as f64 / procfs::ticks_per_second() as f64;
+    let start = boot_time() + e.start_ticks as f64 / procfs::ticks_per_second() as f64;
     let mut p = ProcessInfo {
         pid: e.pid,
-        ppid: e.ppid,
+        parent_pid: e.ppid,
         name: e.comm.to_string(),
         exe: e.exe.as_deref().map(String::from),
-        user: user_name(e.uid),
+        username: user_name(e.uid),
         uid: e.uid,
-        state: "?".into(),
-        start_time,
-        age_s: (now_epoch() - start_time).max(0.0),
+        status: ProcessStatus::Unknown,
+        started_at: Timestamp::from_unix(start),
+        age_seconds: (now_epoch() - start).max(0.0),
         kthread: e.kthread,
         ..Default::default()
     };
     if let Some(u) = u {
-        p.state = u.state.to_string();
-        p.cpu_pct = u.cpu_pct;
-        p.mem_pct = u.mem_pct;
-        p.rss_bytes = u.rss_bytes;
-        p.threads = u.threads;
+        p.status = ProcessStatus::from_letter(u.state);
+        p.cpu_percent = u.cpu_pct;
+        p.memory_percent = u.mem_pct;
+        set_memory(&mut p, u.rss_bytes, None);
+        p.num_threads = u.threads;
         p.nice = u.nice;
-        p.read_bps = u.read_bps;
-        p.write_bps = u.write_bps;
+        p.read_bytes_per_second = u.read_bps;
+        p.write_bytes_per_second = u.write_bps;
         p.read_bytes = u.read_bytes;
         p.write_bytes = u.write_bytes;
-        p.cpu_time_s = u.cpu_time_s;
+        p.cpu_time_seconds = u.cpu_time_s;
         p.cmdline = u.cmdline.to_string();
         p.cgroup = u.cgroup.as_deref().map(String::from);
         p.sched = u.sched;
     }
     if e.exited {
-        p.state = "Z".into(); // exited, not reaped yet
+        p.status = ProcessStatus::Zombie; // exited, not reaped yet
     }
     p
+}
+
+/// Sets a process's resident memory in every unit the API shows it in; with the machine's
+/// total, also its percent of RAM.
+pub fn set_memory(p: &mut ProcessInfo, rss_bytes: u64, total_bytes: Option<u64>) {
+    p.memory_bytes = rss_bytes;
+    p.memory_mb = rss_bytes as f64 / MIB;
+    if let Some(total) = total_bytes.filter(|&t| t > 0) {
+        p.memory_percent = (rss_bytes as f64 / total as f64 * 100.0) as f32;
+    }
 }
 
 /// The sort key of a row: smaller sorts first (descending keys are negated), ties by pid.
@@ -135,8 +149,8 @@ pub fn all(table: &ProcTable, mon: &Monitor) -> Vec<ProcessInfo> {
     select(table, mon, SortKey::Pid, None, |_, _| true)
 }
 
-/// The overview: counts, and the 5 biggest by CPU and by memory.
-pub fn overview(table: &ProcTable, mon: &Monitor) -> ProcessList {
+/// The overview: counts, and the `top` biggest by CPU and by memory.
+pub fn overview(table: &ProcTable, mon: &Monitor, top: usize) -> ProcessList {
     let zombie_count = {
         let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
         table
@@ -145,11 +159,11 @@ pub fn overview(table: &ProcTable, mon: &Monitor) -> ProcessList {
             .count()
     };
     ProcessList {
-        timestamp: now_epoch(),
+        timestamp: Timestamp::now(),
         total_processes: table.len(),
         zombie_count,
-        top_cpu: select(table, mon, SortKey::Cpu, Some(5), |_, _| true),
-        top_ram: select(table, mon, SortKey::Mem, Some(5), |_, _| true),
+        top_cpu: select(table, mon, SortKey::Cpu, Some(top), |_, _| true),
+        top_ram: select(table, mon, SortKey::Mem, Some(top), |_, _| true),
         processes: None,
     }
 }
@@ -161,11 +175,13 @@ pub fn tree(all: Vec<ProcessInfo>, root: Option<u32>) -> Vec<TreeNode> {
     let mut children: HashMap<u32, Vec<ProcessInfo>> = HashMap::new();
     let mut roots = Vec::new();
     for p in all {
-        if Some(p.pid) == root || (root.is_none() && (p.pid == p.ppid || !pids.contains(&p.ppid))) {
+        if Some(p.pid) == root
+            || (root.is_none() && (p.pid == p.parent_pid || !pids.contains(&p.parent_pid)))
+        {
             roots.push(p.clone());
         }
-        if p.pid != p.ppid {
-            children.entry(p.ppid).or_default().push(p);
+        if p.pid != p.parent_pid {
+            children.entry(p.parent_pid).or_default().push(p);
         }
     }
     fn build(
@@ -258,6 +274,10 @@ impl Fields for Row<'_> {
                     Cow::Owned(u?.state.to_string())
                 }
             }
+            Field::Status => {
+                let letter = if e.exited { 'Z' } else { u?.state };
+                Cow::Borrowed(ProcessStatus::from_letter(letter).as_str())
+            }
             Field::Cgroup => Cow::Borrowed(u?.cgroup.as_deref()?),
             Field::Slice => {
                 Cow::Borrowed(slice_of_cgroup(u?.cgroup.as_deref()?, self.ctx.slice_root)?)
@@ -316,12 +336,11 @@ pub fn fd_counts(
         .collect();
     Some(
         pids.into_iter()
-            .filter_map(|p| Some((p, count_fds(p)?.0)))
+            .filter_map(|p| Some((p, count_fds(p)?.total)))
             .collect(),
     )
 }
 
-/// (open fds, of which sockets) of a process: a walk of /proc/PID/fd, on demand only.
 /// Resident bytes of `pid` from /proc/PID/statm (what `ps` and `top` show).
 pub fn statm_rss_bytes(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
@@ -329,18 +348,36 @@ pub fn statm_rss_bytes(pid: u32) -> Option<u64> {
     Some(pages * procfs::page_size())
 }
 
-pub fn count_fds(pid: u32) -> Option<(u32, u32)> {
+/// A process's open file descriptors by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FdCounts {
+    pub total: u32,
+    pub sockets: u32,
+    /// Regular files (what psutil's `open_files` lists).
+    pub files: u32,
+}
+
+/// The open fds of a process: a walk of /proc/PID/fd (`readlink` of each), on demand only.
+pub fn count_fds(pid: u32) -> Option<FdCounts> {
     let rd = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    let (mut fds, mut socks) = (0, 0);
+    let mut c = FdCounts::default();
     for e in rd.flatten() {
-        fds += 1;
-        if std::fs::read_link(e.path())
-            .is_ok_and(|l| l.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+        c.total += 1;
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = target.as_os_str().as_encoded_bytes();
+        if t.starts_with(b"socket:") {
+            c.sockets += 1;
+        } else if t.starts_with(b"/")
+            && !t.starts_with(b"/dev/")
+            && !t.starts_with(b"/proc/")
+            && !t.ends_with(b" (deleted)")
         {
-            socks += 1;
+            c.files += 1;
         }
     }
-    Some((fds, socks))
+    Some(c)
 }
 
 /// Keeps the nodes in `keep` and the ancestors of those (so the tree keeps its shape).

@@ -62,6 +62,10 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
             .apply(&new, rules)
             .context("applying slices and rules")?;
         *agent.access.write().unwrap_or_else(|e| e.into_inner()) = policy;
+        *agent
+            .cors_origins
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = new.api.cors_origins.clone();
         Ok((new, r))
     })();
     let shown = path.map_or("(defaults)".into(), |p| p.display().to_string());
@@ -86,7 +90,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
         ),
     };
     agent.audit.record(Record {
-        time: 0.0,
+        time: Default::default(),
         seq: 0,
         actor: Actor {
             uid: None,

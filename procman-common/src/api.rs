@@ -1,5 +1,6 @@
 //! JSON types of the agent's HTTP API. `procman --json` prints exactly these, so they are a
 //! stable interface: add fields, never rename or remove them.
+use crate::units::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::{fmt, sync::Arc};
 
@@ -247,22 +248,22 @@ pub struct SamplerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
     /// Seconds between samples.
-    pub interval_s: f64,
+    pub interval_seconds: f64,
     /// Every how many samples the iterator reports every process (the others report only
     /// processes whose usage changed).
     #[serde(default)]
     pub full_sweep_every: u32,
     /// Samples taken since the agent started.
     pub samples: u64,
-    /// Wall time of the last sample (the sweep or /proc reads plus bookkeeping), milliseconds.
-    pub last_sample_ms: f64,
-    /// CPU time the last sample took (user + system, on the sampling thread), milliseconds.
+    /// Wall time of the last sample (the sweep or /proc reads plus bookkeeping), seconds.
+    pub last_sample_seconds: f64,
+    /// CPU time the last sample took (user + system, on the sampling thread), seconds.
     #[serde(default)]
-    pub last_sample_cpu_ms: f64,
+    pub last_sample_cpu_seconds: f64,
     /// Of it, the task-iterator sweep itself (creating and reading the iterator fd: almost all
-    /// kernel time), milliseconds; 0 with the /proc sampler.
+    /// kernel time), seconds; 0 with the /proc sampler.
     #[serde(default)]
-    pub last_sweep_cpu_ms: f64,
+    pub last_sweep_cpu_seconds: f64,
     /// Processes reported by the kernel in the last sweep (iter), or read from /proc (proc).
     pub last_records: u64,
     /// The scheduling tracer (`events.sched_stats`: sched_switch/sched_wakeup) is attached.
@@ -278,7 +279,7 @@ pub struct SamplerStatus {
 pub struct AgentStatus {
     pub version: String,
     pub pid: u32,
-    pub uptime_s: f64,
+    pub uptime_seconds: f64,
     pub source: SourceKind,
     /// Why the preferred source (BPF) is not in use, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -349,10 +350,15 @@ pub struct EnforcementStatus {
     pub error: Option<String>,
 }
 
-/// Body of every error response: `{"error": "..."}`.
+/// Body of every error response: `{"success": false, "error": "...", "pid": 1234}` (`pid`
+/// on the routes of one process), the shape of seed 004's errors.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ApiError {
+    #[serde(default)]
+    pub success: bool,
     pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 #[cfg(test)]
@@ -448,33 +454,48 @@ pub enum EventStreamItem {
 }
 
 /// One process as the read API shows it (`GET /api/processes`, `procman ps --json`).
+///
+/// Field names follow seed 004's contract where it has the field (`cpu_percent`,
+/// `memory_mb`, `status`, `started_at`, `username`, `num_threads`, `parent_pid`), and the
+/// same style for procman's own: units spelled out as suffixes (`_percent`, `_bytes`,
+/// `_seconds`, `_per_second`), wall-clock times as ISO 8601 UTC ([`Timestamp`]), durations
+/// in seconds.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct ProcessInfo {
     pub pid: u32,
-    pub ppid: u32,
+    pub parent_pid: u32,
     /// The comm (kernel process name, at most 15 bytes).
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
+    pub username: String,
+    pub uid: u32,
+    /// CPU use over the last sampling interval, percent of one CPU (can exceed 100).
+    pub cpu_percent: f32,
+    /// Resident memory, percent of RAM.
+    pub memory_percent: f32,
+    /// Resident memory, MiB (2^20 bytes), as seed 004 shows it.
+    pub memory_mb: f64,
+    /// Resident memory, bytes.
+    pub memory_bytes: u64,
+    /// `running`, `sleeping`, `disk-sleep`, `stopped`, `tracing-stop`, `zombie`, `dead`,
+    /// `idle`, `parked`, `waking`, `wake-kill` (psutil's words for the kernel's state
+    /// letters), or `unknown` before the first sample.
+    pub status: ProcessStatus,
+    /// When the process started.
+    pub started_at: Timestamp,
     #[serde(default)]
     pub cmdline: String,
-    pub user: String,
-    pub uid: u32,
-    /// One-letter state as in ps (R, S, D, Z, T, I, ...); "?" before the first sample.
-    pub state: String,
-    pub cpu_pct: f32,
-    pub mem_pct: f32,
-    pub rss_bytes: u64,
-    pub threads: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    pub num_threads: u32,
     pub nice: i32,
-    pub read_bps: f64,
-    pub write_bps: f64,
+    pub read_bytes_per_second: f64,
+    pub write_bytes_per_second: f64,
+    /// Bytes read and written in total (storage IO, /proc/PID/io `read_bytes`/`write_bytes`).
     pub read_bytes: u64,
     pub write_bytes: u64,
-    pub cpu_time_s: f64,
-    /// Start time, seconds since the Unix epoch.
-    pub start_time: f64,
-    pub age_s: f64,
+    /// CPU time used (user + system), seconds.
+    pub cpu_time_seconds: f64,
+    pub age_seconds: f64,
     /// The cgroup v2 path (from /proc/PID/cgroup), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
@@ -482,9 +503,105 @@ pub struct ProcessInfo {
     /// Its procman slice is frozen (the cgroup freezer): it cannot run until thawed.
     #[serde(default)]
     pub frozen: bool,
-    /// In-kernel scheduling statistics since the agent started (BPF source only).
+    /// In-kernel scheduling statistics (BPF task iterator or /proc/PID/schedstat).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sched: Option<SchedInfo>,
+}
+
+/// A process's scheduler state, in the words `ps`/psutil users know. Serialized as the word
+/// (`"running"`); [`ProcessStatus::letter`] gives the `ps` STAT letter back.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessStatus {
+    Running,
+    Sleeping,
+    DiskSleep,
+    Stopped,
+    TracingStop,
+    Zombie,
+    Dead,
+    Idle,
+    Parked,
+    Waking,
+    WakeKill,
+    #[default]
+    Unknown,
+}
+
+impl ProcessStatus {
+    pub const ALL: [ProcessStatus; 12] = [
+        ProcessStatus::Running,
+        ProcessStatus::Sleeping,
+        ProcessStatus::DiskSleep,
+        ProcessStatus::Stopped,
+        ProcessStatus::TracingStop,
+        ProcessStatus::Zombie,
+        ProcessStatus::Dead,
+        ProcessStatus::Idle,
+        ProcessStatus::Parked,
+        ProcessStatus::Waking,
+        ProcessStatus::WakeKill,
+        ProcessStatus::Unknown,
+    ];
+
+    /// From the state letter of /proc/PID/stat (or the task iterator's mapping of it).
+    pub fn from_letter(c: char) -> ProcessStatus {
+        match c {
+            'R' => ProcessStatus::Running,
+            'S' => ProcessStatus::Sleeping,
+            'D' => ProcessStatus::DiskSleep,
+            'T' => ProcessStatus::Stopped,
+            't' => ProcessStatus::TracingStop,
+            'Z' => ProcessStatus::Zombie,
+            'X' | 'x' => ProcessStatus::Dead,
+            'I' => ProcessStatus::Idle,
+            'P' => ProcessStatus::Parked,
+            'W' => ProcessStatus::Waking,
+            'K' => ProcessStatus::WakeKill,
+            _ => ProcessStatus::Unknown,
+        }
+    }
+
+    /// The `ps` STAT letter (`?` for unknown).
+    pub fn letter(self) -> char {
+        match self {
+            ProcessStatus::Running => 'R',
+            ProcessStatus::Sleeping => 'S',
+            ProcessStatus::DiskSleep => 'D',
+            ProcessStatus::Stopped => 'T',
+            ProcessStatus::TracingStop => 't',
+            ProcessStatus::Zombie => 'Z',
+            ProcessStatus::Dead => 'X',
+            ProcessStatus::Idle => 'I',
+            ProcessStatus::Parked => 'P',
+            ProcessStatus::Waking => 'W',
+            ProcessStatus::WakeKill => 'K',
+            ProcessStatus::Unknown => '?',
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessStatus::Running => "running",
+            ProcessStatus::Sleeping => "sleeping",
+            ProcessStatus::DiskSleep => "disk-sleep",
+            ProcessStatus::Stopped => "stopped",
+            ProcessStatus::TracingStop => "tracing-stop",
+            ProcessStatus::Zombie => "zombie",
+            ProcessStatus::Dead => "dead",
+            ProcessStatus::Idle => "idle",
+            ProcessStatus::Parked => "parked",
+            ProcessStatus::Waking => "waking",
+            ProcessStatus::WakeKill => "wake-kill",
+            ProcessStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ProcessStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Scheduling statistics of a process, from the kernel's own accounting (`sched_info`, read by
@@ -492,34 +609,38 @@ pub struct ProcessInfo {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default)]
 pub struct SchedInfo {
     /// Time on a CPU, seconds.
-    pub oncpu_s: f64,
+    pub oncpu_seconds: f64,
     /// Time runnable but waiting for a CPU (run-queue latency), seconds.
-    pub runq_wait_s: f64,
+    pub runq_wait_seconds: f64,
     /// Times the process was run on a CPU (each after a wait, possibly of zero length).
     pub runq_waits: u64,
-    /// Longest single run-queue wait, milliseconds: from the kernel's `max_run_delay` (6.14+)
+    /// Longest single run-queue wait, seconds: from the kernel's `max_run_delay` (6.14+)
     /// or the opt-in scheduling tracer (`events.sched_stats`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runq_max_ms: Option<f64>,
+    pub runq_max_seconds: Option<f64>,
     /// Share of the last sampling interval spent waiting for a CPU, percent.
-    pub runq_wait_pct: f32,
+    pub runq_wait_percent: f32,
 }
 
-/// `GET /api/processes`: the overview, plus the full (filtered, sorted, limited) list when
-/// asked with `?filter=`, `?sort=` or `?limit=`.
+/// How many processes `top_cpu` and `top_ram` hold unless `?limit=` says otherwise (seed 004).
+pub const DEFAULT_TOP: usize = 10;
+
+/// `GET /api/processes`: seed 004's overview (the top 10 by CPU and by memory), plus the
+/// full (filtered, sorted, limited) list when asked with `?filter=`, `?sort=` or `?user=`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct ProcessList {
-    /// Seconds since the Unix epoch of the latest sample.
-    pub timestamp: f64,
+    /// When the answer was made.
+    pub timestamp: Timestamp,
     pub total_processes: usize,
     pub zombie_count: usize,
     pub top_cpu: Vec<ProcessInfo>,
+    /// Sorted by `memory_percent`.
     pub top_ram: Vec<ProcessInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<Vec<ProcessInfo>>,
 }
 
-/// A node of `GET /api/tree` and `GET /api/processes/{pid}/tree`.
+/// A node of `GET /api/tree` and of the `tree` in `GET /api/processes/{pid}/tree`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct TreeNode {
     #[serde(flatten)]
@@ -527,17 +648,36 @@ pub struct TreeNode {
     pub children: Vec<TreeNode>,
 }
 
+/// `GET /api/processes/{pid}/tree`: seed 004's parent and children, plus the nested subtree.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ProcessTree {
+    pub success: bool,
+    pub pid: u32,
+    pub name: String,
+    /// The parent (absent for the roots: init and kthreadd).
+    pub parent: Option<ProcessInfo>,
+    /// Every descendant, depth first (each with its `parent_pid`).
+    pub children: Vec<ProcessInfo>,
+    pub total_children: usize,
+    /// The process and its descendants as a tree.
+    pub tree: TreeNode,
+}
+
 /// `GET /api/processes/{pid}`: a process with the facts that are read on demand.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ProcessDetail {
+    pub success: bool,
     #[serde(flatten)]
     pub process: ProcessInfo,
-    /// Open file descriptors (None when /proc/PID/fd is unreadable).
-    pub fds: Option<u32>,
-    /// Of those, sockets.
-    pub sockets: Option<u32>,
+    /// Open file descriptors (`null` when /proc/PID/fd is unreadable or hidden).
+    pub num_fds: Option<u32>,
+    /// Of those, sockets (seed 004's `connections`).
+    pub connections: Option<u32>,
+    /// Of those, regular files (seed 004's `open_files`).
+    pub open_files: Option<u32>,
     pub cwd: Option<String>,
-    /// Children in the process table.
+    /// Pids of its children.
+    #[serde(rename = "children_pids")]
     pub children: Vec<u32>,
     /// Set when RSS has been growing steadily ("leak suspected").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -547,36 +687,38 @@ pub struct ProcessDetail {
 /// `GET /api/system`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct SystemInfo {
-    pub timestamp: f64,
-    pub cpu_pct: f32,
+    pub timestamp: Timestamp,
+    pub cpu_percent: f32,
     pub cpus: usize,
-    pub mem_total_bytes: u64,
-    pub mem_available_bytes: u64,
-    pub mem_used_pct: f32,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub memory_percent: f32,
     pub swap_total_bytes: u64,
     pub swap_free_bytes: u64,
     pub load: [f64; 3],
-    pub psi_cpu_some10: Option<f64>,
-    pub psi_memory_some10: Option<f64>,
-    pub psi_io_some10: Option<f64>,
-    pub uptime_s: f64,
+    /// `some avg10` of /proc/pressure/{cpu,memory,io}, percent.
+    pub psi_cpu_some_avg10: Option<f64>,
+    pub psi_memory_some_avg10: Option<f64>,
+    pub psi_io_some_avg10: Option<f64>,
+    pub uptime_seconds: f64,
     pub processes: usize,
 }
 
 // ---- usage history (`GET /api/processes/{pid}/history`) ----
 
-/// One sample (or a run of identical ones).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    /// Unix time of the (first) sample, seconds.
-    pub t: u32,
+/// One sample (or a run of identical ones), as seed 004's history entries plus procman's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// Time of the (first) sample.
+    pub timestamp: Timestamp,
+    pub cpu_percent: f32,
+    pub memory_percent: f32,
+    pub memory_mb: f64,
+    pub memory_bytes: u64,
+    pub read_bytes_per_second: f32,
+    pub write_bytes_per_second: f32,
     /// How many consecutive samples this entry stands for (an idle process repeats).
     pub repeat: u32,
-    pub cpu_pct: f32,
-    /// Resident memory, KiB.
-    pub rss_kib: u32,
-    pub read_bps: f32,
-    pub write_bps: f32,
 }
 
 /// avg/min/max/p95 of one metric over a window.
@@ -592,10 +734,19 @@ pub struct Stat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct WindowStats {
     pub samples: u64,
-    pub cpu_pct: Stat,
-    pub rss_bytes: Stat,
-    pub read_bps: Stat,
-    pub write_bps: Stat,
+    pub cpu_percent: Stat,
+    pub memory_bytes: Stat,
+    pub read_bytes_per_second: Stat,
+    pub write_bytes_per_second: Stat,
+}
+
+/// Seed 004's `statistics`: CPU in percent of one CPU, memory in percent of RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct HistoryStatistics {
+    pub avg_cpu: f64,
+    pub max_cpu: f64,
+    pub avg_memory: f64,
+    pub max_memory: f64,
 }
 
 /// Evidence that a process's memory keeps growing.
@@ -606,20 +757,25 @@ pub struct LeakReport {
     /// How well a straight line fits (R², 0..1).
     pub r_squared: f64,
     /// Time span the fit covers, seconds.
-    pub span_s: u64,
+    pub span_seconds: u64,
     pub from_bytes: u64,
     pub to_bytes: u64,
 }
 
-/// `GET /api/processes/{pid}/history?hours=N`.
+/// `GET /api/processes/{pid}/history?hours=N` (default 24, at most 48).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessHistory {
+    pub success: bool,
     pub pid: u32,
+    pub hours: f64,
+    pub history: Vec<HistoryPoint>,
+    pub statistics: HistoryStatistics,
+    /// Entries in `history`.
+    pub data_points: usize,
     /// Whether the process has exited (its history is kept for the retention time).
     pub exited: bool,
-    pub hours: f64,
-    pub samples: Vec<Sample>,
-    pub stats: WindowStats,
+    /// avg/min/max/p95 of each metric over the window.
+    pub window: WindowStats,
     /// Set when RSS has been growing steadily (see `procman info`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak_suspected: Option<LeakReport>,
@@ -832,8 +988,8 @@ pub struct LatencySummary {
 /// One line of the audit log (`GET /api/audit`, `procman audit`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuditRecord {
-    /// Unix time, seconds with milliseconds.
-    pub time: f64,
+    /// When (ISO 8601 UTC, milliseconds).
+    pub time: Timestamp,
     /// Sequence number since the agent started.
     pub seq: u64,
     /// Who.

@@ -11,6 +11,8 @@
 //! ```
 //!
 //! Fields and their values:
+//! - the API's names work too: `parent_pid`, `num_threads`, `num_fds`, `cpu_percent`,
+//!   `memory_percent`, `memory_bytes`, `username`;
 //! - counts: `pid`, `ppid`, `uid`, `threads`, `fds` (integers);
 //! - `cpu` (percent of one CPU) and `memory` (percent of RAM): `80`, `80%`, `12.5%`;
 //! - `rss` (bytes) and `io_read`, `io_write` (bytes per second): `4096`, `512K`, `512KiB`,
@@ -18,7 +20,8 @@
 //!   `KB MB GB TB` are 1000-based;
 //! - `age` (seconds): `30`, `30s`, `5m`, `2h`, `1d`;
 //! - strings: `name` (comm), `exe`, `cmdline`, `user`, `state` (R, S, D, Z, T, I...),
-//!   `cgroup`, `slice`: bare words or quoted ("..." or '...'); `==`/`!=` compare exactly, `~`
+//!   `status` (running, sleeping, disk-sleep, zombie, stopped, idle...), `cgroup`, `slice`:
+//!   bare words or quoted ("..." or '...'); `==`/`!=` compare exactly, `~`
 //!   matches a regex anywhere in the value.
 //!
 //! Parse errors name the 1-based column and what was expected. A comparison whose field has no
@@ -47,6 +50,7 @@ pub enum Field {
     State,
     Cgroup,
     Slice,
+    Status,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +81,16 @@ const FIELDS: &[(&str, Field)] = &[
     ("state", Field::State),
     ("cgroup", Field::Cgroup),
     ("slice", Field::Slice),
+    ("status", Field::Status),
+    // the API's field names (seed 004's) for the same values; listed after the short names,
+    // which stay the ones `Field::name` prints
+    ("parent_pid", Field::Ppid),
+    ("num_threads", Field::Threads),
+    ("num_fds", Field::Fds),
+    ("cpu_percent", Field::Cpu),
+    ("memory_percent", Field::Memory),
+    ("memory_bytes", Field::Rss),
+    ("username", Field::User),
 ];
 
 impl Field {
@@ -87,7 +101,7 @@ impl Field {
             Cpu | Memory => Kind::Percent,
             Rss | IoRead | IoWrite => Kind::Bytes,
             Age => Kind::Duration,
-            Name | Exe | Cmdline | User | State | Cgroup | Slice => Kind::Text,
+            Name | Exe | Cmdline | User | State | Cgroup | Slice | Status => Kind::Text,
         }
     }
 
@@ -651,6 +665,23 @@ mod tests {
         Filter::parse(expr)
             .unwrap_or_else(|e| panic!("{}", e.render(expr)))
             .matches(p)
+    }
+
+    #[test]
+    fn api_field_names_are_aliases() {
+        let n = nginx();
+        for (alias, short) in [
+            ("cpu_percent > 80", "cpu > 80"),
+            ("username == www-data", "user == www-data"),
+            ("memory_bytes > 500M", "rss > 500M"),
+        ] {
+            let a = Filter::parse(alias).unwrap();
+            let b = Filter::parse(short).unwrap();
+            assert_eq!(a.matches(&n), b.matches(&n), "{alias}");
+            assert!(a.matches(&n), "{alias}");
+        }
+        assert!(Filter::parse("status == zombie").is_ok());
+        assert!(Filter::parse("status > 3").is_err());
     }
 
     #[test]

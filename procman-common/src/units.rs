@@ -366,9 +366,95 @@ impl serde::Serialize for HumanDuration {
     }
 }
 
+/// A point in wall-clock time on the wire: ISO 8601 / RFC 3339 in UTC with milliseconds
+/// (`2025-12-11T10:30:45.123Z`), the form seed 004's clients read. Parses any RFC 3339 time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub std::time::SystemTime);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(std::time::SystemTime::now())
+    }
+
+    /// From seconds since the Unix epoch, rounded to the microsecond (so `.123` stays
+    /// `.123`, not the `.122999…` of its binary fraction).
+    pub fn from_unix(secs: f64) -> Timestamp {
+        let micros = (secs.max(0.0) * 1e6).round();
+        let d = if micros.is_finite() && micros < u64::MAX as f64 {
+            Duration::from_micros(micros as u64)
+        } else {
+            Duration::ZERO
+        };
+        Timestamp(std::time::UNIX_EPOCH + d)
+    }
+
+    /// Seconds since the Unix epoch (0 before it).
+    pub fn unix(self) -> f64 {
+        self.0
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Default for Timestamp {
+    fn default() -> Timestamp {
+        Timestamp(std::time::UNIX_EPOCH)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = UnitError;
+    fn from_str(s: &str) -> Result<Self, UnitError> {
+        const FORMS: &str = "an ISO 8601 time such as 2025-12-11T10:30:45.123Z";
+        if s.len() > MAX_INPUT {
+            return Err(err(s, "too long", FORMS));
+        }
+        humantime::parse_rfc3339(s)
+            .map(Timestamp)
+            .map_err(|e| err(s, e.to_string(), FORMS))
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_iso_8601_utc_with_milliseconds() {
+        let t = Timestamp::from_unix(1_765_449_045.123);
+        assert_eq!(t.to_string(), "2025-12-11T10:30:45.123Z");
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2025-12-11T10:30:45.123Z\""
+        );
+        let back: Timestamp = serde_json::from_str("\"2025-12-11T10:30:45.123Z\"").unwrap();
+        assert_eq!(back, t);
+        assert!((back.unix() - 1_765_449_045.123).abs() < 1e-6);
+        assert!("2025-12-11T08:00:00Z".parse::<Timestamp>().is_ok());
+        for bad in ["", "yesterday", "2025-13-11T08:00:00Z", &"9".repeat(100)] {
+            assert!(bad.parse::<Timestamp>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -8,21 +8,45 @@ use axum::{
 };
 use procman_common::api::ApiError;
 
-/// An error answer: status + message, rendered as `{"error": ...}`.
+/// An error answer: status + message (+ the pid, on the routes of one process), rendered as
+/// seed 004's `{"success": false, "error": ..., "pid": ...}`.
 #[derive(Debug)]
-pub struct ApiErr(pub StatusCode, pub String);
+pub struct ApiErr {
+    pub status: StatusCode,
+    pub message: String,
+    pub pid: Option<u32>,
+}
 
 impl ApiErr {
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> ApiErr {
+        ApiErr {
+            status,
+            message: msg.into(),
+            pid: None,
+        }
+    }
+
     pub fn bad_request(msg: impl Into<String>) -> ApiErr {
-        ApiErr(StatusCode::BAD_REQUEST, msg.into())
+        ApiErr::new(StatusCode::BAD_REQUEST, msg)
     }
 
     pub fn not_found(msg: impl Into<String>) -> ApiErr {
-        ApiErr(StatusCode::NOT_FOUND, msg.into())
+        ApiErr::new(StatusCode::NOT_FOUND, msg)
     }
 
     pub fn internal(msg: impl Into<String>) -> ApiErr {
-        ApiErr(StatusCode::INTERNAL_SERVER_ERROR, msg.into())
+        ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
+    }
+
+    /// Seed 004's 404 for a pid that names no process.
+    pub fn process_not_found(pid: u32) -> ApiErr {
+        ApiErr::not_found("Process not found").with_pid(pid)
+    }
+
+    /// The error concerns this process: its body says `"pid": pid`.
+    pub fn with_pid(mut self, pid: u32) -> ApiErr {
+        self.pid = Some(pid);
+        self
     }
 }
 
@@ -33,13 +57,15 @@ pub struct ErrorMessage(pub String);
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
         let mut r = (
-            self.0,
+            self.status,
             Json(ApiError {
-                error: self.1.clone(),
+                success: false,
+                error: self.message.clone(),
+                pid: self.pid,
             }),
         )
             .into_response();
-        r.extensions_mut().insert(ErrorMessage(self.1));
+        r.extensions_mut().insert(ErrorMessage(self.message));
         r
     }
 }
@@ -57,7 +83,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl From<EnforceError> for ApiErr {
     fn from(e: EnforceError) -> ApiErr {
-        ApiErr(status_of(e.kind()), e.to_string())
+        ApiErr::new(status_of(e.kind()), e.to_string())
     }
 }
 

@@ -31,7 +31,7 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiErr> {
         let bytes = <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
             .await
-            .map_err(|e| ApiErr(e.status(), e.body_text()))?;
+            .map_err(|e| ApiErr::new(e.status(), e.body_text()))?;
         serde_json::from_slice(&bytes)
             .map(Json)
             .map_err(|e| ApiErr::bad_request(format!("invalid JSON body: {e}")))
@@ -45,7 +45,7 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Option<Self>, ApiErr> {
         let bytes = <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
             .await
-            .map_err(|e| ApiErr(e.status(), e.body_text()))?;
+            .map_err(|e| ApiErr::new(e.status(), e.body_text()))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }

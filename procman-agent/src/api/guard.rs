@@ -70,6 +70,12 @@ pub async fn guard(
         .unwrap_or_else(|| req.uri().path().to_string());
     let method = req.method().clone();
     let query = req.uri().query().unwrap_or("").to_string();
+    // a refusal on the routes of one process names it, as the handlers' errors do
+    let pid = pid_of(&route, req.uri().path());
+    let with_pid = |e: ApiErr| match pid {
+        Some(p) => e.with_pid(p),
+        None => e,
+    };
     if method == Method::GET || method == Method::HEAD {
         let actions = actions_of(&method, &route, &query, &serde_json::Value::Null);
         return match check(&agent, peer, &actions) {
@@ -81,7 +87,7 @@ pub async fn guard(
             Err(e) => {
                 let target = format!("{method} {}", req.uri().path());
                 audit(&agent, peer, &actions, target, serde_json::Value::Null, &e);
-                e.into_response()
+                with_pid(e).into_response()
             }
         };
     }
@@ -91,7 +97,7 @@ pub async fn guard(
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            let e = ApiErr(
+            let e = ApiErr::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the request body is larger than {MAX_BODY} bytes"),
             );
@@ -104,7 +110,7 @@ pub async fn guard(
                 serde_json::Value::Null,
                 &e,
             );
-            return e.into_response();
+            return with_pid(e).into_response();
         }
     };
     let args: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -120,7 +126,7 @@ pub async fn guard(
                 args,
                 &e,
             );
-            return e.into_response();
+            return with_pid(e).into_response();
         }
     };
     let mut req = Request::from_parts(parts, Body::from(bytes));
@@ -129,7 +135,7 @@ pub async fn guard(
     let status = resp.status();
     let detail = resp.extensions().get::<ErrorMessage>().map(|m| m.0.clone());
     agent.audit.record(Record {
-        time: 0.0,
+        time: Default::default(),
         seq: 0,
         actor: peer_actor(peer),
         action: action_names(&actions),
@@ -144,7 +150,7 @@ pub async fn guard(
 
 /// A TCP request must carry the API token: `Authorization: Bearer TOKEN`.
 fn check_token(agent: &Agent, req: &Request) -> Result<(), ApiErr> {
-    let unauthorized = |m: &str| ApiErr(StatusCode::UNAUTHORIZED, m.to_string());
+    let unauthorized = |m: &str| ApiErr::new(StatusCode::UNAUTHORIZED, m.to_string());
     let Some(expected) = &agent.api_token else {
         return Err(unauthorized("the TCP API has no token configured"));
     };
@@ -158,6 +164,14 @@ fn check_token(agent: &Agent, req: &Request) -> Result<(), ApiErr> {
         return Err(unauthorized("the API token is wrong"));
     }
     Ok(())
+}
+
+/// The pid of a route under `/api/processes/{pid}`, from the request's path.
+fn pid_of(route: &str, path: &str) -> Option<u32> {
+    if !route.starts_with("/api/processes/{pid}") {
+        return None;
+    }
+    path.split('/').nth(3)?.parse().ok()
 }
 
 /// Whether a query string has exactly `pair` (e.g. `kill=true`) among its parameters.
@@ -174,7 +188,7 @@ fn check(agent: &Agent, peer: Peer, actions: &[Action]) -> Result<Scope, ApiErr>
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .check(peer, a)
-            .map_err(|d| ApiErr(StatusCode::FORBIDDEN, d.0))?;
+            .map_err(|d| ApiErr::new(StatusCode::FORBIDDEN, d.0))?;
         scope = Some(match scope {
             Some(prev) => Scope {
                 only_uid: prev.only_uid.or(s.only_uid),
@@ -207,19 +221,19 @@ fn audit(
     e: &ApiErr,
 ) {
     agent.audit.record(Record {
-        time: 0.0,
+        time: Default::default(),
         seq: 0,
         actor: peer_actor(peer),
         action: action_names(actions),
         target,
         args,
-        result: if e.0 == StatusCode::FORBIDDEN || e.0 == StatusCode::UNAUTHORIZED {
+        result: if e.status == StatusCode::FORBIDDEN || e.status == StatusCode::UNAUTHORIZED {
             "denied"
         } else {
             "error"
         }
         .into(),
-        status: e.0.as_u16(),
-        detail: Some(e.1.clone()),
+        status: e.status.as_u16(),
+        detail: Some(e.message.clone()),
     });
 }

@@ -12,6 +12,7 @@
 //! A new endpoint goes into the module of its group (or a new one), returns
 //! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, and runs
 //! anything blocking through [`processes::blocking`].
+pub mod cors;
 pub mod enforce;
 pub mod error;
 pub mod events;
@@ -54,7 +55,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .fallback(|| async { ApiErr::not_found("no such endpoint; see README.md (API)") })
         .method_not_allowed_fallback(
             |method: axum::http::Method, uri: axum::http::Uri| async move {
-                ApiErr(
+                ApiErr::new(
                     axum::http::StatusCode::METHOD_NOT_ALLOWED,
                     format!(
                         "{method} is not allowed on {}; see README.md (API)",
@@ -108,7 +109,8 @@ pub async fn serve(
 ) -> Result<()> {
     let router = router(agent.clone());
     if let Some(tcp) = tcp {
-        tokio::spawn(server::serve_tcp(tcp, agent.clone(), router.clone()));
+        let web = router.clone().layer(cors::layer(agent.clone()));
+        tokio::spawn(server::serve_tcp(tcp, agent.clone(), web));
     }
     server::serve(listener, agent, router).await
 }

@@ -11,7 +11,10 @@ use axum::{
     Json,
 };
 use procman_common::{
-    api::{ProcessDetail, ProcessHistory, ProcessInfo, ProcessList, SortKey, SystemInfo, TreeNode},
+    api::{
+        HistoryPoint, HistoryStatistics, ProcessDetail, ProcessHistory, ProcessInfo, ProcessList,
+        ProcessStatus, ProcessTree, SortKey, SystemInfo, TreeNode, DEFAULT_TOP,
+    },
     filter::Filter,
 };
 use std::sync::Arc;
@@ -64,7 +67,17 @@ fn redact_tree(nodes: &mut [TreeNode], viewer: Option<u32>) {
 }
 
 fn not_found(pid: u32) -> ApiErr {
-    ApiErr::not_found(format!("no process with pid {pid}"))
+    ApiErr::process_not_found(pid)
+}
+
+/// The machine's RAM, bytes (0 before the first system sample).
+fn mem_total(agent: &Agent) -> u64 {
+    agent
+        .monitor
+        .system
+        .read()
+        .map(|s| s.info.memory_total_bytes)
+        .unwrap_or(0)
 }
 
 /// Runs `f` on the blocking pool (it may read /proc or wait on locks).
@@ -81,7 +94,9 @@ pub async fn processes(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ProcessList>, ApiErr> {
     let viewer = viewer(&scope);
-    let full = q.sort.is_some() || q.limit.is_some() || q.user.is_some() || q.filter.is_some();
+    // `limit` sizes the top lists (seed 004: 10); the full list is there when asked for
+    let full = q.sort.is_some() || q.user.is_some() || q.filter.is_some();
+    let top = q.limit.unwrap_or(DEFAULT_TOP);
     let filter = parse_filter(q.filter.as_deref())?;
     let key = q.sort.unwrap_or_default();
     let uid_of_user = match q.user.as_deref() {
@@ -102,7 +117,7 @@ pub async fn processes(
             viewer,
         };
         let table = agent.table.read().unwrap_or_else(|e| e.into_inner());
-        let mut overview = query::overview(&table, &agent.monitor);
+        let mut overview = query::overview(&table, &agent.monitor, top);
         if full {
             overview.processes = Some(query::select(
                 &table,
@@ -167,18 +182,9 @@ pub async fn process(
         };
         // The sampler's RSS is the kernel's cheap counter (since 6.2 a percpu counter's shared
         // part, up to a batch per CPU behind); one process's detail gets statm's figure.
-        if info.state != "Z" {
+        if info.status != ProcessStatus::Zombie {
             if let Some(rss) = query::statm_rss_bytes(pid) {
-                let total = agent
-                    .monitor
-                    .system
-                    .read()
-                    .map(|s| s.info.mem_total_bytes)
-                    .unwrap_or(0);
-                info.rss_bytes = rss;
-                if total > 0 {
-                    info.mem_pct = (rss as f64 / total as f64 * 100.0) as f32;
-                }
+                query::set_memory(&mut info, rss, Some(mem_total(agent)));
             }
         }
         let leak = {
@@ -190,11 +196,7 @@ pub async fn process(
             h.find(pid).and_then(|id| h.leak_suspected(id))
         };
         let hidden = viewer.is_some_and(|v| v != info.uid);
-        let (fds, sockets) = if hidden {
-            (None, None)
-        } else {
-            query::count_fds(pid).unzip()
-        };
+        let fds = if hidden { None } else { query::count_fds(pid) };
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
             .ok()
             .filter(|_| !hidden)
@@ -203,9 +205,11 @@ pub async fn process(
         redact(&mut info, viewer);
         agent.enforcer.mark_frozen(std::iter::once(&mut info));
         Ok(Json(ProcessDetail {
+            success: true,
             process: info,
-            fds,
-            sockets,
+            num_fds: fds.map(|f| f.total),
+            connections: fds.map(|f| f.sockets),
+            open_files: fds.map(|f| f.files),
             cwd,
             children,
             leak_suspected: leak,
@@ -216,19 +220,53 @@ pub async fn process(
 
 pub async fn process_tree(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     Pid(pid): Pid,
-) -> Result<Json<serde_json::Value>, ApiErr> {
+) -> Result<Json<ProcessTree>, ApiErr> {
+    let viewer = viewer(&scope);
     blocking(agent, move |agent| {
         let all = snapshot(agent);
         let me = all
             .iter()
             .find(|p| p.pid == pid)
             .ok_or_else(|| not_found(pid))?;
-        let parent = all.iter().find(|p| p.pid == me.ppid).cloned();
-        let node = query::tree(all, Some(pid)).into_iter().next();
-        Ok(Json(serde_json::json!({ "parent": parent, "tree": node })))
+        let name = me.name.clone();
+        let mut parent = all
+            .iter()
+            .find(|p| p.pid == me.parent_pid && p.pid != pid)
+            .cloned();
+        let mut node = query::tree(all, Some(pid))
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_found(pid))?;
+        redact_tree(std::slice::from_mut(&mut node), viewer);
+        if let Some(p) = parent.as_mut() {
+            redact(p, viewer);
+        }
+        let mut procs = Vec::new();
+        tree_procs(std::slice::from_mut(&mut node), &mut procs);
+        agent.enforcer.mark_frozen(procs.into_iter());
+        let mut children = Vec::new();
+        descendants(&node.children, &mut children);
+        Ok(Json(ProcessTree {
+            success: true,
+            pid,
+            name,
+            parent,
+            total_children: children.len(),
+            children,
+            tree: node,
+        }))
     })
     .await
+}
+
+/// Every process under `nodes`, depth first, without their subtrees.
+fn descendants(nodes: &[TreeNode], out: &mut Vec<ProcessInfo>) {
+    for n in nodes {
+        out.push(n.process.clone());
+        descendants(&n.children, out);
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -237,20 +275,25 @@ pub struct HistoryQuery {
     hours: Option<f64>,
 }
 
+/// Seed 004's default window.
+const DEFAULT_HISTORY_HOURS: f64 = 24.0;
+
 pub async fn process_history(
     State(agent): State<Arc<Agent>>,
     Pid(pid): Pid,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<ProcessHistory>, ApiErr> {
     let hours = match q.hours {
-        None => 1.0,
+        None => DEFAULT_HISTORY_HOURS,
         Some(h) if h > 0.0 && h <= 48.0 => h,
         Some(h) => {
             return Err(ApiErr::bad_request(format!(
                 "invalid hours {h}: expected a number of hours, more than 0 and at most 48"
-            )))
+            ))
+            .with_pid(pid))
         }
     };
+    let total = mem_total(&agent) as f64;
     let since = crate::monitor::unix_now().saturating_sub((hours * 3600.0) as u32);
     let h = agent
         .monitor
@@ -261,13 +304,45 @@ pub async fn process_history(
         ApiErr::not_found(format!(
             "no history for pid {pid} (not sampled yet, or exited longer ago than the retention)"
         ))
+        .with_pid(pid)
     })?;
+    let history: Vec<HistoryPoint> = h
+        .samples(id, since)
+        .into_iter()
+        .map(|s| {
+            let bytes = u64::from(s.rss_kib) * 1024;
+            HistoryPoint {
+                timestamp: procman_common::units::Timestamp::from_unix(f64::from(s.t)),
+                cpu_percent: s.cpu_pct,
+                memory_percent: if total > 0.0 {
+                    (bytes as f64 / total * 100.0) as f32
+                } else {
+                    0.0
+                },
+                memory_mb: bytes as f64 / (1024.0 * 1024.0),
+                memory_bytes: bytes,
+                read_bytes_per_second: s.read_bps,
+                write_bytes_per_second: s.write_bps,
+                repeat: s.repeat,
+            }
+        })
+        .collect();
+    let window = h.window(id, since).unwrap_or_default();
+    let pct = |b: f64| if total > 0.0 { b / total * 100.0 } else { 0.0 };
     Ok(Json(ProcessHistory {
+        success: true,
         pid,
-        exited: h.exited_at(id).is_some(),
         hours,
-        samples: h.samples(id, since),
-        stats: h.window(id, since).unwrap_or_default(),
+        statistics: HistoryStatistics {
+            avg_cpu: window.cpu_percent.avg,
+            max_cpu: window.cpu_percent.max,
+            avg_memory: pct(window.memory_bytes.avg),
+            max_memory: pct(window.memory_bytes.max),
+        },
+        data_points: history.len(),
+        history,
+        exited: h.exited_at(id).is_some(),
+        window,
         leak_suspected: h.leak_suspected(id),
     }))
 }
@@ -332,10 +407,7 @@ pub async fn system(State(agent): State<Arc<Agent>>) -> Json<SystemInfo> {
         .read()
         .map(|s| s.info.clone())
         .unwrap_or_default();
-    info.timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    info.timestamp = procman_common::units::Timestamp::now();
     info.processes = agent.table.read().map(|t| t.len()).unwrap_or(0);
     Json(info)
 }

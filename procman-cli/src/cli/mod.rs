@@ -355,7 +355,7 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
     }
     println!(
         "procman-agent {} (pid {}), up {:.0}s",
-        s.version, s.pid, s.uptime_s
+        s.version, s.pid, s.uptime_seconds
     );
     match &s.fallback_reason {
         Some(r) => println!("event source:     {} (BPF unavailable: {r})", s.source),
@@ -385,13 +385,16 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
             String::new()
         };
         let sweep = if m.kind == procman_common::api::SamplerKind::Iter {
-            format!(", {:.1} ms of it the kernel's sweep", m.last_sweep_cpu_ms)
+            format!(
+                ", {:.1} ms of it the kernel's sweep",
+                m.last_sweep_cpu_seconds * 1e3
+            )
         } else {
             String::new()
         };
         println!(
             "samples:          {} every {}s{full}; last: {} processes reported, {:.1} ms CPU{sweep} ({:.1} ms wall)",
-            m.samples, m.interval_s, m.last_records, m.last_sample_cpu_ms, m.last_sample_ms
+            m.samples, m.interval_seconds, m.last_records, m.last_sample_cpu_seconds * 1e3, m.last_sample_seconds * 1e3
         );
         match (&m.sched_tracing_error, m.sched_tracing) {
             (Some(e), _) => println!("sched tracing:    off (failed to attach: {e})"),
@@ -466,20 +469,20 @@ fn ps_line(p: &ProcessInfo) -> String {
     } else {
         p.cmdline.clone()
     };
-    let user: String = p.user.chars().take(10).collect();
+    let user: String = p.username.chars().take(10).collect();
     format!(
         "{:>7} {:>7} {:<10} {:>1} {:>6.1} {:>5.1} {:>7} {:>8} {:>8} {:>4} {:>8}  {}",
         p.pid,
-        p.ppid,
+        p.parent_pid,
         user,
-        if p.frozen { "F" } else { &p.state },
-        p.cpu_pct,
-        p.mem_pct,
-        human_bytes(p.rss_bytes),
-        human_bytes(p.read_bps as u64),
-        human_bytes(p.write_bps as u64),
-        p.threads,
-        human_age(p.age_s),
+        if p.frozen { 'F' } else { p.status.letter() },
+        p.cpu_percent,
+        p.memory_percent,
+        human_bytes(p.memory_bytes),
+        human_bytes(p.read_bytes_per_second as u64),
+        human_bytes(p.write_bytes_per_second as u64),
+        p.num_threads,
+        human_age(p.age_seconds),
         cmd
     )
 }
@@ -559,7 +562,7 @@ fn print_detail(d: &ProcessDetail) {
     );
     println!("  exe:       {}", p.exe.as_deref().unwrap_or("-"));
     println!("  cwd:       {}", d.cwd.as_deref().unwrap_or("-"));
-    println!("  parent:    {}", p.ppid);
+    println!("  parent:    {}", p.parent_pid);
     println!(
         "  children:  {}",
         if d.children.is_empty() {
@@ -568,10 +571,11 @@ fn print_detail(d: &ProcessDetail) {
             join(&d.children)
         }
     );
-    println!("  user:      {} (uid {})", p.user, p.uid);
+    println!("  user:      {} (uid {})", p.username, p.uid);
     println!(
-        "  state:     {}{}{}",
-        p.state,
+        "  state:     {} ({}){}{}",
+        p.status,
+        p.status.letter(),
         if p.kthread { " (kernel thread)" } else { "" },
         if p.frozen {
             " FROZEN (its slice is frozen: `procman thaw` it)"
@@ -579,43 +583,52 @@ fn print_detail(d: &ProcessDetail) {
             ""
         }
     );
-    println!("  started:   {} ago", human_age(p.age_s));
+    println!(
+        "  started:   {} ({} ago)",
+        p.started_at,
+        human_age(p.age_seconds)
+    );
     println!(
         "  cpu:       {:.1}% now, {:.1}s total",
-        p.cpu_pct, p.cpu_time_s
+        p.cpu_percent, p.cpu_time_seconds
     );
     println!(
         "  memory:    {} RSS ({:.1}% of RAM)",
-        human_bytes(p.rss_bytes),
-        p.mem_pct
+        human_bytes(p.memory_bytes),
+        p.memory_percent
     );
     println!(
         "  io:        read {}/s, write {}/s (total {} / {})",
-        human_bytes(p.read_bps as u64),
-        human_bytes(p.write_bps as u64),
+        human_bytes(p.read_bytes_per_second as u64),
+        human_bytes(p.write_bytes_per_second as u64),
         human_bytes(p.read_bytes),
         human_bytes(p.write_bytes)
     );
-    println!("  threads:   {}   nice: {}", p.threads, p.nice);
-    println!("  fds:       {} ({} sockets)", opt(d.fds), opt(d.sockets));
+    println!("  threads:   {}   nice: {}", p.num_threads, p.nice);
+    println!(
+        "  fds:       {} ({} sockets, {} files)",
+        opt(d.num_fds),
+        opt(d.connections),
+        opt(d.open_files)
+    );
     if let Some(l) = &d.leak_suspected {
         println!(
             "  LEAK SUSPECTED: RSS grew {} -> {} over {}, {}/h (fit R² {:.2})",
             human_bytes(l.from_bytes),
             human_bytes(l.to_bytes),
-            human_age(l.span_s as f64),
+            human_age(l.span_seconds as f64),
             human_bytes(l.bytes_per_hour.max(0.0) as u64),
             l.r_squared
         );
     }
     if let Some(s) = &p.sched {
         let max = s
-            .runq_max_ms
-            .map(|m| format!("longest {m:.2} ms, "))
+            .runq_max_seconds
+            .map(|m| format!("longest {:.2} ms, ", m * 1e3))
             .unwrap_or_default();
         println!(
             "  sched:     {:.2}s on CPU, {:.3}s waiting for a CPU over {} runs ({max}{:.1}% of the last interval)",
-            s.oncpu_s, s.runq_wait_s, s.runq_waits, s.runq_wait_pct
+            s.oncpu_seconds, s.runq_wait_seconds, s.runq_waits, s.runq_wait_percent
         );
     }
     println!("  cgroup:    {}", p.cgroup.as_deref().unwrap_or("-"));
@@ -689,8 +702,8 @@ fn print_tree(
         "{prefix}{branch}{} {} [{:.1}% {}]",
         p.pid,
         p.name,
-        p.cpu_pct,
-        human_bytes(p.rss_bytes)
+        p.cpu_percent,
+        human_bytes(p.memory_bytes)
     )?;
     let child_prefix = if top {
         prefix.to_string()
@@ -745,7 +758,7 @@ async fn audit(client: &Client, a: AuditArgs) -> Result<()> {
             (Some(uid), None) => format!("uid {uid}"),
             _ => r.actor.via.clone(),
         };
-        let when = local_datetime(r.time as i64);
+        let when = local_datetime(r.time.unix() as i64);
         let line = format!(
             "{when}  #{:<5} {:<7} {:<12} {:<30} {who}{}",
             r.seq,
@@ -800,13 +813,13 @@ async fn history(client: &Client, a: HistoryArgs) -> Result<()> {
         return Ok(());
     }
     // expand runs of identical samples so the sparkline's x axis is time
-    let expand = |f: &dyn Fn(&procman_common::api::Sample) -> f64| -> Vec<f64> {
-        h.samples
+    let expand = |f: &dyn Fn(&procman_common::api::HistoryPoint) -> f64| -> Vec<f64> {
+        h.history
             .iter()
             .flat_map(|s| std::iter::repeat_n(f(s), s.repeat.max(1) as usize))
             .collect()
     };
-    let st = &h.stats;
+    let st = &h.window;
     println!(
         "pid {}{}: {} samples over the last {}h",
         h.pid,
@@ -834,14 +847,29 @@ async fn history(client: &Client, a: HistoryArgs) -> Result<()> {
         Vec<f64>,
     );
     let rows: [Row; 4] = [
-        ("cpu", &st.cpu_pct, pct, expand(&|s| s.cpu_pct as f64)),
-        ("rss", &st.rss_bytes, bytes, expand(&|s| s.rss_kib as f64)),
-        ("read", &st.read_bps, rate, expand(&|s| s.read_bps as f64)),
+        (
+            "cpu",
+            &st.cpu_percent,
+            pct,
+            expand(&|s| s.cpu_percent as f64),
+        ),
+        (
+            "rss",
+            &st.memory_bytes,
+            bytes,
+            expand(&|s| s.memory_bytes as f64),
+        ),
+        (
+            "read",
+            &st.read_bytes_per_second,
+            rate,
+            expand(&|s| s.read_bytes_per_second as f64),
+        ),
         (
             "write",
-            &st.write_bps,
+            &st.write_bytes_per_second,
             rate,
-            expand(&|s| s.write_bps as f64),
+            expand(&|s| s.write_bytes_per_second as f64),
         ),
     ];
     for (name, s, f, series) in rows {
@@ -860,7 +888,7 @@ async fn history(client: &Client, a: HistoryArgs) -> Result<()> {
             "leak suspected: RSS {} -> {} over {} ({}/h, R² {:.2})",
             human_bytes(l.from_bytes),
             human_bytes(l.to_bytes),
-            human_age(l.span_s as f64),
+            human_age(l.span_seconds as f64),
             human_bytes(l.bytes_per_hour.max(0.0) as u64),
             l.r_squared
         );

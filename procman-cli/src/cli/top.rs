@@ -118,14 +118,14 @@ impl TopState {
         let sys = match &self.system {
             Some(s) => format!(
                 "cpu {:.1}% of {} CPUs   mem {:.1}% of {}   load {:.2} {:.2} {:.2}   up {}",
-                s.cpu_pct,
+                s.cpu_percent,
                 s.cpus,
-                s.mem_used_pct,
-                human_bytes(s.mem_total_bytes),
+                s.memory_percent,
+                human_bytes(s.memory_total_bytes),
                 s.load[0],
                 s.load[1],
                 s.load[2],
-                human_age(s.uptime_s)
+                human_age(s.uptime_seconds)
             ),
             None => "connecting...".into(),
         };
@@ -157,14 +157,14 @@ impl TopState {
             };
             Row::new(vec![
                 p.pid.to_string(),
-                p.user.chars().take(9).collect(),
-                p.state.clone(),
-                format!("{:.1}", p.cpu_pct),
-                format!("{:.1}", p.mem_pct),
-                human_bytes(p.rss_bytes),
-                human_bytes(p.read_bps as u64),
-                human_bytes(p.write_bps as u64),
-                p.threads.to_string(),
+                p.username.chars().take(9).collect(),
+                p.status.letter().to_string(),
+                format!("{:.1}", p.cpu_percent),
+                format!("{:.1}", p.memory_percent),
+                human_bytes(p.memory_bytes),
+                human_bytes(p.read_bytes_per_second as u64),
+                human_bytes(p.write_bytes_per_second as u64),
+                p.num_threads.to_string(),
                 format!("{indent}{cmd}"),
             ])
         });
@@ -282,10 +282,10 @@ mod tests {
             pid,
             name: name.into(),
             cmdline: format!("/usr/bin/{name} --flag"),
-            user: "root".into(),
-            state: "S".into(),
-            cpu_pct: cpu,
-            rss_bytes: 3 << 20,
+            username: "root".into(),
+            status: procman_common::api::ProcessStatus::Sleeping,
+            cpu_percent: cpu,
+            memory_bytes: 3 << 20,
             ..Default::default()
         }
     }

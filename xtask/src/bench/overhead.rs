@@ -282,18 +282,19 @@ fn measure_sampler(bin: &Path, config: &str, procs: usize, secs: f64) -> Result<
         let n = m["samples"].as_u64().unwrap_or(0);
         if n != seen {
             seen = n;
-            let ms = m["last_sample_cpu_ms"]
+            let ms = m["last_sample_cpu_seconds"]
                 .as_f64()
-                .or(m["last_sample_ms"].as_f64())
-                .unwrap_or(0.0);
+                .or(m["last_sample_seconds"].as_f64())
+                .unwrap_or(0.0)
+                * 1e3;
             let rec = m["last_records"].as_u64().unwrap_or(0);
             records.push(rec as f64);
             if rec as usize >= procs {
                 full.push(ms);
             } else {
                 delta.push(ms);
-                if let Some(sw) = m["last_sweep_cpu_ms"].as_f64() {
-                    sweep.push(sw);
+                if let Some(sw) = m["last_sweep_cpu_seconds"].as_f64() {
+                    sweep.push(sw * 1e3);
                 }
             }
         }
