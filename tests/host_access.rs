@@ -331,7 +331,7 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     })
 }
 
-/// `(status, JSON body)` of one HTTP/1.0 request over TCP.
+/// `(status, JSON body)` of one request to the TCP listener.
 fn tcp_request(
     addr: &str,
     method: &str,
@@ -339,20 +339,13 @@ fn tcp_request(
     token: Option<&str>,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the TCP API");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or_default())
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let a = procman_tests::tcp_request(addr, method, path, &headers, body);
+    (a.status, a.body)
 }
 
 /// The TCP listener answers only requests carrying the token, is read-only unless the config

@@ -762,11 +762,22 @@ pub struct LeakReport {
     pub to_bytes: u64,
 }
 
+/// A whole number as a JSON integer (`24`, not `24.0`), anything else as it is.
+fn whole_as_integer<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(v) {
+        s.serialize_u64(*v as u64)
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
 /// `GET /api/processes/{pid}/history?hours=N` (default 24, at most 48).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessHistory {
     pub success: bool,
     pub pid: u32,
+    /// The window, hours: an integer when whole (`24`), as the document shows it.
+    #[serde(serialize_with = "whole_as_integer")]
     pub hours: f64,
     pub history: Vec<HistoryPoint>,
     pub statistics: HistoryStatistics,

@@ -309,6 +309,94 @@ pub fn http_get(socket: &std::path::Path, path: &str) -> (u16, serde_json::Value
     (status, json)
 }
 
+/// An HTTP answer: status, headers (names lowercase) and the body as JSON (`Null` if not).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    /// The first header named `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.0 request over any stream (the Unix socket or TCP).
+pub fn http_request<S: std::io::Read + std::io::Write>(
+    mut s: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    use std::io::{Read, Write};
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: procman\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    write!(s, "{head}\r\n{body}").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read answer");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// One request to the agent's TCP listener (`addr` is `host:port`).
+pub fn tcp_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let s = std::net::TcpStream::connect(addr).expect("connect to the TCP API");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    http_request(s, method, path, headers, body)
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A root-owned 0600 token file in `dir` for the TCP API, and the token.
+pub fn token_file(dir: &std::path::Path) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("api.token");
+    let token = "0123456789abcdef0123456789abcdef".to_string();
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (path, token)
+}
+
 /// The cgroup2 mount of this host (`/sys/fs/cgroup/unified` on hybrid hosts).
 pub fn cgroup2_mount() -> PathBuf {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -5,6 +5,9 @@ use std::process::Command;
 /// Packages the host build and host tests need: clang for the BPF object, libbpf headers,
 /// bpftool (vmlinux.h regeneration, debugging).
 pub const BUILD: &[&str] = &["clang-19", "llvm-19", "libbpf-dev", "bpftool"];
+/// Packages the host tests need besides the build: headless Chromium (the CORS test opens
+/// a page that calls the API), curl and jq (seed 004's curl examples run as written).
+pub const HOST_TEST: &[&str] = &["chromium", "curl", "jq"];
 /// Packages the test VM needs.
 pub const VM: &[&str] = &["qemu-system-x86", "busybox-static"];
 /// What `cargo xtask bench placement` compares procman against in the VM: libcgroup's

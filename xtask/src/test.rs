@@ -86,6 +86,7 @@ fn cargo(args: &[&str]) -> Result<()> {
 pub fn run(a: TestArgs) -> Result<()> {
     let t0 = Instant::now();
     deps::ensure(deps::BUILD)?;
+    deps::ensure(deps::HOST_TEST)?;
     let root = deps::nix_is_root();
     if !root {
         eprintln!(
