@@ -335,7 +335,6 @@ pub fn http_request<S: std::io::Read + std::io::Write>(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Answer {
-    use std::io::{Read, Write};
     let mut head = format!("{method} {path} HTTP/1.0\r\nHost: procman\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
