@@ -71,13 +71,13 @@ fn lifecycle_of_200_processes() {
     let mut checked = 0;
     for &(p, i) in &parents {
         let fork = one(p, "fork");
-        assert_eq!(fork["ppid"], me, "parent {p} forked by the test");
+        assert_eq!(fork["parent_pid"], me, "parent {p} forked by the test");
         let exec = one(p, "exec");
-        assert_eq!(exec["comm"], "sh");
+        assert_eq!(exec["name"], "sh");
         assert_eq!(exec["filename"], "/bin/sh");
-        assert_eq!(exec["ppid"], me);
+        assert_eq!(exec["parent_pid"], me);
         let exit = one(p, "exit");
-        assert_eq!(exit["ppid"], me);
+        assert_eq!(exit["parent_pid"], me);
         if i % 8 == 7 {
             assert_eq!(exit["exit_signal"], 15, "{exit}");
             assert!(exit.get("exit_code").is_none());
@@ -88,20 +88,20 @@ fn lifecycle_of_200_processes() {
         // its 4 children, in fork order
         let mut kids: Vec<&Value> = events
             .iter()
-            .filter(|v| kind(v) == "fork" && v["ppid"] == p)
+            .filter(|v| kind(v) == "fork" && v["parent_pid"] == p)
             .collect();
         kids.sort_by_key(|v| v["ts_ns"].as_u64());
         assert_eq!(kids.len(), 4, "parent {p} forked 4 children: {kids:?}");
         for (j, k) in kids.iter().enumerate() {
             let c = k["pid"].as_u64().unwrap();
-            assert_eq!(k["comm"], "sh", "a fork's comm is the parent's");
+            assert_eq!(k["name"], "sh", "a fork's comm is the parent's");
             let exec = one(c, "exec");
-            assert_eq!(exec["ppid"], p);
+            assert_eq!(exec["parent_pid"], p);
             assert_eq!(exec["filename"], "/bin/sh");
-            assert_eq!(exec["comm"], "sh");
+            assert_eq!(exec["name"], "sh");
             let exit = one(c, "exit");
             assert_eq!(exit["exit_code"], j as u64 + 1, "child {c} of {p}");
-            assert_eq!(exit["ppid"], p);
+            assert_eq!(exit["parent_pid"], p);
             assert!(exit["start_ns"].as_u64().unwrap() > 0);
             checked += 1;
         }
@@ -344,7 +344,7 @@ libc.syscall(60, 0)  # SYS_exit: only the leader thread leaves
         "exit carries the process start time, not the thread's"
     );
     assert_eq!(
-        exit["comm"], exec["comm"],
+        exit["name"], exec["name"],
         "exit carries the process comm, not the worker's"
     );
     assert_eq!(exit["thread"], false);
@@ -453,9 +453,9 @@ fn netlink_source_delivers_lifecycles() {
                 .find(|v| kind(v) == k && v["pid"] == pid)
                 .unwrap_or_else(|| panic!("{k} of {pid}"))
         };
-        assert_eq!(of("fork")["ppid"], me);
+        assert_eq!(of("fork")["parent_pid"], me);
         let exec = of("exec");
-        assert_eq!(exec["comm"], "sh");
+        assert_eq!(exec["name"], "sh");
         assert!(exec["filename"].as_str().unwrap().ends_with("sh"), "{exec}");
         assert_eq!(of("exit")["exit_code"], code);
     }

@@ -52,6 +52,16 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
             ("[monitor]", new.monitor != running.monitor),
             ("[cgroup]", new.cgroup != running.cgroup),
             ("[audit]", new.audit != running.audit),
+            (
+                "[api]",
+                crate::config::ApiSection {
+                    cors_origins: Vec::new(),
+                    ..new.api.clone()
+                } != crate::config::ApiSection {
+                    cors_origins: Vec::new(),
+                    ..running.api.clone()
+                },
+            ),
         ] {
             if changed {
                 r.need_restart.push(name);

@@ -166,7 +166,9 @@ pub struct ProcEvent {
     pub pid: u32,
     /// Thread id (equals `pid` for a process's main thread).
     pub tid: u32,
-    /// Parent process id: for fork the forking process, otherwise the real parent.
+    /// Parent process id: for fork the forking process, otherwise the real parent. On the
+    /// wire `parent_pid`, as in every other process object.
+    #[serde(rename = "parent_pid", alias = "ppid")]
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
@@ -175,6 +177,8 @@ pub struct ProcEvent {
     /// Process start time, ns since boot (matches /proc/PID/stat starttime); with `pid` this
     /// is the process identity. 0 when the source does not know it.
     pub start_ns: u64,
+    /// The comm; on the wire `name`, as in every other process object.
+    #[serde(rename = "name", alias = "comm")]
     pub comm: Comm,
     /// exec: the file that was executed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
