@@ -169,3 +169,47 @@ fn a_socket_path_that_is_no_socket_is_named() {
         );
     }
 }
+
+/// Limit values are checked by the CLI with the units everyone uses, before any agent is
+/// asked: a bad one exits 2 naming the accepted forms even when no agent runs (which would
+/// be exit 5), and good ones get as far as the (missing) agent.
+#[test]
+fn limit_values_are_checked_before_the_agent_is_asked() {
+    let sock = tempfile::tempdir().unwrap();
+    let socket = sock.path().join("none.sock");
+    let limit = |args: &[&str]| {
+        run(Command::new(bin("procman"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["limit", "--pid", "1"])
+            .args(args))
+    };
+    for (bad, says) in [
+        (&["--memory", "12XB"][..], "512K"),
+        (&["--memory=-1G"][..], "negative"),
+        (&["--cpu", "fast"][..], "50%"),
+        (&["--cpu-weight", "0"][..], "1..=10000"),
+        (&["--pids", "0"][..], "1 to 4194304"),
+        (&["--io-read", "lots:/dev/vda"][..], "512K"),
+        (
+            &["--io-write-iops", "x:/dev/vda"][..],
+            "operations per second",
+        ),
+        (&["-p", "MemoryMax"][..], "KEY=VALUE"),
+    ] {
+        let (code, _, err) = limit(bad);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains(says), "{bad:?}: {err}");
+        no_backtrace(&err);
+    }
+    for good in [
+        &["--memory", "2GB"][..],
+        &["--memory", "1.5G", "--memory-high", "50%"][..],
+        &["--cpu", "50% of machine"][..],
+        &["--cpu", "max", "--pids", "10%"][..],
+        &["--io-read", "10M:/dev/vda"][..],
+    ] {
+        let (code, _, err) = limit(good);
+        assert_eq!(code, 5, "{good:?} reaches for the agent: {err}");
+    }
+}
