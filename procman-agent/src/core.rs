@@ -47,6 +47,26 @@ pub struct Agent {
     /// Web origins allowed to call the TCP API from a browser (`[api] cors_origins`);
     /// replaced by a reload.
     pub cors_origins: RwLock<Vec<crate::config::Origin>>,
+    /// API requests answered, by method, route pattern and status (for `/metrics`).
+    pub api_requests: RequestCounts,
+}
+
+/// Requests answered per (method, route pattern, status). The keys are bounded by the
+/// router's routes and the statuses the API answers.
+#[derive(Default)]
+pub struct RequestCounts(std::sync::Mutex<std::collections::BTreeMap<(String, String, u16), u64>>);
+
+impl RequestCounts {
+    pub fn count(&self, method: &str, route: &str, status: u16) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((method.to_string(), route.to_string(), status))
+            .or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> Vec<((String, String, u16), u64)> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
 }
 
 /// What the agent is made of, besides its event source (see [`Agent::new`]).
@@ -89,6 +109,7 @@ impl Agent {
             audit,
             api_token,
             cors_origins: RwLock::new(cors_origins),
+            api_requests: RequestCounts::default(),
         })
     }
 

@@ -269,6 +269,7 @@ impl Window {
         }
         LatencySummary {
             count: h.len() as usize,
+            sum_us: (h.mean() * h.len() as f64) as u64,
             p50: pct(0.5),
             p90: pct(0.9),
             p99: pct(0.99),

@@ -992,6 +992,9 @@ pub struct PlacementReport {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct LatencySummary {
     pub count: usize,
+    /// Sum of all latencies, microseconds (from the histogram: 2 significant digits).
+    #[serde(default)]
+    pub sum_us: u64,
     pub p50: u32,
     pub p90: u32,
     pub p99: u32,

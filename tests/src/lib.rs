@@ -309,12 +309,14 @@ pub fn http_get(socket: &std::path::Path, path: &str) -> (u16, serde_json::Value
     (status, json)
 }
 
-/// An HTTP answer: status, headers (names lowercase) and the body as JSON (`Null` if not).
+/// An HTTP answer: status, headers (names lowercase), the body as JSON (`Null` if not) and
+/// as text.
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
+    pub text: String,
 }
 
 impl Answer {
@@ -361,6 +363,7 @@ pub fn http_request<S: std::io::Read + std::io::Write>(
         status,
         headers,
         body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        text: body.to_string(),
     }
 }
 

@@ -56,6 +56,22 @@ pub async fn guard(
     req: Request,
     next: Next,
 ) -> Response {
+    // counted by route pattern (bounded: the router's routes), method and status
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let method = req.method().clone();
+    let resp = check_and_run(agent.clone(), peer, req, next).await;
+    if let Some(route) = route {
+        agent
+            .api_requests
+            .count(method.as_str(), &route, resp.status().as_u16());
+    }
+    resp
+}
+
+async fn check_and_run(agent: Arc<Agent>, peer: Peer, req: Request, next: Next) -> Response {
     if peer.remote.is_some() {
         if let Err(e) = check_token(&agent, &req) {
             let target = format!("{} {}", req.method(), req.uri().path());

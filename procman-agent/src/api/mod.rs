@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod guard;
+pub mod metrics;
 pub mod processes;
 pub mod server;
 
@@ -47,6 +48,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/tree", get(processes::whole_tree))
         .route("/api/system", get(processes::system))
         .route("/api/audit", get(audit_log))
+        .route("/metrics", get(metrics::metrics))
         .merge(enforce::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             agent.clone(),

@@ -295,6 +295,15 @@ impl Enforcer {
         &self.root
     }
 
+    /// The managed slices, if the managed root has been opened already (empty otherwise): for
+    /// readers that must not create it, like a metrics scrape.
+    pub fn open_slices(&self) -> Vec<SliceInfo> {
+        match self.manager.get() {
+            Some(Ok(_)) => self.slices().unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Every managed slice with its limits and usage.
     pub fn slices(&self) -> Result<Vec<SliceInfo>> {
         let m = self.manager()?;
