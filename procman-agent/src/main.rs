@@ -1,5 +1,5 @@
 //! `procman-agent`: the privileged host agent.
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use procman_agent::{api, config::Config, core, events, monitor, tree::ProcTable};
 use procman_common::api::SamplerKind;
@@ -92,6 +92,7 @@ async fn reload_on_hup(agent: std::sync::Arc<core::Agent>, path: Option<PathBuf>
     };
     let running = std::sync::Arc::new(std::sync::Mutex::new(cfg));
     while hup.recv().await.is_some() {
+        procman_agent::systemd::reloading();
         let (a, p, r) = (agent.clone(), path.clone(), running.clone());
         let done = tokio::task::spawn_blocking(move || {
             let mut running = r.lock().unwrap_or_else(|e| e.into_inner());
@@ -118,6 +119,8 @@ async fn reload_on_hup(agent: std::sync::Arc<core::Agent>, path: Option<PathBuf>
             }
             Err(e) => log::error!("configuration reload failed: {e}"),
         }
+        // READY=1 either way: a refused reload leaves the running configuration serving
+        procman_agent::systemd::reloaded("configuration reloaded (see the log)");
     }
 }
 
@@ -238,6 +241,17 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     }
     core::trim_heap(); // BTF parsing and the seed scan are done
     log::info!("API listening on {}", cfg.agent.socket.display());
+    procman_agent::systemd::ready(&format!(
+        "watching {} processes ({} events, {} sampler); API on {}",
+        agent.table.read().map(|t| t.len()).unwrap_or(0),
+        agent.source.kind,
+        agent.monitor.status().kind,
+        cfg.agent.socket.display()
+    ));
+    tokio::spawn(procman_agent::systemd::watchdog(
+        agent.clone(),
+        sample_every,
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // The event loop and the sampler run as tasks on the runtime's workers, not inside this
@@ -250,13 +264,15 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     ));
     let events = tokio::spawn(core::run(agent.clone(), rx));
     let sampler = tokio::spawn(core::run_sampler(agent.clone(), sample_every));
-    tokio::select! {
-        _ = events => bail!("the event source stopped unexpectedly"),
-        _ = sampler => bail!("the sampler stopped unexpectedly"),
+    let r = tokio::select! {
+        _ = events => Err(anyhow::anyhow!("the event source stopped unexpectedly")),
+        _ = sampler => Err(anyhow::anyhow!("the sampler stopped unexpectedly")),
         r = api::serve(listener, tcp, agent.clone()) => r,
         _ = tokio::signal::ctrl_c() => { log::info!("interrupted; exiting"); Ok(()) }
         _ = term.recv() => { log::info!("terminated; exiting"); Ok(()) }
-    }
+    };
+    procman_agent::systemd::stopping();
+    r
 }
 
 /// Keeps the heap small: glibc gives each thread that allocates its own arena and keeps freed

@@ -600,6 +600,14 @@ impl Monitor {
     }
 
     /// Which sampler runs, how it did, and the scheduling tracer's state.
+    /// Samples completed since the agent started.
+    pub fn samples(&self) -> u64 {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .samples
+    }
+
     pub fn status(&self) -> SamplerStatus {
         let (kind, fallback_reason, full_sweep_every) = {
             let s = self.sampler.lock().unwrap_or_else(|e| e.into_inner());

@@ -91,6 +91,11 @@ impl Agent {
     /// audit log goes to `audit.jsonl` in the agent's directory unless the config has an
     /// `[audit]` section) and extra arguments, and waits until its API answers.
     pub fn start(config: &str, args: &[&str]) -> Agent {
+        Self::start_with_env(config, args, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn start_with_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("procman.sock");
         let cfg = dir.path().join("procman.toml");
@@ -102,6 +107,7 @@ impl Agent {
             .arg("--socket")
             .arg(&socket)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

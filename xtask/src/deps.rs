@@ -7,8 +7,9 @@ use std::process::Command;
 pub const BUILD: &[&str] = &["clang-19", "llvm-19", "libbpf-dev", "bpftool"];
 /// Packages the host tests need besides the build: headless Chromium (the CORS test opens
 /// a page that calls the API), curl and jq (seed 004's curl examples run as written), promtool
-/// from the prometheus package (it parses and lints `GET /metrics`).
-pub const HOST_TEST: &[&str] = &["chromium", "curl", "jq", "prometheus"];
+/// from the prometheus package (it parses and lints `GET /metrics`), systemd-analyze (it
+/// verifies the packaged unit).
+pub const HOST_TEST: &[&str] = &["chromium", "curl", "jq", "prometheus", "systemd"];
 /// Packages the test VM needs.
 pub const VM: &[&str] = &["qemu-system-x86", "busybox-static"];
 /// What `cargo xtask bench placement` compares procman against in the VM: libcgroup's
