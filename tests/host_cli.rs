@@ -213,3 +213,44 @@ fn limit_values_are_checked_before_the_agent_is_asked() {
         assert_eq!(code, 5, "{good:?} reaches for the agent: {err}");
     }
 }
+
+/// Shell completions and man pages come from the clap definitions: bash accepts the script
+/// and completes the subcommands; the man pages name every command and option.
+#[test]
+fn completions_and_man_pages_are_generated() {
+    let (code, script, err) = run(Command::new(bin("procman")).args(["completions", "bash"]));
+    assert_eq!(code, 0, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("procman.bash");
+    std::fs::write(&file, &script).unwrap();
+    // source it, then ask bash's completion for `procman li<TAB>`
+    let probe = format!(
+        "source {}; COMP_WORDS=(procman li); COMP_CWORD=1; COMP_LINE='procman li'; COMP_POINT=10; \
+         _procman procman li procman; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let (code, out, err) = run(Command::new("bash").args(["-c", &probe]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "limit", "completions of `procman li`: {out:?}");
+    let (code, _, err) = run(Command::new(bin("procman")).args(["completions", "tcsh"]));
+    assert_eq!(code, 2, "{err}");
+
+    let (code, page, err) = run(Command::new(bin("procman")).arg("man"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH procman 1"),
+        "{page}"
+    );
+    for sub in ["ps", "limit", "freeze", "audit", "completions"] {
+        assert!(
+            page.contains(&format!("procman\\-{sub}(1)")),
+            "{sub}: {page}"
+        );
+    }
+    let (code, page, err) = run(Command::new(bin("procman-agent")).arg("--man"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        page.contains(".TH procman-agent 8") && page.contains("check\\-config"),
+        "{page}"
+    );
+}

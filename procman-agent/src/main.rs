@@ -34,6 +34,9 @@ struct Args {
     /// Check the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    /// Print the procman-agent(8) man page (roff) and exit, for packaging.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 /// The config file in use: `--config`, else the default path if it exists.
@@ -306,6 +309,18 @@ fn harden_self() {
 fn main() {
     tame_malloc();
     let args = Args::parse();
+    if args.man {
+        use clap::CommandFactory;
+        let page = clap_mangen::Man::new(Args::command()).section("8");
+        match page.render(&mut std::io::stdout().lock()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("procman-agent: {e}");
+                std::process::exit(1);
+            }
+            _ => {}
+        }
+        return;
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .init();

@@ -61,6 +61,11 @@ pub enum Cmd {
     Run(enforce::RunArgs),
     /// Show the audit log: every change made through the agent and every refused attempt.
     Audit(AuditArgs),
+    /// Print a shell completion script: `procman completions bash > /etc/bash_completion.d/procman`.
+    Completions(CompletionsArgs),
+    /// Print the procman(1) man page (roff), for packaging.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Args)]
@@ -164,7 +169,29 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `procman completions SHELL` and `procman man`: generated from the clap definition, so they
+/// cannot drift from the commands.
+fn generate(cmd: &Cmd) -> Result<()> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        Cmd::Completions(a) => clap_complete::generate(a.shell, &mut command, "procman", &mut out),
+        _ => clap_mangen::Man::new(command).render(&mut out)?,
+    }
+    Ok(())
+}
+
 pub async fn run(cli: Cli) -> Result<()> {
+    if matches!(cli.cmd, Cmd::Completions(_) | Cmd::Man) {
+        return generate(&cli.cmd);
+    }
     let client = Client::new(&cli.socket);
     match cli.cmd {
         Cmd::Events(a) => events(&client, a).await,
@@ -181,6 +208,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Freeze(a) => enforce::freeze(&client, a, true).await,
         Cmd::Thaw(a) => enforce::freeze(&client, a, false).await,
         Cmd::Audit(a) => audit(&client, a).await,
+        Cmd::Completions(_) | Cmd::Man => unreachable!("handled above"),
         Cmd::Run(a) => {
             let code = enforce::run(&client, a).await?;
             std::process::exit(code);
