@@ -4,9 +4,11 @@
 //! - `cargo xtask test`: install missing build/test packages, build, run the host tests, then
 //!   the in-VM tests on every kernel (`vm-test --kernel all`).
 //! - `cargo xtask vm-assets | vm-test | vm-run`: the cgroup v2 test VM (see `vm.rs`).
+//! - `cargo xtask package`: the Debian package (cargo-deb), see `package.rs`.
 //! - `cargo xtask bench <events|...>`: benchmarks that print tables.
 mod bench;
 mod deps;
+mod package;
 mod run;
 mod test;
 mod vm;
@@ -36,6 +38,8 @@ enum Cmd {
     VmTest(vm::VmTestArgs),
     /// Boot the test VM and run a command in it (for humans).
     VmRun(vm::VmRunArgs),
+    /// Build the Debian package (cargo-deb): target/debian/procman_*.deb.
+    Package(package::PackageArgs),
     /// Run a benchmark and print its table.
     Bench(bench::BenchArgs),
     /// Inside the test VM only: the guest half of `bench placement`.
@@ -51,6 +55,7 @@ fn main() {
         Cmd::VmAssets(a) => vm::assets(a),
         Cmd::VmTest(a) => vm::test(a),
         Cmd::VmRun(a) => vm::run(a),
+        Cmd::Package(a) => package::package(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::BenchGuest(a) => bench::placement_vm::guest(a),
     };

@@ -136,6 +136,8 @@ pub fn run(a: TestArgs) -> Result<()> {
     );
     if !a.no_vm {
         deps::ensure(deps::VM)?;
+        // tests/vm_package.rs installs the .deb in the VM
+        crate::package::build()?;
         vm::test_all()?;
     }
     eprintln!(
