@@ -5,8 +5,10 @@
 //!   the in-VM tests on every kernel (`vm-test --kernel all`).
 //! - `cargo xtask vm-assets | vm-test | vm-run`: the cgroup v2 test VM (see `vm.rs`).
 //! - `cargo xtask bench <events|...>`: benchmarks that print tables.
+//! - `cargo xtask openapi`: regenerate `docs/openapi.json` from the code and validate it.
 mod bench;
 mod deps;
+mod openapi;
 mod run;
 mod test;
 mod vm;
@@ -38,6 +40,9 @@ enum Cmd {
     VmRun(vm::VmRunArgs),
     /// Run a benchmark and print its table.
     Bench(bench::BenchArgs),
+    /// Regenerate docs/openapi.json from the code (the agent's handlers and wire types) and
+    /// validate it.
+    Openapi,
     /// Inside the test VM only: the guest half of `bench placement`.
     #[command(hide = true)]
     BenchGuest(bench::placement_vm::GuestArgs),
@@ -52,6 +57,7 @@ fn main() {
         Cmd::VmTest(a) => vm::test(a),
         Cmd::VmRun(a) => vm::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Openapi => openapi::run(),
         Cmd::BenchGuest(a) => bench::placement_vm::guest(a),
     };
     if let Err(e) = r {
