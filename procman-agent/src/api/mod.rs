@@ -8,10 +8,12 @@
 //! - `GET /api/processes[/{pid}[/tree|/history]]`, `/api/tree`, `/api/system`: the read side
 //!   ([`processes`]).
 //! - slices, limits, freeze/thaw, placement: [`enforce`].
+//! - `GET /api/openapi.json`: the OpenAPI description of all of them ([`openapi`]).
 //!
 //! A new endpoint goes into the module of its group (or a new one), returns
-//! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, and runs
-//! anything blocking through [`processes::blocking`].
+//! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, runs
+//! anything blocking through [`processes::blocking`], and is described with
+//! `#[utoipa::path(...)]`, listed in [`openapi::ApiDoc`].
 pub mod cors;
 pub mod enforce;
 pub mod error;
