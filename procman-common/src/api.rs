@@ -6,6 +6,7 @@ use std::{fmt, sync::Arc};
 
 /// What happened to a process.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Fork,
@@ -46,6 +47,7 @@ impl std::str::FromStr for EventKind {
 /// The order of a process list (`?sort=`, `procman ps --sort`): cpu, mem, io biggest first,
 /// pid ascending, age oldest first.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SortKey {
     #[default]
@@ -149,6 +151,17 @@ impl Serialize for Comm {
     }
 }
 
+/// On the wire a comm is a string (at most 15 bytes of the kernel's name).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Comm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::units::openapi::string("A task's comm: the kernel's process name, at most 15 bytes.")
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Comm {}
+
 impl<'de> Deserialize<'de> for Comm {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Comm, D::Error> {
         let s = String::deserialize(d)?;
@@ -158,6 +171,7 @@ impl<'de> Deserialize<'de> for Comm {
 
 /// One process lifecycle event, as decoded by the agent from either event source.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcEvent {
     pub kind: EventKind,
     /// CLOCK_MONOTONIC nanoseconds when the kernel saw the event.
@@ -182,6 +196,7 @@ pub struct ProcEvent {
     pub comm: Comm,
     /// exec: the file that was executed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub filename: Option<Arc<str>>,
     /// exit: the exit code when the process exited normally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,6 +223,7 @@ impl ProcEvent {
 
 /// Which kernel interface delivers events.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     /// BPF programs on BTF tracepoints writing into a ring buffer.
@@ -227,6 +243,7 @@ impl fmt::Display for SourceKind {
 
 /// How per-process usage is sampled.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SamplerKind {
     /// A BPF task iterator (`iter/task`): one sweep over the kernel's task list per tick.
@@ -246,6 +263,7 @@ impl fmt::Display for SamplerKind {
 
 /// The sampler's part of `GET /api/status`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SamplerStatus {
     pub kind: SamplerKind,
     /// Why the BPF task iterator is not in use, when it is not (and was not refused by config).
@@ -280,6 +298,7 @@ pub struct SamplerStatus {
 
 /// `GET /api/status`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentStatus {
     pub version: String,
     pub pid: u32,
@@ -331,6 +350,7 @@ pub struct AgentStatus {
 
 /// `AgentStatus.enforcement`: the cgroup side as the agent found it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnforcementStatus {
     /// `full`, `degraded` (some controllers or features missing), `unavailable` (no usable
     /// cgroup2), or `unused` (no slice, rule or request has needed cgroups yet).
@@ -357,6 +377,7 @@ pub struct EnforcementStatus {
 /// Body of every error response: `{"success": false, "error": "...", "pid": 1234}` (`pid`
 /// on the routes of one process), the shape of seed 004's errors.
 #[derive(Serialize, Deserialize, Clone, Debug)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     #[serde(default)]
     pub success: bool,
@@ -451,6 +472,7 @@ mod tests {
 /// One line of the `GET /api/events` NDJSON stream: an event, or a notice that this
 /// subscriber fell behind and `lagged` events were skipped for it.
 #[derive(Serialize, Deserialize, Clone, Debug)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum EventStreamItem {
     Event(ProcEvent),
@@ -465,6 +487,7 @@ pub enum EventStreamItem {
 /// `_seconds`, `_per_second`), wall-clock times as ISO 8601 UTC ([`Timestamp`]), durations
 /// in seconds.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessInfo {
     pub pid: u32,
     pub parent_pid: u32,
@@ -515,6 +538,7 @@ pub struct ProcessInfo {
 /// A process's scheduler state, in the words `ps`/psutil users know. Serialized as the word
 /// (`"running"`); [`ProcessStatus::letter`] gives the `ps` STAT letter back.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProcessStatus {
     Running,
@@ -611,6 +635,7 @@ impl fmt::Display for ProcessStatus {
 /// Scheduling statistics of a process, from the kernel's own accounting (`sched_info`, read by
 /// the task iterator over all live threads, or /proc/PID/schedstat for the main thread).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchedInfo {
     /// Time on a CPU, seconds.
     pub oncpu_seconds: f64,
@@ -632,6 +657,7 @@ pub const DEFAULT_TOP: usize = 10;
 /// `GET /api/processes`: seed 004's overview (the top 10 by CPU and by memory), plus the
 /// full (filtered, sorted, limited) list when asked with `?filter=`, `?sort=` or `?user=`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessList {
     /// When the answer was made.
     pub timestamp: Timestamp,
@@ -646,14 +672,17 @@ pub struct ProcessList {
 
 /// A node of `GET /api/tree` and of the `tree` in `GET /api/processes/{pid}/tree`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TreeNode {
     #[serde(flatten)]
     pub process: ProcessInfo,
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub children: Vec<TreeNode>,
 }
 
 /// `GET /api/processes/{pid}/tree`: seed 004's parent and children, plus the nested subtree.
 #[derive(Serialize, Deserialize, Clone, Debug)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessTree {
     pub success: bool,
     pub pid: u32,
@@ -669,6 +698,7 @@ pub struct ProcessTree {
 
 /// `GET /api/processes/{pid}`: a process with the facts that are read on demand.
 #[derive(Serialize, Deserialize, Clone, Debug)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessDetail {
     pub success: bool,
     #[serde(flatten)]
@@ -690,6 +720,7 @@ pub struct ProcessDetail {
 
 /// `GET /api/system`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SystemInfo {
     pub timestamp: Timestamp,
     pub cpu_percent: f32,
@@ -699,6 +730,8 @@ pub struct SystemInfo {
     pub memory_percent: f32,
     pub swap_total_bytes: u64,
     pub swap_free_bytes: u64,
+    /// Load averages over 1, 5 and 15 minutes.
+    #[cfg_attr(feature = "openapi", schema(min_items = 3, max_items = 3))]
     pub load: [f64; 3],
     /// `some avg10` of /proc/pressure/{cpu,memory,io}, percent.
     pub psi_cpu_some_avg10: Option<f64>,
@@ -712,6 +745,7 @@ pub struct SystemInfo {
 
 /// One sample (or a run of identical ones), as seed 004's history entries plus procman's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPoint {
     /// Time of the (first) sample.
     pub timestamp: Timestamp,
@@ -727,6 +761,7 @@ pub struct HistoryPoint {
 
 /// avg/min/max/p95 of one metric over a window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stat {
     pub avg: f64,
     pub min: f64,
@@ -736,6 +771,7 @@ pub struct Stat {
 
 /// Statistics of a window of samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WindowStats {
     pub samples: u64,
     pub cpu_percent: Stat,
@@ -746,6 +782,7 @@ pub struct WindowStats {
 
 /// Seed 004's `statistics`: CPU in percent of one CPU, memory in percent of RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryStatistics {
     pub avg_cpu: f64,
     pub max_cpu: f64,
@@ -755,6 +792,7 @@ pub struct HistoryStatistics {
 
 /// Evidence that a process's memory keeps growing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeakReport {
     /// Least-squares growth of RSS, bytes per hour.
     pub bytes_per_hour: f64,
@@ -777,6 +815,7 @@ fn whole_as_integer<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Err
 
 /// `GET /api/processes/{pid}/history?hours=N` (default 24, at most 48).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessHistory {
     pub success: bool,
     pub pid: u32,
@@ -801,6 +840,7 @@ pub struct ProcessHistory {
 /// `POST /api/limit`: create or update a slice and move processes into it. Unknown fields
 /// are refused (a typo must not silently drop part of the request).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitRequest {
     /// Processes to move (with their descendants).
@@ -823,6 +863,7 @@ pub struct LimitRequest {
 
 /// The answer to `POST /api/limit` and `POST /api/slices/{name}`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SliceAnswer {
     pub slice: String,
     /// The slice's cgroup directory.
@@ -837,6 +878,7 @@ pub struct SliceAnswer {
 
 /// The answer to `POST /api/processes/{pid}/freeze` and `/thaw`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessFreezeAnswer {
     pub pid: u32,
     /// The slice that was frozen or thawed (the process is alone in it).
@@ -849,6 +891,7 @@ pub struct ProcessFreezeAnswer {
 
 /// `GET /api/slices`: one slice with its limits and usage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SliceInfo {
     pub name: String,
     pub path: String,
@@ -865,6 +908,7 @@ pub struct SliceInfo {
 /// Everything the agent samples from one slice. A part whose file is absent (its controller
 /// is off, or the kernel is older) is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct SliceStats {
     /// cgroup.events `populated`: any process in the slice.
@@ -880,6 +924,7 @@ pub struct SliceStats {
 
 /// cpu.stat (usage is there even without the cpu controller; throttling needs it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct CpuStat {
     pub usage_usec: u64,
@@ -892,6 +937,7 @@ pub struct CpuStat {
 
 /// memory.events counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct MemoryEvents {
     pub low: u64,
@@ -904,6 +950,7 @@ pub struct MemoryEvents {
 
 /// memory.current, memory.peak, memory.swap.current and memory.events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct MemoryStats {
     pub current: u64,
@@ -916,6 +963,7 @@ pub struct MemoryStats {
 
 /// One device line of io.stat.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct IoStat {
     /// `MAJ:MIN`.
@@ -930,6 +978,7 @@ pub struct IoStat {
 
 /// pids.current, pids.peak and pids.events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct PidsStats {
     pub current: u64,
@@ -941,6 +990,7 @@ pub struct PidsStats {
 
 /// One line (`some` or `full`) of a pressure (PSI) file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct PressureLine {
     pub avg10: f64,
@@ -952,6 +1002,7 @@ pub struct PressureLine {
 
 /// A PSI file (`cpu.pressure`, `memory.pressure`, `io.pressure`, or `/proc/pressure/*`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Pressure {
     pub some: PressureLine,
@@ -961,6 +1012,7 @@ pub struct Pressure {
 
 /// The three pressure files of a cgroup.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct PressureStats {
     pub cpu: Option<Pressure>,
@@ -970,6 +1022,7 @@ pub struct PressureStats {
 
 /// `GET /api/placement`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlacementReport {
     pub rules: Vec<String>,
     pub placed: u64,
@@ -990,6 +1043,7 @@ pub struct PlacementReport {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatencySummary {
     pub count: usize,
     /// Sum of all latencies, microseconds (from the histogram: 2 significant digits).
@@ -1005,6 +1059,7 @@ pub struct LatencySummary {
 
 /// One line of the audit log (`GET /api/audit`, `procman audit`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRecord {
     /// When (ISO 8601 UTC, milliseconds).
     pub time: Timestamp,
@@ -1030,6 +1085,7 @@ pub struct AuditRecord {
 
 /// Who did something: a peer's credentials (`via = "api"`), or `config`, `policy:<name>`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditActor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,

@@ -435,6 +435,66 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     }
 }
 
+/// OpenAPI schemas of the types above that serialize as strings (`openapi` feature): what a
+/// client reads, not the Rust layout.
+#[cfg(feature = "openapi")]
+pub(crate) mod openapi {
+    use utoipa::openapi::{
+        schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type},
+        RefOr,
+    };
+
+    /// A plain string schema with a description.
+    pub(crate) fn string(description: &str) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+            .into()
+    }
+
+    impl utoipa::PartialSchema for super::Timestamp {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .description(Some(
+                    "A point in time: ISO 8601 / RFC 3339 in UTC with milliseconds.",
+                ))
+                .examples(["2025-12-11T10:30:45.123Z"])
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for super::Timestamp {}
+
+    impl utoipa::PartialSchema for super::ByteSize {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "A byte size as procman prints it (`512M`, `1G`, or bytes: `1536`); \
+                     requests may also give a plain number of bytes.",
+                ))
+                .examples(["512M"])
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for super::ByteSize {}
+
+    impl utoipa::PartialSchema for super::HumanDuration {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "A duration as humantime prints it (`1h 30m`); requests may also give a \
+                     plain number of seconds.",
+                ))
+                .examples(["1h 30m"])
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for super::HumanDuration {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,59 @@ pub const BUILD: &[&str] = &["clang-19", "llvm-19", "libbpf-dev", "bpftool"];
 /// Packages the host tests need besides the build: headless Chromium (the CORS test opens
 /// a page that calls the API), curl and jq (seed 004's curl examples run as written), promtool
 /// from the prometheus package (it parses and lints `GET /metrics`), systemd-analyze (it
-/// verifies the packaged unit).
-pub const HOST_TEST: &[&str] = &["chromium", "curl", "jq", "prometheus", "systemd"];
+/// verifies the packaged unit), python3-venv (the OpenAPI validator's virtualenv,
+/// [`openapi_validator`]).
+pub const HOST_TEST: &[&str] = &[
+    "chromium",
+    "curl",
+    "jq",
+    "prometheus",
+    "systemd",
+    "python3-venv",
+];
+
+/// The OpenAPI validator the tests run on `docs/openapi.json`: PyPI's
+/// openapi-spec-validator (OpenAPI 3.0 and 3.1: the document against the specification's
+/// schema, plus `$ref`s resolved and path parameters declared), pinned.
+pub const OPENAPI_VALIDATOR: &str = "openapi-spec-validator==0.9.0";
+
+/// Installs [`OPENAPI_VALIDATOR`] into a virtualenv at `target/openapi-venv` unless it is
+/// there already (a marker file names the pinned version); returns the validator's path.
+/// The tests look for it there (`tests/host_contract.rs`).
+pub fn openapi_validator() -> Result<std::path::PathBuf> {
+    let venv = crate::workspace_root().join("target/openapi-venv");
+    let exe = venv.join("bin/openapi-spec-validator");
+    let marker = venv.join(".procman-installed");
+    if exe.exists() && std::fs::read_to_string(&marker).is_ok_and(|m| m == OPENAPI_VALIDATOR) {
+        return Ok(exe);
+    }
+    eprintln!(
+        "xtask: installing {OPENAPI_VALIDATOR} into {}",
+        venv.display()
+    );
+    let st = Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv)
+        .status()
+        .context("running python3 -m venv (Debian: apt-get install python3-venv)")?;
+    if !st.success() {
+        bail!("python3 -m venv {} failed ({st})", venv.display());
+    }
+    let st = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            OPENAPI_VALIDATOR,
+        ])
+        .status()
+        .context("running pip in the validator's virtualenv")?;
+    if !st.success() {
+        bail!("pip install {OPENAPI_VALIDATOR} failed ({st})");
+    }
+    std::fs::write(&marker, OPENAPI_VALIDATOR)?;
+    Ok(exe)
+}
 /// Packages the test VM needs.
 pub const VM: &[&str] = &["qemu-system-x86", "busybox-static"];
 /// What `cargo xtask bench placement` compares procman against in the VM: libcgroup's

@@ -6,9 +6,11 @@
 //! - `cargo xtask vm-assets | vm-test | vm-run`: the cgroup v2 test VM (see `vm.rs`).
 //! - `cargo xtask package`: the Debian package (cargo-deb), see `package.rs`.
 //! - `cargo xtask bench <events|...>`: benchmarks that print tables.
+//! - `cargo xtask openapi`: regenerate `docs/openapi.json` from the code and validate it.
 mod bench;
 mod deps;
 mod package;
+mod openapi;
 mod run;
 mod test;
 mod vm;
@@ -42,6 +44,9 @@ enum Cmd {
     Package(package::PackageArgs),
     /// Run a benchmark and print its table.
     Bench(bench::BenchArgs),
+    /// Regenerate docs/openapi.json from the code (the agent's handlers and wire types) and
+    /// validate it.
+    Openapi,
     /// Inside the test VM only: the guest half of `bench placement`.
     #[command(hide = true)]
     BenchGuest(bench::placement_vm::GuestArgs),
@@ -57,6 +62,7 @@ fn main() {
         Cmd::VmRun(a) => vm::run(a),
         Cmd::Package(a) => package::package(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Openapi => openapi::run(),
         Cmd::BenchGuest(a) => bench::placement_vm::guest(a),
     };
     if let Err(e) = r {

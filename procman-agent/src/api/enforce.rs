@@ -18,7 +18,7 @@ use axum::{
     Json, Router,
 };
 use procman_common::api::{
-    LimitRequest, PlacementReport, ProcessFreezeAnswer, SliceAnswer, SliceInfo,
+    ApiError, LimitRequest, PlacementReport, ProcessFreezeAnswer, SliceAnswer, SliceInfo,
 };
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -35,13 +35,26 @@ pub fn routes() -> Router<Arc<Agent>> {
         .route("/api/placement", get(placement))
 }
 
-#[derive(serde::Deserialize, Default)]
+/// `POST /api/slices/{name}`'s body.
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnsureBody {
+    /// systemd-style limits to set (merged over the slice's current ones), e.g.
+    /// `{"MemoryMax": "512M", "CPUQuota": "50%"}`.
     #[serde(default)]
     limits: BTreeMap<String, String>,
 }
 
+/// Creates a slice or updates its limits.
+#[utoipa::path(post, path = "/api/slices/{name}", tag = "enforcement", params(("name" = String, Path, description = "The slice's name (a cgroup directory under procman's root).")),
+    request_body(content = Option<EnsureBody>, description = "The limits to set (no body: none)."),
+    responses(
+        (status = 200, description = "The slice and its limits now.", body = SliceAnswer),
+        (status = 400, description = "Invalid name, limit or request.", body = ApiError),
+        (status = 404, description = "No such slice or process.", body = ApiError),
+        (status = 409, description = "Conflicts with the slice's or the cgroup's state.", body = ApiError),
+        (status = 503, description = "Enforcement is unavailable on this host (no usable cgroup2, or a controller is missing).", body = ApiError),
+    ))]
 async fn ensure(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -59,6 +72,16 @@ async fn ensure(
     .await
 }
 
+/// Creates or updates a slice and moves the selected processes (with their descendants)
+/// into it.
+#[utoipa::path(post, path = "/api/limit", tag = "enforcement", request_body = LimitRequest,
+    responses(
+        (status = 200, description = "The slice, its limits and the pids moved.", body = SliceAnswer),
+        (status = 400, description = "Invalid name, limit or request.", body = ApiError),
+        (status = 404, description = "No such slice or process.", body = ApiError),
+        (status = 409, description = "Conflicts with the slice's or the cgroup's state.", body = ApiError),
+        (status = 503, description = "Enforcement is unavailable on this host (no usable cgroup2, or a controller is missing).", body = ApiError),
+    ))]
 async fn limit(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -75,6 +98,15 @@ async fn limit(
     .await
 }
 
+/// Lifts every limit of a slice (its processes stay).
+#[utoipa::path(delete, path = "/api/slices/{name}/limits", tag = "enforcement", params(("name" = String, Path, description = "The slice's name (a cgroup directory under procman's root).")),
+    responses(
+        (status = 200, description = "The slice, without limits.", body = SliceAnswer),
+        (status = 400, description = "Invalid name, limit or request.", body = ApiError),
+        (status = 404, description = "No such slice or process.", body = ApiError),
+        (status = 409, description = "Conflicts with the slice's or the cgroup's state.", body = ApiError),
+        (status = 503, description = "Enforcement is unavailable on this host (no usable cgroup2, or a controller is missing).", body = ApiError),
+    ))]
 async fn unlimit(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -86,12 +118,22 @@ async fn unlimit(
     .await
 }
 
-#[derive(serde::Serialize)]
+/// The answer to `POST /api/slices/{name}/freeze` and `/thaw`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct FreezeAnswer {
     slice: String,
     frozen: bool,
 }
 
+/// Freezes a slice (the cgroup freezer): its processes stop until thawed.
+#[utoipa::path(post, path = "/api/slices/{name}/freeze", tag = "enforcement", params(("name" = String, Path, description = "The slice's name (a cgroup directory under procman's root).")),
+    responses(
+        (status = 200, description = "The slice is frozen.", body = FreezeAnswer),
+        (status = 400, description = "Invalid name, limit or request.", body = ApiError),
+        (status = 404, description = "No such slice or process.", body = ApiError),
+        (status = 409, description = "Conflicts with the slice's or the cgroup's state.", body = ApiError),
+        (status = 503, description = "Enforcement is unavailable on this host (no usable cgroup2, or a controller is missing).", body = ApiError),
+    ))]
 async fn freeze(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -107,6 +149,15 @@ async fn freeze(
     .await
 }
 
+/// Thaws a frozen slice.
+#[utoipa::path(post, path = "/api/slices/{name}/thaw", tag = "enforcement", params(("name" = String, Path, description = "The slice's name (a cgroup directory under procman's root).")),
+    responses(
+        (status = 200, description = "The slice is thawed.", body = FreezeAnswer),
+        (status = 400, description = "Invalid name, limit or request.", body = ApiError),
+        (status = 404, description = "No such slice or process.", body = ApiError),
+        (status = 409, description = "Conflicts with the slice's or the cgroup's state.", body = ApiError),
+        (status = 503, description = "Enforcement is unavailable on this host (no usable cgroup2, or a controller is missing).", body = ApiError),
+    ))]
 async fn thaw(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -122,14 +173,16 @@ async fn thaw(
     .await
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RemoveQuery {
     /// Kill the slice's processes first (otherwise a non-empty slice is refused).
     kill: bool,
 }
 
-#[derive(serde::Serialize)]
+/// The answer to `DELETE /api/slices/{name}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct RemoveAnswer {
     slice: String,
     removed: bool,
@@ -137,6 +190,15 @@ struct RemoveAnswer {
     killed: Vec<u32>,
 }
 
+/// Removes a slice (a non-empty one only with `kill=true`, which kills its processes).
+#[utoipa::path(delete, path = "/api/slices/{name}", tag = "enforcement", params(("name" = String, Path, description = "The slice's name (a cgroup directory under procman's root)."), RemoveQuery),
+    responses(
+        (status = 200, description = "The slice is gone.", body = RemoveAnswer),
+        (status = 400, description = "Invalid name, limit or request.", body = ApiError),
+        (status = 404, description = "No such slice or process.", body = ApiError),
+        (status = 409, description = "Conflicts with the slice's or the cgroup's state.", body = ApiError),
+        (status = 503, description = "Enforcement is unavailable on this host (no usable cgroup2, or a controller is missing).", body = ApiError),
+    ))]
 async fn remove(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -154,6 +216,16 @@ async fn remove(
     .await
 }
 
+/// Freezes one process: alone in a slice of its own (moved there first when it is outside
+/// procman's slices).
+#[utoipa::path(post, path = "/api/processes/{pid}/freeze", tag = "enforcement", params(extract::Pid),
+    responses(
+        (status = 200, description = "The process is frozen.", body = ProcessFreezeAnswer),
+        (status = 400, description = "Invalid name, limit or request.", body = ApiError),
+        (status = 404, description = "No such slice or process.", body = ApiError),
+        (status = 409, description = "Conflicts with the slice's or the cgroup's state.", body = ApiError),
+        (status = 503, description = "Enforcement is unavailable on this host (no usable cgroup2, or a controller is missing).", body = ApiError),
+    ))]
 async fn freeze_process(
     state: State<Arc<Agent>>,
     scope: Extension<Scope>,
@@ -162,6 +234,15 @@ async fn freeze_process(
     freeze_or_thaw(state, scope, pid, true).await
 }
 
+/// Thaws a process frozen by `POST /api/processes/{pid}/freeze`.
+#[utoipa::path(post, path = "/api/processes/{pid}/thaw", tag = "enforcement", params(extract::Pid),
+    responses(
+        (status = 200, description = "The process is thawed.", body = ProcessFreezeAnswer),
+        (status = 400, description = "Invalid name, limit or request.", body = ApiError),
+        (status = 404, description = "No such slice or process.", body = ApiError),
+        (status = 409, description = "Conflicts with the slice's or the cgroup's state.", body = ApiError),
+        (status = 503, description = "Enforcement is unavailable on this host (no usable cgroup2, or a controller is missing).", body = ApiError),
+    ))]
 async fn thaw_process(
     state: State<Arc<Agent>>,
     scope: Extension<Scope>,
@@ -189,10 +270,19 @@ async fn freeze_or_thaw(
     .await
 }
 
+/// Every managed slice with its processes, limits and cgroup statistics.
+#[utoipa::path(get, path = "/api/slices", tag = "enforcement",
+    responses(
+        (status = 200, description = "The slices.", body = Vec<SliceInfo>),
+        (status = 503, description = "Enforcement is unavailable on this host.", body = ApiError),
+    ))]
 async fn slices(State(agent): State<Arc<Agent>>) -> Result<Json<Vec<SliceInfo>>, ApiErr> {
     blocking(agent, |a| Ok(Json(a.enforcer.slices()?))).await
 }
 
+/// Placement rules, counters and latency percentiles.
+#[utoipa::path(get, path = "/api/placement", tag = "enforcement",
+    responses((status = 200, description = "The placement report.", body = PlacementReport)))]
 async fn placement(State(agent): State<Arc<Agent>>) -> Json<PlacementReport> {
     Json(agent.enforcer.placement_report())
 }

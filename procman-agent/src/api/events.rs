@@ -11,11 +11,18 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 /// The query: empty lists match everything.
-#[derive(serde::Deserialize, Default, Debug, Clone)]
+#[derive(serde::Deserialize, Default, Debug, Clone, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventFilter {
+    /// Only these pids, comma-separated (`1,2`).
+    #[param(value_type = Option<String>)]
     pub pid: CommaList<u32>,
+    /// Only these comms, comma-separated.
+    #[param(value_type = Option<String>)]
     pub comm: CommaList<String>,
+    /// Only these kinds, comma-separated: `fork`, `exec`, `exit`.
+    #[param(value_type = Option<String>)]
     pub kind: CommaList<EventKind>,
 }
 
@@ -32,6 +39,12 @@ impl EventFilter {
     }
 }
 
+/// The live event stream: one JSON object a line, never ending.
+#[utoipa::path(get, path = "/api/events", tag = "events", params(EventFilter),
+    responses(
+        (status = 200, description = "An endless NDJSON stream: each line an event, or a notice that this subscriber fell behind.", content_type = "application/x-ndjson", body = EventStreamItem),
+        (status = 400, description = "A malformed query.", body = procman_common::api::ApiError),
+    ))]
 pub async fn events(
     State(agent): State<Arc<Agent>>,
     Query(filter): Query<EventFilter>,

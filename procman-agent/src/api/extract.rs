@@ -56,7 +56,9 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
 }
 
 /// A pid in a URL path: a positive number.
-pub struct Pid(pub u32);
+#[derive(utoipa::IntoParams)]
+#[into_params(names("pid"), parameter_in = Path)]
+pub struct Pid(#[param(minimum = 1)] pub u32);
 
 impl<S: Send + Sync> FromRequestParts<S> for Pid {
     type Rejection = ApiErr;

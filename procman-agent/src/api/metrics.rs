@@ -31,6 +31,15 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// The classic text format (0.0.4), for every other scraper and `promtool check metrics`.
 const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Prometheus metrics: OpenMetrics when the `Accept` header asks for it, else the classic
+/// text format.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses(
+        (status = 200, description = "The metrics (no per-pid labels).", content(
+            (String = "text/plain; version=0.0.4; charset=utf-8"),
+            (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )),
+    ))]
 pub async fn metrics(
     State(agent): State<Arc<Agent>>,
     headers: HeaderMap,

@@ -8,10 +8,12 @@
 //! - `GET /api/processes[/{pid}[/tree|/history]]`, `/api/tree`, `/api/system`: the read side
 //!   ([`processes`]).
 //! - slices, limits, freeze/thaw, placement: [`enforce`].
+//! - `GET /api/openapi.json`: the OpenAPI description of all of them ([`openapi`]).
 //!
 //! A new endpoint goes into the module of its group (or a new one), returns
-//! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, and runs
-//! anything blocking through [`processes::blocking`].
+//! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, runs
+//! anything blocking through [`processes::blocking`], and is described with
+//! `#[utoipa::path(...)]`, listed in [`openapi::ApiDoc`].
 pub mod cors;
 pub mod enforce;
 pub mod error;
@@ -19,6 +21,7 @@ pub mod events;
 pub mod extract;
 pub mod guard;
 pub mod metrics;
+pub mod openapi;
 pub mod processes;
 pub mod server;
 
@@ -49,6 +52,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/system", get(processes::system))
         .route("/api/audit", get(audit_log))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::document))
         .merge(enforce::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             agent.clone(),
@@ -69,6 +73,9 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .with_state(agent)
 }
 
+/// The agent's status: event source, counters, sampler, enforcement.
+#[utoipa::path(get, path = "/api/status", tag = "status",
+    responses((status = 200, description = "The agent's status (as `procman status --json`).", body = AgentStatus)))]
 async fn status(State(agent): State<Arc<Agent>>) -> Json<AgentStatus> {
     Json(agent.status())
 }
@@ -117,15 +124,22 @@ pub async fn serve(
     server::serve(listener, agent, router).await
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
-    /// Unix seconds.
+    /// Only records from this time on, Unix seconds.
     since: f64,
+    /// At most this many (the latest; default 100, at most 10000).
     limit: Option<usize>,
 }
 
 /// `GET /api/audit?since=UNIX&limit=N`: the latest audit records (action `audit`).
+#[utoipa::path(get, path = "/api/audit", tag = "audit", params(AuditQuery),
+    responses(
+        (status = 200, description = "The latest audit records, oldest first.", body = Vec<procman_common::api::AuditRecord>),
+        (status = 400, description = "A malformed query.", body = procman_common::api::ApiError),
+    ))]
 async fn audit_log(
     State(agent): State<Arc<Agent>>,
     extract::Query(q): extract::Query<AuditQuery>,

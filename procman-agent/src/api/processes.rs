@@ -12,19 +12,25 @@ use axum::{
 };
 use procman_common::{
     api::{
-        HistoryPoint, HistoryStatistics, ProcessDetail, ProcessHistory, ProcessInfo, ProcessList,
-        ProcessStatus, ProcessTree, SortKey, SystemInfo, TreeNode, DEFAULT_TOP,
+        ApiError, HistoryPoint, HistoryStatistics, ProcessDetail, ProcessHistory, ProcessInfo,
+        ProcessList, ProcessStatus, ProcessTree, SortKey, SystemInfo, TreeNode, DEFAULT_TOP,
     },
     filter::Filter,
 };
 use std::sync::Arc;
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The order of `processes` (asking for it adds the full list).
+    #[param(inline)]
     sort: Option<SortKey>,
+    /// Entries in `top_cpu` and `top_ram` (default 10), and at most this many in `processes`.
     limit: Option<usize>,
+    /// Only this user's processes, by name or uid (adds the full list).
     user: Option<String>,
+    /// A filter expression, as `procman ps --filter` (adds the full list).
     filter: Option<String>,
 }
 
@@ -88,6 +94,12 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&agent)).await?
 }
 
+/// The overview (top 10 by CPU and by memory), plus the full list when asked.
+#[utoipa::path(get, path = "/api/processes", tag = "processes", params(ListQuery),
+    responses(
+        (status = 200, description = "The overview; `processes` with `sort`, `user` or `filter`.", body = ProcessList),
+        (status = 400, description = "A malformed query, filter or unknown user.", body = ApiError),
+    ))]
 pub async fn processes(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -157,6 +169,13 @@ pub async fn processes(
     .await
 }
 
+/// One process, with the facts read on demand (fds, cwd, children).
+#[utoipa::path(get, path = "/api/processes/{pid}", tag = "processes", params(Pid),
+    responses(
+        (status = 200, description = "The process.", body = ProcessDetail),
+        (status = 400, description = "The pid is not a positive number.", body = ApiError),
+        (status = 404, description = "No such process (`\"error\": \"Process not found\"`).", body = ApiError),
+    ))]
 pub async fn process(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -218,6 +237,13 @@ pub async fn process(
     .await
 }
 
+/// A process's parent, its descendants, and its subtree.
+#[utoipa::path(get, path = "/api/processes/{pid}/tree", tag = "processes", params(Pid),
+    responses(
+        (status = 200, description = "The parent, the descendants and the subtree.", body = ProcessTree),
+        (status = 400, description = "The pid is not a positive number.", body = ApiError),
+        (status = 404, description = "No such process.", body = ApiError),
+    ))]
 pub async fn process_tree(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -269,15 +295,25 @@ fn descendants(nodes: &[TreeNode], out: &mut Vec<ProcessInfo>) {
     }
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// The window, hours: more than 0, at most 48 (default 24).
+    #[param(exclusive_minimum = 0, maximum = 48)]
     hours: Option<f64>,
 }
 
 /// Seed 004's default window.
 const DEFAULT_HISTORY_HOURS: f64 = 24.0;
 
+/// A process's usage samples over a window, their statistics, and a leak verdict.
+#[utoipa::path(get, path = "/api/processes/{pid}/history", tag = "processes", params(Pid, HistoryQuery),
+    responses(
+        (status = 200, description = "The samples (a run of identical ones is one entry with `repeat`) and statistics.", body = ProcessHistory),
+        (status = 400, description = "A malformed pid or `hours`.", body = ApiError),
+        (status = 404, description = "No history for the pid (not sampled yet, or exited longer ago than the retention).", body = ApiError),
+    ))]
 pub async fn process_history(
     State(agent): State<Arc<Agent>>,
     Pid(pid): Pid,
@@ -347,10 +383,13 @@ pub async fn process_history(
     }))
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TreeQuery {
+    /// Only the subtree under this pid.
     root: Option<String>,
+    /// Only the processes matching this filter expression, and their ancestors.
     filter: Option<String>,
 }
 
@@ -359,6 +398,14 @@ fn snapshot(agent: &Agent) -> Vec<procman_common::api::ProcessInfo> {
     query::all(&table, &agent.monitor)
 }
 
+/// The whole process tree (or the subtree under `root`; with a filter, the matches and
+/// their ancestors).
+#[utoipa::path(get, path = "/api/tree", tag = "processes", params(TreeQuery),
+    responses(
+        (status = 200, description = "The roots of the tree.", body = Vec<TreeNode>),
+        (status = 400, description = "A malformed query, root or filter.", body = ApiError),
+        (status = 404, description = "`root` names no process.", body = ApiError),
+    ))]
 pub async fn whole_tree(
     State(agent): State<Arc<Agent>>,
     Extension(scope): Extension<Scope>,
@@ -400,6 +447,9 @@ pub async fn whole_tree(
     .await
 }
 
+/// System totals: CPU, memory, swap, load, pressure, uptime.
+#[utoipa::path(get, path = "/api/system", tag = "system",
+    responses((status = 200, description = "The latest system sample.", body = SystemInfo)))]
 pub async fn system(State(agent): State<Arc<Agent>>) -> Json<SystemInfo> {
     let mut info = agent
         .monitor
