@@ -474,33 +474,11 @@ fn serve_page(port: u16, html: String) {
 
 /// The page's title after its script ran, from headless Chromium's DOM dump.
 fn chromium_title(url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .env("HOME", profile.path())
-        .output()
-        .expect("run chromium (cargo xtask test installs Debian's chromium package)");
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let title = dom
-        .split_once("<title>")
+    let dom = procman_tests::chromium_dom(url);
+    dom.split_once("<title>")
         .and_then(|(_, r)| r.split_once("</title>"))
-        .map(|(t, _)| t.to_string());
-    title.unwrap_or_else(|| {
-        panic!(
-            "no title in chromium's DOM ({}): {dom}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+        .map(|(t, _)| t.to_string())
+        .unwrap_or_else(|| panic!("no title in chromium's DOM: {dom}"))
 }
 
 /// A browser page on an allowed origin fetches `/api/processes` from the agent (seed 004's

@@ -64,7 +64,10 @@ fn the_deb_installs_verifies_and_purges() {
         "/usr/share/fish/vendor_completions.d/procman.fish",
         "/usr/share/doc/procman/examples/procman.toml",
     ] {
-        assert!(files.lines().any(|l| l == f), "{f} not in the package:\n{files}");
+        assert!(
+            files.lines().any(|l| l == f),
+            "{f} not in the package:\n{files}"
+        );
     }
     let unit = files
         .lines()
@@ -72,7 +75,10 @@ fn the_deb_installs_verifies_and_purges() {
         .unwrap_or_else(|| panic!("no unit in the package:\n{files}"))
         .to_string();
     let conffiles = ok("dpkg-query -W -f='${Conffiles}' procman");
-    assert!(conffiles.contains("/etc/procman/procman.toml"), "{conffiles}");
+    assert!(
+        conffiles.contains("/etc/procman/procman.toml"),
+        "{conffiles}"
+    );
     let (_, verify) = sh(&format!("systemd-analyze verify --man=no {unit}"));
     assert!(
         !verify.contains("procman-agent.service:"),
@@ -83,15 +89,23 @@ fn the_deb_installs_verifies_and_purges() {
         PathBuf::from("/etc/systemd/system/multi-user.target.wants/procman-agent.service").exists(),
         "the unit is not enabled"
     );
-    assert!(ok("/usr/sbin/procman-agent --config /etc/procman/procman.toml --check-config")
-        .contains("configuration OK"));
+    assert!(
+        ok("/usr/sbin/procman-agent --config /etc/procman/procman.toml --check-config")
+            .contains("configuration OK")
+    );
     assert!(ok("/usr/bin/procman --version").contains("procman"));
     assert!(ok("zcat /usr/share/man/man1/procman.1.gz").contains(".TH procman 1"));
     assert!(std::fs::metadata("/var/log/procman").is_ok_and(|m| m.is_dir()));
 
     ok("dpkg -r procman");
     assert!(!PathBuf::from("/usr/sbin/procman-agent").exists());
-    assert!(PathBuf::from("/etc/procman/procman.toml").exists(), "removal keeps the config");
+    assert!(
+        PathBuf::from("/etc/procman/procman.toml").exists(),
+        "removal keeps the config"
+    );
     ok("dpkg -P procman");
-    assert!(!PathBuf::from("/etc/procman/procman.toml").exists(), "purge removes it");
+    assert!(
+        !PathBuf::from("/etc/procman/procman.toml").exists(),
+        "purge removes it"
+    );
 }

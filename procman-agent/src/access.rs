@@ -40,6 +40,18 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 9] = [
+        Action::Read,
+        Action::Limit,
+        Action::Move,
+        Action::Freeze,
+        Action::Kill,
+        Action::Run,
+        Action::Service,
+        Action::Policy,
+        Action::Audit,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Read => "read",

@@ -374,6 +374,24 @@ pub struct EnforcementStatus {
     pub error: Option<String>,
 }
 
+/// `GET /api/whoami`: who the caller is to the agent and what it may do (the dashboard shows
+/// action buttons only when they are allowed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Caller {
+    /// `root`, `uid 1000`, or `token holder (TCP)`.
+    pub who: String,
+    /// The caller's uid (Unix socket only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// `unix` or `tcp`.
+    pub via: String,
+    /// The actions it may take: `read` and those granted (`limit`, `move`, `freeze`, `kill`, …).
+    pub allowed: Vec<String>,
+    /// Its grants apply only to its own processes.
+    pub only_own: bool,
+}
+
 /// Body of every error response: `{"success": false, "error": "...", "pid": 1234}` (`pid`
 /// on the routes of one process), the shape of seed 004's errors.
 #[derive(Serialize, Deserialize, Clone, Debug)]

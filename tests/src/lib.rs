@@ -405,6 +405,34 @@ pub fn token_file(dir: &std::path::Path) -> (PathBuf, String) {
     (path, token)
 }
 
+/// The DOM of `url` after its scripts ran (headless Chromium, `--dump-dom`, 15 s of virtual
+/// time: timers and fetches complete without waiting in real time).
+pub fn chromium_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .env("HOME", profile.path())
+        .output()
+        .expect("run chromium (cargo xtask test installs Debian's chromium package)");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("<html"),
+        "chromium printed no DOM for {url} ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
 /// The cgroup2 mount of this host (`/sys/fs/cgroup/unified` on hybrid hosts).
 pub fn cgroup2_mount() -> PathBuf {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

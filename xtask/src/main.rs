@@ -9,8 +9,8 @@
 //! - `cargo xtask openapi`: regenerate `docs/openapi.json` from the code and validate it.
 mod bench;
 mod deps;
-mod package;
 mod openapi;
+mod package;
 mod run;
 mod test;
 mod vm;

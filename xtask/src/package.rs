@@ -99,9 +99,14 @@ pub fn build() -> Result<PathBuf> {
     }
     let root = workspace_root();
     run(
-        cargo()
-            .current_dir(&root)
-            .args(["build", "--release", "-p", "procman-agent", "-p", "procman-cli"]),
+        cargo().current_dir(&root).args([
+            "build",
+            "--release",
+            "-p",
+            "procman-agent",
+            "-p",
+            "procman-cli",
+        ]),
         "cargo build --release",
     )?;
     let release = root.join("target/release");
@@ -116,7 +121,14 @@ pub fn build() -> Result<PathBuf> {
     let out_dir = root.join("target/debian");
     let out = cargo()
         .current_dir(&root)
-        .args(["deb", "-p", "procman-agent", "--no-build", "--strip", "--output"])
+        .args([
+            "deb",
+            "-p",
+            "procman-agent",
+            "--no-build",
+            "--strip",
+            "--output",
+        ])
         .arg(&out_dir)
         .stderr(Stdio::inherit())
         .output()

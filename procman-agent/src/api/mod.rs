@@ -15,6 +15,7 @@
 //! anything blocking through [`processes::blocking`], and is described with
 //! `#[utoipa::path(...)]`, listed in [`openapi::ApiDoc`].
 pub mod cors;
+pub mod dashboard;
 pub mod enforce;
 pub mod error;
 pub mod events;
@@ -40,6 +41,7 @@ use tokio::net::UnixListener;
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .route("/api/status", get(status))
+        .route("/api/whoami", get(whoami))
         .route("/api/events", get(events::events))
         .route("/api/processes", get(processes::processes))
         .route("/api/processes/{pid}", get(processes::process))
@@ -58,6 +60,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
             agent.clone(),
             guard::guard,
         ))
+        // after the guard's layer: static files that hold no data, served without the token
+        .merge(dashboard::routes())
         .fallback(|| async { ApiErr::not_found("no such endpoint; see README.md (API)") })
         .method_not_allowed_fallback(
             |method: axum::http::Method, uri: axum::http::Uri| async move {
@@ -78,6 +82,35 @@ pub fn router(agent: Arc<Agent>) -> Router {
     responses((status = 200, description = "The agent's status (as `procman status --json`).", body = AgentStatus)))]
 async fn status(State(agent): State<Arc<Agent>>) -> Json<AgentStatus> {
     Json(agent.status())
+}
+
+/// Who the caller is and what it may do: each action through the same check the guard makes.
+#[utoipa::path(get, path = "/api/whoami", tag = "status",
+    responses((status = 200, description = "The caller and the actions it may take.", body = procman_common::api::Caller)))]
+async fn whoami(
+    State(agent): State<Arc<Agent>>,
+    axum::extract::Extension(scope): axum::extract::Extension<crate::access::Scope>,
+) -> Json<procman_common::api::Caller> {
+    let peer = scope.peer;
+    let policy = agent.access.read().unwrap_or_else(|e| e.into_inner());
+    let granted: Vec<(crate::access::Action, crate::access::Scope)> = crate::access::Action::ALL
+        .into_iter()
+        .filter_map(|a| policy.check(peer, a).ok().map(|s| (a, s)))
+        .collect();
+    Json(procman_common::api::Caller {
+        who: match (peer.remote, peer.uid) {
+            (Some(_), _) => "token holder (TCP)".into(),
+            (None, 0) => "root".into(),
+            (None, uid) => format!("uid {uid}"),
+        },
+        uid: peer.remote.is_none().then_some(peer.uid),
+        via: if peer.remote.is_some() { "tcp" } else { "unix" }.into(),
+        allowed: granted
+            .iter()
+            .map(|(a, _)| a.as_str().to_string())
+            .collect(),
+        only_own: granted.iter().any(|(_, s)| s.only_uid.is_some()),
+    })
 }
 
 /// Binds the API socket: creates its directory, refuses to start if another agent answers on

@@ -36,6 +36,10 @@ use utoipa::{
     ),
     paths(
         super::status,
+        super::whoami,
+        super::dashboard::index,
+        super::dashboard::script,
+        super::dashboard::style,
         super::events::events,
         super::processes::processes,
         super::processes::process,
@@ -69,6 +73,7 @@ use utoipa::{
         (name = "audit", description = "The audit log of changes and refusals."),
         (name = "metrics", description = "Prometheus metrics."),
         (name = "meta", description = "This document."),
+        (name = "dashboard", description = "The web dashboard (static files; no token needed)."),
     )
 )]
 pub struct ApiDoc;
