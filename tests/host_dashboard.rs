@@ -73,7 +73,13 @@ fn the_dashboard_shows_processes_and_a_process_page() {
     );
     let mut kid = Command::new("sleep").arg("600").spawn().unwrap();
 
-    let dom = chromium_dom(&format!("http://{}/#token={}&pid={me}", d.addr, d.token));
+    let url = format!("http://{}/#token={}&pid={me}", d.addr, d.token);
+    let dom = chromium_dom(&url);
+    // the screenshot CI keeps (target/dashboard.png; docs/dashboard.png is one of them)
+    procman_tests::chromium_screenshot(
+        &url,
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard.png"),
+    );
     let _ = kid.kill();
     let _ = kid.wait();
     // the table: one row per process, ours among them

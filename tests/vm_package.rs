@@ -94,6 +94,25 @@ fn the_deb_installs_verifies_and_purges() {
             .contains("configuration OK")
     );
     assert!(ok("/usr/bin/procman --version").contains("procman"));
+    // the installed agent, with the installed config, answers the installed CLI on the
+    // default socket (no systemd in the VM: started by hand, as the unit's ExecStart says)
+    let mut agent = Command::new("/usr/sbin/procman-agent")
+        .args(["--config", "/etc/procman/procman.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = procman_tests::wait_until(
+        "the installed agent to answer procman status",
+        std::time::Duration::from_secs(60),
+        || match sh("/usr/bin/procman status") {
+            (true, out) => Ok(out),
+            (false, out) => Err(out),
+        },
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(status.contains("event source:"), "{status}");
     assert!(ok("zcat /usr/share/man/man1/procman.1.gz").contains(".TH procman 1"));
     assert!(std::fs::metadata("/var/log/procman").is_ok_and(|m| m.is_dir()));
 

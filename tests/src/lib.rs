@@ -433,6 +433,35 @@ pub fn chromium_dom(url: &str) -> String {
     dom
 }
 
+/// A 1300x900 screenshot of `url` after its scripts ran, written to `to` (PNG).
+pub fn chromium_screenshot(url: &str, to: &std::path::Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1300,900",
+            "--virtual-time-budget=15000",
+        ])
+        .arg(format!("--screenshot={}", to.display()))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .env("HOME", profile.path())
+        .output()
+        .expect("run chromium");
+    let png = std::fs::read(to).unwrap_or_default();
+    assert!(
+        png.starts_with(b"\x89PNG"),
+        "no screenshot of {url} at {} ({}): {}",
+        to.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The cgroup2 mount of this host (`/sys/fs/cgroup/unified` on hybrid hosts).
 pub fn cgroup2_mount() -> PathBuf {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
