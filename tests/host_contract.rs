@@ -517,13 +517,13 @@ fn checked_in_openapi() -> (PathBuf, Value) {
 
 /// `docs/openapi.json` is a valid OpenAPI document, by PyPI's openapi-spec-validator (the
 /// specification's schema, `$ref`s resolved, path parameters declared). `cargo xtask test`
-/// and `cargo xtask openapi` install it into `target/openapi-venv`.
+/// and `cargo xtask openapi` install it into `target/validators-venv`.
 #[test]
 fn the_openapi_document_validates() {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> -> target
     let target = exe.ancestors().nth(3).expect("the target directory");
-    let validator = target.join("openapi-venv/bin/openapi-spec-validator");
+    let validator = target.join("validators-venv/bin/openapi-spec-validator");
     assert!(
         validator.exists(),
         "{} is missing: `cargo xtask openapi` (or `cargo xtask test`) installs it",

@@ -19,25 +19,27 @@ pub const HOST_TEST: &[&str] = &[
     "python3-venv",
 ];
 
-/// The OpenAPI validator the tests run on `docs/openapi.json`: PyPI's
-/// openapi-spec-validator (OpenAPI 3.0 and 3.1: the document against the specification's
-/// schema, plus `$ref`s resolved and path parameters declared), pinned.
-pub const OPENAPI_VALIDATOR: &str = "openapi-spec-validator==0.9.0";
+/// The validators the tests run, from PyPI, pinned: openapi-spec-validator (OpenAPI 3.0 and
+/// 3.1: `docs/openapi.json` against the specification's schema, `$ref`s resolved, path
+/// parameters declared) and kubernetes-validate (the manifests in `deploy/kubernetes/`
+/// against the Kubernetes API's schemas, which it bundles: no cluster needed).
+pub const VALIDATORS: &[&str] = &[
+    "openapi-spec-validator==0.9.0",
+    "kubernetes-validate==1.31.0",
+];
 
-/// Installs [`OPENAPI_VALIDATOR`] into a virtualenv at `target/openapi-venv` unless it is
-/// there already (a marker file names the pinned version); returns the validator's path.
-/// The tests look for it there (`tests/host_contract.rs`).
-pub fn openapi_validator() -> Result<std::path::PathBuf> {
-    let venv = crate::workspace_root().join("target/openapi-venv");
-    let exe = venv.join("bin/openapi-spec-validator");
+/// Installs [`VALIDATORS`] into a virtualenv at `target/validators-venv` unless they are
+/// there already (a marker file names the pinned versions); returns the venv's `bin/`.
+/// The tests look for them there (`tests/host_contract.rs`, `tests/host_deploy.rs`).
+pub fn validators() -> Result<std::path::PathBuf> {
+    let venv = crate::workspace_root().join("target/validators-venv");
+    let bin = venv.join("bin");
     let marker = venv.join(".procman-installed");
-    if exe.exists() && std::fs::read_to_string(&marker).is_ok_and(|m| m == OPENAPI_VALIDATOR) {
-        return Ok(exe);
+    let want = VALIDATORS.join(" ");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == want) {
+        return Ok(bin);
     }
-    eprintln!(
-        "xtask: installing {OPENAPI_VALIDATOR} into {}",
-        venv.display()
-    );
+    eprintln!("xtask: installing {want} into {}", venv.display());
     let st = Command::new("python3")
         .args(["-m", "venv", "--clear"])
         .arg(&venv)
@@ -46,21 +48,18 @@ pub fn openapi_validator() -> Result<std::path::PathBuf> {
     if !st.success() {
         bail!("python3 -m venv {} failed ({st})", venv.display());
     }
-    let st = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            OPENAPI_VALIDATOR,
-        ])
+    let st = Command::new(bin.join("pip"))
+        .args(["install", "-q", "--disable-pip-version-check"])
+        .args(VALIDATORS)
         .status()
-        .context("running pip in the validator's virtualenv")?;
+        .context("running pip in the validators' virtualenv")?;
     if !st.success() {
-        bail!("pip install {OPENAPI_VALIDATOR} failed ({st})");
+        bail!("pip install {want} failed ({st})");
     }
-    std::fs::write(&marker, OPENAPI_VALIDATOR)?;
-    Ok(exe)
+    std::fs::write(&marker, want)?;
+    Ok(bin)
 }
+
 /// Packages the test VM needs.
 pub const VM: &[&str] = &["qemu-system-x86", "busybox-static"];
 /// What `cargo xtask bench placement` compares procman against in the VM: libcgroup's

@@ -23,7 +23,7 @@ pub fn run() -> Result<()> {
         bail!("regenerating docs/openapi.json failed ({st})");
     }
     let doc = workspace_root().join("docs/openapi.json");
-    let validator = deps::openapi_validator()?;
+    let validator = deps::validators()?.join("openapi-spec-validator");
     let st = Command::new(&validator)
         .arg(&doc)
         .status()

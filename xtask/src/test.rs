@@ -87,7 +87,7 @@ pub fn run(a: TestArgs) -> Result<()> {
     let t0 = Instant::now();
     deps::ensure(deps::BUILD)?;
     deps::ensure(deps::HOST_TEST)?;
-    deps::openapi_validator()?;
+    deps::validators()?;
     let root = deps::nix_is_root();
     if !root {
         eprintln!(
