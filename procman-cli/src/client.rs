@@ -106,8 +106,8 @@ impl Client {
             let (code, message) = match e.kind() {
                 std::io::ErrorKind::NotFound => (5, format!(
                     "cannot reach procman-agent: {s} does not exist (is the agent running? start it \
-                     with `sudo procman-agent`, or pass --socket / set PROCMAN_SOCKET if it listens \
-                     elsewhere)"
+                     with `systemctl start procman-agent` or `sudo procman-agent`, or pass --socket \
+                     / set PROCMAN_SOCKET if it listens elsewhere)"
                 )),
                 std::io::ErrorKind::ConnectionRefused if !is_socket(&self.socket) => (2, format!(
                     "cannot reach procman-agent: {s} is not a socket ({}); pass the agent's socket \
@@ -117,7 +117,8 @@ impl Client {
                 )),
                 std::io::ErrorKind::ConnectionRefused => (5, format!(
                     "cannot reach procman-agent: nothing listens on {s} (a stale socket; the agent \
-                     is not running: start it with `sudo procman-agent`)"
+                     is not running: start it with `systemctl start procman-agent` or \
+                     `sudo procman-agent`)"
                 )),
                 std::io::ErrorKind::PermissionDenied => (4, format!(
                     "cannot reach procman-agent: permission denied on {s}; {}",
