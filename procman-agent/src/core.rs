@@ -44,6 +44,8 @@ pub struct Agent {
     pub audit: crate::audit::Audit,
     /// The bearer token TCP clients must send (`[api] token_file`), when TCP is on.
     pub api_token: Option<String>,
+    /// `[[policy]]` rules, evaluated after each sample.
+    pub policies: crate::policy::Policies,
 }
 
 /// What the agent is made of, besides its event source (see [`Agent::new`]).
@@ -54,6 +56,7 @@ pub struct Parts {
     pub access: crate::access::Policy,
     pub audit: crate::audit::Audit,
     pub api_token: Option<String>,
+    pub policies: crate::policy::Policies,
 }
 
 impl Agent {
@@ -65,6 +68,7 @@ impl Agent {
             access,
             audit,
             api_token,
+            policies,
         } = parts;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
@@ -83,6 +87,7 @@ impl Agent {
             access: RwLock::new(access),
             audit,
             api_token,
+            policies,
         })
     }
 
@@ -228,7 +233,14 @@ pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
     loop {
         tick.tick().await;
         let a = agent.clone();
-        match tokio::task::spawn_blocking(move || a.monitor.sample(&a.table)).await {
+        // the policies evaluate each fresh sample on the same blocking thread (in memory; they
+        // hand their actions to their own thread)
+        let sampled = tokio::task::spawn_blocking(move || {
+            let vanished = a.monitor.sample(&a.table);
+            a.policies.tick(&a);
+            vanished
+        });
+        match sampled.await {
             Ok(vanished) if !vanished.is_empty() => {
                 let n = agent
                     .table

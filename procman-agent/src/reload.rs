@@ -18,6 +18,7 @@ pub struct Reloaded {
     pub slices: usize,
     pub rules: usize,
     pub grants: usize,
+    pub policies: usize,
     /// Sections that changed but need a restart.
     pub need_restart: Vec<&'static str>,
 }
@@ -40,10 +41,12 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
         new.events.threads = running.events.threads;
         let rules = new.rules()?;
         let policy = new.access_policy()?;
+        let policies = new.policies()?;
         let mut r = Reloaded {
             slices: new.slice.len(),
             rules: rules.len(),
             grants: new.access.len(),
+            policies: policies.len(),
             ..Default::default()
         };
         for (name, changed) in [
@@ -62,6 +65,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
             .apply(&new, rules)
             .context("applying slices and rules")?;
         *agent.access.write().unwrap_or_else(|e| e.into_inner()) = policy;
+        agent.policies.replace(policies);
         Ok((new, r))
     })();
     let shown = path.map_or("(defaults)".into(), |p| p.display().to_string());
@@ -69,10 +73,11 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
         Ok((_, r)) => (
             true,
             format!(
-                "{shown}: {} slice(s), {} rule(s), {} grant(s){}",
+                "{shown}: {} slice(s), {} rule(s), {} grant(s), {} polic(ies){}",
                 r.slices,
                 r.rules,
                 r.grants,
+                r.policies,
                 if r.need_restart.is_empty() {
                     String::new()
                 } else {

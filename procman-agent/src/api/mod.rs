@@ -8,6 +8,7 @@
 //! - `GET /api/processes[/{pid}[/tree|/history]]`, `/api/tree`, `/api/system`: the read side
 //!   ([`processes`]).
 //! - slices, limits, freeze/thaw, placement: [`enforce`].
+//! - `[[policy]]` state, explain and test: [`policy`].
 //!
 //! A new endpoint goes into the module of its group (or a new one), returns
 //! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, and runs
@@ -17,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod guard;
+pub mod policy;
 pub mod processes;
 pub mod server;
 
@@ -47,6 +49,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/system", get(processes::system))
         .route("/api/audit", get(audit_log))
         .merge(enforce::routes())
+        .merge(policy::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             agent.clone(),
             guard::guard,

@@ -1,5 +1,6 @@
 //! The `procman` command-line client: argument parsing and output formatting.
 pub mod enforce;
+pub mod policy;
 pub mod top;
 
 use crate::client::{CliError, Client};
@@ -61,6 +62,10 @@ pub enum Cmd {
     Run(enforce::RunArgs),
     /// Show the audit log: every change made through the agent and every refused attempt.
     Audit(AuditArgs),
+    /// Policies ([[policy]] rules): their state, why a process is (not) acted on, and a dry
+    /// test of new rules.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
 }
 
 #[derive(Args)]
@@ -181,6 +186,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Freeze(a) => enforce::freeze(&client, a, true).await,
         Cmd::Thaw(a) => enforce::freeze(&client, a, false).await,
         Cmd::Audit(a) => audit(&client, a).await,
+        Cmd::Policy(c) => policy::run(&client, c).await,
         Cmd::Run(a) => {
             let code = enforce::run(&client, a).await?;
             std::process::exit(code);
