@@ -32,7 +32,7 @@
 use regex::Regex;
 use std::fmt;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
     Pid,
     Ppid,
@@ -665,6 +665,32 @@ impl Filter {
         out
     }
 
+    /// Numeric comparisons at least one of which holds for every process the filter
+    /// accepts, when the filter has such a set: a cheap pre-filter over a column of values
+    /// (the policy engine scans one `f64` column instead of evaluating the whole filter for
+    /// every process). `cpu > 90 and name == x` gives `[cpu > 90]`; `cpu > 90 or rss > 1G`
+    /// gives both; `not cpu > 90` or `name == x` give none. A missing value (`NaN`) is
+    /// admitted by no bound, as it makes the comparison false.
+    pub fn necessary_bounds(&self) -> Option<Vec<Bound>> {
+        fn go(n: &Node) -> Option<Vec<Bound>> {
+            match n {
+                Node::Cmp(field, op, Value::Num(x), _) if *op != Op::Ne => Some(vec![Bound {
+                    field: *field,
+                    op: *op,
+                    value: *x,
+                }]),
+                Node::And(a, b) => go(a).or_else(|| go(b)),
+                Node::Or(a, b) => {
+                    let mut v = go(a)?;
+                    v.extend(go(b)?);
+                    Some(v)
+                }
+                _ => None,
+            }
+        }
+        go(&self.root)
+    }
+
     fn walk(&self, visit: &mut dyn FnMut(&Node)) {
         fn go(n: &Node, visit: &mut dyn FnMut(&Node)) {
             visit(n);
@@ -678,6 +704,30 @@ impl Filter {
             }
         }
         go(&self.root, visit)
+    }
+}
+
+/// One numeric comparison (see [`Filter::necessary_bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    pub field: Field,
+    op: Op,
+    value: f64,
+}
+
+impl Bound {
+    /// Whether a value passes the comparison (`NaN`, a missing value, never does).
+    #[inline]
+    pub fn admits(&self, y: f64) -> bool {
+        let x = self.value;
+        match self.op {
+            Op::Eq => y == x,
+            Op::Lt => y < x,
+            Op::Le => y <= x,
+            Op::Gt => y > x,
+            Op::Ge => y >= x,
+            Op::Ne | Op::Match => true,
+        }
     }
 }
 
@@ -968,6 +1018,14 @@ mod policy_field_tests {
         assert_eq!(e[0].value, None);
         assert!(!e[0].holds && e[1].holds);
         assert_eq!(e[1].value.as_deref(), Some("leaky"));
+        let b = |s: &str| Filter::parse(s).unwrap().necessary_bounds();
+        let cpu90 = b("cpu > 90").unwrap();
+        assert!(cpu90[0].admits(91.0) && !cpu90[0].admits(90.0) && !cpu90[0].admits(f64::NAN));
+        assert_eq!(b("name == x and cpu > 90"), Some(cpu90.clone()));
+        assert_eq!(b("cpu > 90 or rss > 1G").map(|v| v.len()), Some(2));
+        assert_eq!(b("cpu > 90 or name == x"), None);
+        assert_eq!(b("not cpu > 90"), None);
+        assert_eq!(b("cpu != 90"), None);
         assert_eq!(
             Filter::parse("cpu > 1 and (cpu < 5 or name == x)")
                 .unwrap()

@@ -6,8 +6,14 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/policies`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PolicyList {
     pub policies: Vec<PolicyStatus>,
+    /// The last evaluation: rows (processes and slices) it saw, the time spent copying them
+    /// out of the table (and reading fds or slice stats), and the engine's time, ms.
+    pub last_rows: usize,
+    pub last_build_ms: f64,
+    pub last_eval_ms: f64,
 }
 
 /// One `[[policy]]` and what it has done.

@@ -152,6 +152,8 @@ pub struct Policy {
     pub notify_timeout: Duration,
     /// The entry as written: a reload keeps a policy's state only if this is unchanged.
     pub source: PolicyConfig,
+    /// `when`'s necessary numeric bounds: the engine scans these columns first.
+    pub prefilter: Option<Vec<procman_common::filter::Bound>>,
 }
 
 impl Policy {
@@ -364,7 +366,6 @@ impl Policy {
             let p = Policy {
                 name: c.name.clone(),
                 match_,
-                when,
                 for_: c.for_.map_or(Duration::ZERO, |d| d.0),
                 then_text: c.then.iter().map(|t| t.split_whitespace().collect::<Vec<_>>().join(" ")).collect(),
                 then,
@@ -375,6 +376,8 @@ impl Policy {
                 scope: c.scope,
                 notify_timeout,
                 source: c.clone(),
+                prefilter: when.necessary_bounds(),
+                when,
             };
             procman_cgroup::validate_name("slice", &p.slice_name())
                 .map_err(|e| anyhow::anyhow!("name = {:?}: {e}", c.name))?;

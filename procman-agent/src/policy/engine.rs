@@ -7,12 +7,19 @@
 //! ([`Planned`]); carrying them out is someone else's job (the engine never acts, and holds
 //! no lock of the agent's). Targets absent from a tick's rows (exited) are dropped.
 use super::config::{Action, Mode, Policy, Scope};
+use crate::history::IdMap;
+use procman_common::filter::Field;
 use procman_common::filter::{Comparison, Fields};
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::Arc,
     time::Duration,
 };
+
+/// Tables keyed by target, hashed cheaply (pids are not attacker-chosen hash keys worth
+/// SipHash's cost at 10,000 rows per tick).
+type KeySet =
+    std::collections::HashSet<TargetKey, std::hash::BuildHasherDefault<crate::history::IdHasher>>;
 
 /// Monotonic time since an arbitrary origin (the caller's clock).
 pub type Now = Duration;
@@ -52,7 +59,7 @@ pub struct Tracked {
 /// What one policy has done, and its targets.
 #[derive(Debug, Default)]
 pub struct PolicyState {
-    pub targets: HashMap<TargetKey, Tracked>,
+    pub targets: IdMap<TargetKey, Tracked>,
     /// Times of the enforced actions inside the budget window.
     budget: VecDeque<Now>,
     /// Whether the last action found the budget spent (to log the flip once).
@@ -169,11 +176,23 @@ impl Engine {
         self.generation += 1;
         let generation = self.generation;
         let mut planned = Vec::new();
-        let mut present: Option<HashSet<TargetKey>> = None;
+        let mut present: Option<KeySet> = None;
+        // one column of values per field some policy pre-filters on, built on first use
+        let mut columns: HashMap<Field, Vec<f64>> = HashMap::new();
         for (p, st) in self.policies.iter().zip(self.state.iter_mut()) {
             match p.scope {
-                Scope::Process => step_policy(p, st, now, procs, generation, &mut planned),
-                Scope::Slice => step_policy(p, st, now, slices, generation, &mut planned),
+                Scope::Process => {
+                    step_policy(p, st, now, procs, &mut columns, generation, &mut planned)
+                }
+                Scope::Slice => step_policy(
+                    p,
+                    st,
+                    now,
+                    slices,
+                    &mut HashMap::new(),
+                    generation,
+                    &mut planned,
+                ),
             }
             // targets not touched this tick: the condition stopped holding, or they are gone
             if st.targets.values().any(|t| t.touched != generation) {
@@ -206,11 +225,58 @@ impl Engine {
     }
 }
 
+/// Below this many rows, every row is evaluated (columns would cost more than they save).
+const COLUMNS_FROM: usize = 64;
+
 fn step_policy<R: EvalRow>(
     p: &Arc<Policy>,
     st: &mut PolicyState,
     now: Now,
     rows: &[R],
+    columns: &mut HashMap<Field, Vec<f64>>,
+    generation: u64,
+    planned: &mut Vec<Planned>,
+) {
+    match &p.prefilter {
+        Some(bounds) if rows.len() >= COLUMNS_FROM => {
+            for b in bounds {
+                columns.entry(b.field).or_insert_with(|| {
+                    rows.iter()
+                        .map(|r| r.number(b.field).unwrap_or(f64::NAN))
+                        .collect()
+                });
+            }
+            if let [b] = bounds.as_slice() {
+                let col = &columns[&b.field];
+                for (i, v) in col.iter().enumerate() {
+                    if b.admits(*v) {
+                        visit(p, st, now, &rows[i], generation, planned);
+                    }
+                }
+            } else {
+                let cols: Vec<(&procman_common::filter::Bound, &Vec<f64>)> =
+                    bounds.iter().map(|b| (b, &columns[&b.field])).collect();
+                for (i, row) in rows.iter().enumerate() {
+                    if cols.iter().any(|(b, c)| b.admits(c[i])) {
+                        visit(p, st, now, row, generation, planned);
+                    }
+                }
+            }
+        }
+        _ => {
+            for row in rows {
+                visit(p, st, now, row, generation, planned);
+            }
+        }
+    }
+}
+
+/// One row against one policy: the state machine's step.
+fn visit<R: EvalRow>(
+    p: &Arc<Policy>,
+    st: &mut PolicyState,
+    now: Now,
+    row: &R,
     generation: u64,
     planned: &mut Vec<Planned>,
 ) {
@@ -223,13 +289,13 @@ fn step_policy<R: EvalRow>(
         dry_run_actions,
         ..
     } = st;
-    for row in rows {
+    {
         // `when` first: it is usually a numeric comparison that fails for most rows
         if !p.when.matches(row) {
-            continue;
+            return;
         }
         if p.match_.as_ref().is_some_and(|m| !m.matches(row)) || row.protected().is_some() {
-            continue;
+            return;
         }
         let t = st_targets.entry(row.key()).or_insert_with(|| Tracked {
             label: row.label(),
@@ -242,7 +308,7 @@ fn step_policy<R: EvalRow>(
         t.touched = generation;
         if let Some(c) = t.cooldown_until {
             if now < c {
-                continue;
+                return;
             }
             t.cooldown_until = None;
         }
@@ -253,7 +319,7 @@ fn step_policy<R: EvalRow>(
             t.next_at.is_some_and(|n| now >= n)
         };
         if !due {
-            continue;
+            return;
         }
         if t.step == 0 {
             *hits += 1;
@@ -513,7 +579,7 @@ mod tests {
             ..spin(99.0)
         };
         assert!(
-            run(&mut e, 5, 5, &[reborn.clone()]).is_empty(),
+            run(&mut e, 5, 5, std::slice::from_ref(&reborn)).is_empty(),
             "its own `for` starts now"
         );
         assert_eq!(e.state[0].targets.len(), 1, "the old identity is gone");
@@ -537,5 +603,37 @@ mod tests {
         assert_eq!(run(&mut e, 4, 5, &[spin(99.0)]).len(), 1);
         e.replace(PolicyFile::parse(&text.replace("5s", "6s")).unwrap());
         assert!(e.state[0].targets.is_empty(), "changed entry: fresh state");
+    }
+
+    #[test]
+    fn the_column_prefilter_plans_what_full_evaluation_plans() {
+        let text = "[[policy]]\nname = \"a\"\nwhen = 'cpu > 50 and name == spin'\nthen = [\"renice 1\"]\n\n[[policy]]\nname = \"b\"\nwhen = 'cpu > 80 or pid < 110'\nthen = [\"renice 2\"]\n\n[[policy]]\nname = \"c\"\nwhen = 'not cpu < 30'\nthen = [\"renice 3\"]\n";
+        let mut fast = Engine::new(PolicyFile::parse(text).unwrap());
+        let mut slow = Engine::new(PolicyFile::parse(text).unwrap());
+        assert!(fast.policies[0].prefilter.is_some() && fast.policies[1].prefilter.is_some());
+        assert!(fast.policies[2].prefilter.is_none());
+        for p in &mut slow.policies {
+            Arc::get_mut(p).unwrap().prefilter = None;
+        }
+        let rows: Vec<Row> = (0..200)
+            .map(|i| Row {
+                pid: 100 + i,
+                start: 1,
+                name: if i % 3 == 0 { "spin" } else { "other" },
+                cpu: (i * 7 % 100) as f64,
+            })
+            .collect();
+        let plan = |e: &mut Engine| {
+            let mut v: Vec<(String, String)> = e
+                .tick(s(1), &rows, NO_SLICES)
+                .into_iter()
+                .map(|p| (p.policy.name.clone(), p.label))
+                .collect();
+            v.sort();
+            v
+        };
+        let (f, sl) = (plan(&mut fast), plan(&mut slow));
+        assert!(!f.is_empty());
+        assert_eq!(f, sl);
     }
 }

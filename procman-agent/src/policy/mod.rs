@@ -34,7 +34,10 @@ use procman_common::{
 use std::{
     borrow::Cow,
     collections::HashMap,
-    sync::{mpsc, Arc, Mutex, OnceLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc, Mutex, OnceLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -305,7 +308,12 @@ fn slice_rows(agent: &Agent) -> Vec<SliceRow> {
         .collect()
 }
 
-/// The last evaluation's cost, for the log and the bench.
+/// Notify commands running in threads of their own, at most [`MAX_NOTIFYING`]; more run in
+/// line on the actions thread.
+static NOTIFYING: AtomicUsize = AtomicUsize::new(0);
+const MAX_NOTIFYING: usize = 16;
+
+/// The last evaluation's cost, for `GET /api/policies`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TickCost {
     pub rows: usize,
@@ -349,13 +357,26 @@ impl Policies {
             .spawn(move || {
                 while let Ok(p) = rx.recv() {
                     let Some(agent) = weak.upgrade() else { return };
-                    if matches!(p.action, Action::Notify(_)) && !p.dry_run {
+                    if matches!(p.action, Action::Notify(_))
+                        && !p.dry_run
+                        && NOTIFYING.fetch_add(1, Ordering::Relaxed) < MAX_NOTIFYING
+                    {
                         // a slow notify command must not hold back a kill
                         let act = actuator.clone();
-                        let _ = std::thread::Builder::new()
+                        let spawned = std::thread::Builder::new()
                             .name("policy-notify".into())
-                            .spawn(move || execute(&agent, &*act, p));
+                            .spawn(move || {
+                                execute(&agent, &*act, p);
+                                NOTIFYING.fetch_sub(1, Ordering::Relaxed);
+                            });
+                        if spawned.is_err() {
+                            NOTIFYING.fetch_sub(1, Ordering::Relaxed);
+                        }
                     } else {
+                        if matches!(p.action, Action::Notify(_)) && !p.dry_run {
+                            // more than MAX_NOTIFYING running: this one runs in line
+                            NOTIFYING.fetch_sub(1, Ordering::Relaxed);
+                        }
                         execute(&agent, &*actuator, p);
                     }
                 }
@@ -431,11 +452,15 @@ impl Policies {
     pub fn list(&self) -> PolicyList {
         let now = self.now();
         let epoch = now_epoch();
+        let cost = *self.last.lock().unwrap_or_else(|e| e.into_inner());
         let mut e = self.engine();
         let Engine {
             policies, state, ..
         } = &mut *e;
         PolicyList {
+            last_rows: cost.rows,
+            last_build_ms: cost.build_ms,
+            last_eval_ms: cost.eval_ms,
             policies: policies
                 .iter()
                 .zip(state.iter_mut())

@@ -84,6 +84,10 @@ async fn list(client: &Client, a: ListArgs) -> Result<()> {
             format!("{} left", p.budget_left),
         );
     }
+    println!(
+        "(last evaluation: {} rows, {:.2} ms to copy them, {:.2} ms to evaluate)",
+        l.last_rows, l.last_build_ms, l.last_eval_ms
+    );
     for p in &l.policies {
         println!();
         println!("{}: when {} for {}", p.name, p.when, secs(p.for_s));
