@@ -281,6 +281,35 @@ fn policy_test_shows_hits_without_acting_and_refuses_bad_rules() {
     );
     let out = agent.cli(&["policy", "test", "/nonexistent/rules.toml"]);
     assert_eq!(out.status.code(), Some(3));
+
+    // zombie children: a parent that never reaps its two exited children
+    let mut parent = Command::new("/bin/sh")
+        .args(["-c", "sleep 0 & sleep 0 & exec sleep 100"])
+        .spawn()
+        .unwrap();
+    let ppid = parent.id();
+    std::fs::write(
+        &file,
+        format!("[[policy]]\nname = \"reaper\"\nmatch = 'pid == {ppid}'\nwhen = 'zombies >= 2'\nthen = [\"kill\"]\n"),
+    )
+    .unwrap();
+    let j = wait_until(
+        "two zombies under the parent",
+        Duration::from_secs(30),
+        || {
+            let out = agent.cli(&["policy", "test", f, "--json"]);
+            let j: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            if j["policies"][0]["hits"][0]["pid"] == ppid {
+                Ok(j)
+            } else {
+                Err(j.to_string())
+            }
+        },
+    );
+    assert_eq!(j["policies"][0]["hits"][0]["conditions"][0]["value"], "2");
+    let _ = parent.kill();
+    let _ = parent.wait();
 }
 
 fn spin_alive(pid: u32) -> bool {

@@ -195,6 +195,82 @@ fn a_slice_rule_fires_on_memory_pressure() {
     assert!(ev["conditions"][0]["holds"].as_bool().unwrap());
 }
 
+/// The nice value of `pid` (/proc/PID/stat field 19).
+fn nice(pid: u32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A spinner matched by its command line: reniced after `for` (not before) in enforce mode;
+/// in dry-run only the audit log and the agent's log show the would-be action.
+fn spinner_case(mode: &str) {
+    require_vm();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Root::new(&format!("spin-{mode}"));
+    let marker = format!("vm-policy-spin-{mode}");
+    let cfg = format!(
+        "{}\n[[policy]]\nname = \"spin\"\nmatch = 'cmdline ~ \"{marker}\"'\nwhen = 'cpu > 30%'\nfor = \"3s\"\nthen = [\"renice 10\"]\nmode = \"{mode}\"\n",
+        root.config()
+    );
+    let agent = Agent::start(&cfg, &[]);
+    let spin = Kid(Command::new("/bin/sh")
+        .args(["-c", &format!("while :; do :; done # {marker}")])
+        .spawn()
+        .unwrap());
+    let pid = spin.0.id();
+    let mut held_before = 0.0f64;
+    let recs = wait_until("the policy's record", Duration::from_secs(90), || {
+        let r = policy_records(&agent, "spin");
+        if !r.is_empty() {
+            return Ok(r);
+        }
+        let (_, e) =
+            procman_tests::http_get(&agent.socket, &format!("/api/policies/explain/{pid}"));
+        if nice(pid) == 0 {
+            if let Some(s) = e["policies"][0]["true_for_s"].as_f64() {
+                held_before = held_before.max(s);
+            }
+        }
+        Err(format!("nice {}; explain {e}", nice(pid)))
+    });
+    assert!(
+        held_before >= 2.0,
+        "held {held_before}s before acting: `for` respected"
+    );
+    assert!(
+        recs[0]["args"]["true_for_s"].as_f64().unwrap() >= 3.0,
+        "{}",
+        recs[0]
+    );
+    if mode == "enforce" {
+        assert_eq!(recs[0]["result"], "ok", "{}", recs[0]);
+        wait_until("nice 10", Duration::from_secs(10), || {
+            (nice(pid) == 10).then_some(()).ok_or("not yet".to_string())
+        });
+    } else {
+        assert_eq!(recs[0]["result"], "dry-run", "{}", recs[0]);
+        assert_eq!(nice(pid), 0, "dry-run acts on nothing");
+        assert!(agent.log().contains("would renice 10"), "{}", agent.log());
+    }
+}
+
+#[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
+fn a_spinner_is_reniced_after_for_not_before() {
+    spinner_case("enforce");
+}
+
+#[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
+fn dry_run_logs_the_would_be_action_and_changes_nothing() {
+    spinner_case("dry-run");
+}
+
 #[test]
 #[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
 fn a_spent_budget_flips_the_policy_to_dry_run() {

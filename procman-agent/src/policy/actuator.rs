@@ -441,6 +441,17 @@ mod tests {
             7,
         )
         .unwrap();
+        a.ionice(
+            Target {
+                pid,
+                start_ticks: start,
+            },
+            IoClass::Idle,
+        )
+        .unwrap();
+        // SAFETY: ioprio_get(IOPRIO_WHO_PROCESS, pid) reads the class of one thread.
+        let prio = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, pid as i32) };
+        assert_eq!(prio >> 13, 3, "idle class");
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let nice: i32 = stat[stat.rfind(')').unwrap() + 2..]
             .split_whitespace()
