@@ -485,6 +485,10 @@ mod tests {
             "[[slice]]\nname = \"s\"\nlimits.IOReadBandwidthMax",
             "[[rule]]\nslice = \"s\"\ncomm",
             "[[access]]\nusers = [\"root\"]\nallow",
+            "[[policy]]\nname = \"p\"\nthen = [\"kill\"]\nwhen",
+            "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen",
+            "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen = [\"kill\"]\nmax_actions",
+            "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen = [\"kill\"]\nfor",
         ];
 
         proptest! {

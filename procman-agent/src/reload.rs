@@ -1,7 +1,8 @@
 //! Reloading the configuration (SIGHUP, `systemctl reload`): the file is read and validated
 //! as a whole first; an invalid one is refused, logged and audited, and the running
 //! configuration stays. A valid one replaces the access grants, re-applies every declared
-//! slice's limits and restarts placement with the new rules. Settings that only take effect
+//! slice's limits, restarts placement with the new rules and replaces the `[[policy]]` rules
+//! (a policy whose entry is unchanged keeps its state and budget). Settings that only take effect
 //! at start (the socket, the event source, sampling, the managed root, the audit log) are
 //! named in the log when they differ.
 use crate::{

@@ -560,4 +560,28 @@ mode = "enforce"
             assert!(parse_budget(bad).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Hostile steps and budgets are refused with a message, never a panic.
+        #[test]
+        fn any_step_or_budget_is_parsed_or_refused(s in "\\PC{0,60}") {
+            for scope in [Scope::Process, Scope::Slice] {
+                if let Err(e) = parse_action(&s, scope, None) {
+                    proptest::prop_assert!(!e.is_empty());
+                }
+            }
+            let _ = parse_budget(&s);
+            let _ = IoClass::parse(&s);
+        }
+
+        #[test]
+        fn structured_steps(
+            verb in "(notify|renice|ionice|limit|freeze|term|kill|restart|x)",
+            arg in "[-0-9a-zA-Z:=%,. ]{0,30}",
+        ) {
+            let _ = parse_action(&format!("{verb} {arg}"), Scope::Process, None);
+        }
+    }
 }
