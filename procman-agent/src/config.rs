@@ -24,6 +24,8 @@ pub struct Config {
     pub access: Vec<crate::access::GrantConfig>,
     pub audit: AuditSection,
     pub api: ApiSection,
+    /// `[[policy]]`: rules acting on what the sampler sees (see `policy`).
+    pub policy: Vec<crate::policy::config::PolicyConfig>,
 }
 
 /// `[api]`: the optional TCP listener (seed 004's clients use port 8754).
@@ -329,6 +331,7 @@ impl Config {
         cfg.source_options()?; // validates the event settings
         cfg.sample_interval()?;
         cfg.rules()?;
+        cfg.policies()?;
         cfg.history()?;
         cfg.access_policy()?;
         cfg.api.listen_addr()?;
@@ -395,6 +398,11 @@ impl Config {
             rules.push(rule);
         }
         Ok(rules)
+    }
+
+    /// The `[[policy]]` rules, validated (errors name the policy and the key).
+    pub fn policies(&self) -> Result<Vec<crate::policy::config::Policy>> {
+        crate::policy::config::compile_all(&self.policy)
     }
 
     /// (samples per process, retention of exited processes), validated (with the rest of
@@ -595,6 +603,10 @@ mod tests {
             "[[slice]]\nname = \"s\"\nlimits.IOReadBandwidthMax",
             "[[rule]]\nslice = \"s\"\ncomm",
             "[[access]]\nusers = [\"root\"]\nallow",
+            "[[policy]]\nname = \"p\"\nthen = [\"kill\"]\nwhen",
+            "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen",
+            "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen = [\"kill\"]\nmax_actions",
+            "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen = [\"kill\"]\nfor",
         ];
 
         proptest! {

@@ -49,6 +49,8 @@ pub struct Agent {
     pub cors_origins: RwLock<Vec<crate::config::Origin>>,
     /// API requests answered, by method, route pattern and status (for `/metrics`).
     pub api_requests: RequestCounts,
+    /// `[[policy]]` rules, evaluated after each sample.
+    pub policies: crate::policy::Policies,
 }
 
 /// Requests answered per (method, route pattern, status). The keys are bounded by the
@@ -78,6 +80,7 @@ pub struct Parts {
     pub audit: crate::audit::Audit,
     pub api_token: Option<String>,
     pub cors_origins: Vec<crate::config::Origin>,
+    pub policies: crate::policy::Policies,
 }
 
 impl Agent {
@@ -90,6 +93,7 @@ impl Agent {
             audit,
             api_token,
             cors_origins,
+            policies,
         } = parts;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
@@ -110,6 +114,7 @@ impl Agent {
             api_token,
             cors_origins: RwLock::new(cors_origins),
             api_requests: RequestCounts::default(),
+            policies,
         })
     }
 
@@ -255,7 +260,14 @@ pub async fn run_sampler(agent: Arc<Agent>, interval: std::time::Duration) {
     loop {
         tick.tick().await;
         let a = agent.clone();
-        match tokio::task::spawn_blocking(move || a.monitor.sample(&a.table)).await {
+        // the policies evaluate each fresh sample on the same blocking thread (in memory; they
+        // hand their actions to their own thread)
+        let sampled = tokio::task::spawn_blocking(move || {
+            let vanished = a.monitor.sample(&a.table);
+            a.policies.tick(&a);
+            vanished
+        });
+        match sampled.await {
             Ok(vanished) if !vanished.is_empty() => {
                 let n = agent
                     .table

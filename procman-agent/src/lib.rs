@@ -15,6 +15,7 @@ pub mod events;
 pub mod history;
 pub mod monitor;
 pub mod placement;
+pub mod policy;
 pub mod query;
 pub mod reload;
 pub mod systemd;

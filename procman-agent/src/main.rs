@@ -105,10 +105,11 @@ async fn reload_on_hup(agent: std::sync::Arc<core::Agent>, path: Option<PathBuf>
         match done {
             Ok(Ok(r)) => {
                 log::info!(
-                    "configuration reloaded: {} slice(s), {} rule(s), {} access grant(s)",
+                    "configuration reloaded: {} slice(s), {} rule(s), {} access grant(s), {} polic(ies)",
                     r.slices,
                     r.rules,
-                    r.grants
+                    r.grants,
+                    r.policies
                 );
                 if !r.need_restart.is_empty() {
                     log::warn!(
@@ -220,6 +221,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let access = cfg.access_policy()?;
     let audit =
         procman_agent::audit::Audit::new(&cfg.audit.path, cfg.audit.max_size.0, cfg.audit.keep);
+    let policies = procman_agent::policy::Policies::new(cfg.policies()?);
     let agent = core::Agent::new(
         source,
         opts.threads,
@@ -231,8 +233,21 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             audit,
             api_token,
             cors_origins: cfg.api.cors_origins.clone(),
+            policies,
         },
     );
+    agent.policies.start(
+        &agent,
+        std::sync::Arc::new(procman_agent::policy::actuator::SysActuator {
+            agent: std::sync::Arc::downgrade(&agent),
+        }),
+    );
+    if !agent.policies.is_empty() {
+        log::info!(
+            "policy engine: {} polic(ies), evaluated after each sample",
+            agent.policies.len()
+        );
+    }
     // processes started while the agent was down go to their slices before anything else
     if agent.enforcer.placement().is_some() {
         let a = agent.clone();

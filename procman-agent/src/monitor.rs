@@ -62,6 +62,9 @@ pub struct Usage {
     /// Percent of one CPU over the last interval (can exceed 100 for multi-threaded processes).
     pub cpu_pct: f32,
     pub rss_bytes: u64,
+    /// RSS growth over the last interval, bytes per second (negative when it shrank; 0 for
+    /// a first sample): the policy engine's `mem_growth`.
+    pub mem_growth_bps: f64,
     /// RSS as a percentage of the machine's memory.
     pub mem_pct: f32,
     pub threads: u32,
@@ -105,6 +108,7 @@ impl Usage {
     /// it measures changed): the same totals, zero rates.
     fn carry(&mut self, generation: u64) {
         self.cpu_pct = 0.0;
+        self.mem_growth_bps = 0.0;
         self.read_bps = 0.0;
         self.write_bps = 0.0;
         if let Some(s) = &mut self.sched {
@@ -344,6 +348,16 @@ fn rates(prev: Option<&Usage>, dt_ns: u64, cpu_ns: u64, rd: u64, wr: u64) -> (f3
     }
 }
 
+/// RSS growth since `prev` over `dt_ns`, bytes per second.
+fn growth(prev: Option<&Usage>, dt_ns: u64, rss_bytes: u64) -> f64 {
+    match prev {
+        Some(u) if dt_ns > MIN_DT_NS => {
+            (rss_bytes as f64 - u.rss_bytes as f64) / (dt_ns as f64 / 1e9)
+        }
+        _ => 0.0,
+    }
+}
+
 /// Reads one process's usage from /proc; `prev` gives the deltas for rates.
 fn sample_process(
     pid: u32,
@@ -386,6 +400,7 @@ fn sample_process(
         start_ticks: stat.starttime,
         state: stat.state,
         cpu_pct,
+        mem_growth_bps: growth(prev, dt_ns, rss_bytes),
         rss_bytes,
         mem_pct: pct(rss_bytes as f64, mem_total as f64),
         threads: stat.num_threads.max(0) as u32,
@@ -451,6 +466,7 @@ fn usage_from_record(
         start_ticks,
         state: r.state_char(),
         cpu_pct,
+        mem_growth_bps: growth(prev, dt_ns, rss_bytes),
         rss_bytes,
         mem_pct: pct(rss_bytes as f64, mem_total as f64),
         threads: r.nr_threads,

@@ -1,7 +1,8 @@
 //! Reloading the configuration (SIGHUP, `systemctl reload`): the file is read and validated
 //! as a whole first; an invalid one is refused, logged and audited, and the running
 //! configuration stays. A valid one replaces the access grants, re-applies every declared
-//! slice's limits and restarts placement with the new rules. Settings that only take effect
+//! slice's limits, restarts placement with the new rules and replaces the `[[policy]]` rules
+//! (a policy whose entry is unchanged keeps its state and budget). Settings that only take effect
 //! at start (the socket, the event source, sampling, the managed root, the audit log) are
 //! named in the log when they differ.
 use crate::{
@@ -18,6 +19,7 @@ pub struct Reloaded {
     pub slices: usize,
     pub rules: usize,
     pub grants: usize,
+    pub policies: usize,
     /// Sections that changed but need a restart.
     pub need_restart: Vec<&'static str>,
 }
@@ -40,10 +42,12 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
         new.events.threads = running.events.threads;
         let rules = new.rules()?;
         let policy = new.access_policy()?;
+        let policies = new.policies()?;
         let mut r = Reloaded {
             slices: new.slice.len(),
             rules: rules.len(),
             grants: new.access.len(),
+            policies: policies.len(),
             ..Default::default()
         };
         for (name, changed) in [
@@ -76,6 +80,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
             .cors_origins
             .write()
             .unwrap_or_else(|e| e.into_inner()) = new.api.cors_origins.clone();
+        agent.policies.replace(policies);
         Ok((new, r))
     })();
     let shown = path.map_or("(defaults)".into(), |p| p.display().to_string());
@@ -83,10 +88,11 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
         Ok((_, r)) => (
             true,
             format!(
-                "{shown}: {} slice(s), {} rule(s), {} grant(s){}",
+                "{shown}: {} slice(s), {} rule(s), {} grant(s), {} polic(ies){}",
                 r.slices,
                 r.rules,
                 r.grants,
+                r.policies,
                 if r.need_restart.is_empty() {
                     String::new()
                 } else {

@@ -189,6 +189,16 @@ impl Client {
             .with_context(|| format!("unexpected answer from procman-agent to {path}"))
     }
 
+    /// POST a raw body (e.g. TOML), returning the JSON answer.
+    pub async fn post_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T> {
+        let resp = self
+            .request(hyper::Method::POST, path, Some(body.into_bytes()))
+            .await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&body)
+            .with_context(|| format!("unexpected answer from procman-agent to {path}"))
+    }
+
     /// GET a JSON document.
     pub async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T> {
         let resp = self.send(path_and_query).await?;

@@ -19,6 +19,11 @@
 //!   `1.5G`; `K M G T` and `KiB MiB GiB TiB` are 1024-based (as systemd and the limits),
 //!   `KB MB GB TB` are 1000-based;
 //! - `age` (seconds): `30`, `30s`, `5m`, `2h`, `1d`;
+//! - for policies (`[[policy]]`, also usable anywhere): `mem_growth` (RSS growth in bytes per
+//!   second over the last sample interval: `20MiB/s`, `20M`), `runq` (percent of the interval
+//!   spent waiting to run), `zombies` (unreaped children); and, for `scope = "slice"` rules,
+//!   `psi_cpu`, `psi_memory`, `psi_io` (the slice's pressure `some avg10`, percent) and
+//!   `memory_current` (the slice's `memory.current`, bytes);
 //! - strings: `name` (comm), `exe`, `cmdline`, `user`, `state` (R, S, D, Z, T, I...),
 //!   `status` (running, sleeping, disk-sleep, zombie, stopped, idle...), `cgroup`, `slice`:
 //!   bare words or quoted ("..." or '...'); `==`/`!=` compare exactly, `~`
@@ -30,7 +35,7 @@
 use regex::Regex;
 use std::fmt;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
     Pid,
     Ppid,
@@ -51,6 +56,20 @@ pub enum Field {
     Cgroup,
     Slice,
     Status,
+    // ---- policy engine fields (procman-agent/src/policy): rates and counts the sampler's
+    // recent samples give, and slice-only facts for `scope = "slice"` rules ----
+    /// RSS growth, bytes per second over the last sample interval (negative when shrinking).
+    MemGrowth,
+    /// Run-queue wait, percent of the last interval spent runnable but not running.
+    Runq,
+    /// Children of the process that exited and were not reaped yet.
+    Zombies,
+    /// A slice's `cpu.pressure` / `memory.pressure` / `io.pressure` `some avg10`, percent.
+    PsiCpu,
+    PsiMemory,
+    PsiIo,
+    /// A slice's `memory.current`, bytes.
+    MemoryCurrent,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +77,8 @@ enum Kind {
     Count,
     Percent,
     Bytes,
+    /// Bytes per second: a size with an optional `/s` (`20MiB/s`).
+    Rate,
     Duration,
     Text,
 }
@@ -91,18 +112,47 @@ const FIELDS: &[(&str, Field)] = &[
     ("memory_percent", Field::Memory),
     ("memory_bytes", Field::Rss),
     ("username", Field::User),
+    // policy engine fields
+    ("mem_growth", Field::MemGrowth),
+    ("runq", Field::Runq),
+    ("zombies", Field::Zombies),
+    ("psi_cpu", Field::PsiCpu),
+    ("psi_memory", Field::PsiMemory),
+    ("psi_io", Field::PsiIo),
+    ("memory_current", Field::MemoryCurrent),
 ];
 
 impl Field {
     fn kind(self) -> Kind {
         use Field::*;
         match self {
-            Pid | Ppid | Uid | Threads | Fds => Kind::Count,
-            Cpu | Memory => Kind::Percent,
-            Rss | IoRead | IoWrite => Kind::Bytes,
+            Pid | Ppid | Uid | Threads | Fds | Zombies => Kind::Count,
+            Cpu | Memory | Runq | PsiCpu | PsiMemory | PsiIo => Kind::Percent,
+            Rss | MemoryCurrent => Kind::Bytes,
+            IoRead | IoWrite | MemGrowth => Kind::Rate,
             Age => Kind::Duration,
             Name | Exe | Cmdline | User | State | Cgroup | Slice | Status => Kind::Text,
         }
+    }
+
+    /// Formats a value of this field in its unit, as the filter language reads it back
+    /// (`93.5%`, `1.2G`, `25M/s`, `5m03s`).
+    pub fn format(self, v: f64) -> String {
+        use crate::units::{fmt_bytes_approx, fmt_duration};
+        match self.kind() {
+            Kind::Count => format!("{v:.0}"),
+            Kind::Percent => format!("{v:.1}%"),
+            Kind::Bytes => fmt_bytes_approx(v.max(0.0) as u64),
+            Kind::Rate if v < 0.0 => format!("-{}/s", fmt_bytes_approx((-v) as u64)),
+            Kind::Rate => format!("{}/s", fmt_bytes_approx(v as u64)),
+            Kind::Duration => fmt_duration(std::time::Duration::from_secs_f64(v.clamp(0.0, 1e12))),
+            Kind::Text => v.to_string(),
+        }
+    }
+
+    /// Every field, in the order of the language's table.
+    pub fn all() -> impl Iterator<Item = Field> {
+        FIELDS.iter().map(|(_, f)| *f)
     }
 
     pub fn name(self) -> &'static str {
@@ -141,7 +191,8 @@ enum Value {
 
 #[derive(Debug, Clone)]
 enum Node {
-    Cmp(Field, Op, Value),
+    /// field, operator, value, and the value as written (for `explain`).
+    Cmp(Field, Op, Value, String),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Not(Box<Node>),
@@ -339,6 +390,9 @@ fn number(kind: Kind, text: &str) -> Result<f64, String> {
             .map(units::Percent::as_f64)
             .map_err(e),
         Kind::Bytes => units::parse_bytes(text).map(|b| b as f64).map_err(e),
+        Kind::Rate => units::parse_bytes(text.strip_suffix("/s").unwrap_or(text))
+            .map(|b| b as f64)
+            .map_err(e),
         Kind::Duration => units::parse_duration(text)
             .map(|d| d.as_secs_f64())
             .map_err(e),
@@ -351,6 +405,7 @@ fn forms(kind: Kind) -> &'static str {
         Kind::Count => "a whole number, e.g. 1234",
         Kind::Percent => "a percentage, e.g. 80 or 80%",
         Kind::Bytes => "a size, e.g. 4096, 512K, 512MiB, 1.5G or 2GB",
+        Kind::Rate => "a rate in bytes per second, e.g. 512K, 20MiB/s or 1G/s",
         Kind::Duration => "a duration, e.g. 30s, 5m, 2h or 1d",
         Kind::Text => "a word or a quoted string",
     }
@@ -503,6 +558,7 @@ impl Parser {
                         })
                     }
                 };
+                let written = text.clone();
                 let value = match (kind, op) {
                     (Kind::Text, Op::Match) => Value::Re(
                         regex::RegexBuilder::new(&text)
@@ -525,7 +581,7 @@ impl Parser {
                         found: format!("`{text}`"),
                     })?),
                 };
-                Ok(Node::Cmp(field, op, value))
+                Ok(Node::Cmp(field, op, value, written))
             }
             _ => self.err("a field name, `not` or `(`"),
         }
@@ -568,7 +624,7 @@ impl Filter {
     pub fn uses(&self, f: Field) -> bool {
         fn walk(n: &Node, f: Field) -> bool {
             match n {
-                Node::Cmp(g, _, _) => *g == f,
+                Node::Cmp(g, _, _, _) => *g == f,
                 Node::And(a, b) | Node::Or(a, b) => walk(a, f) || walk(b, f),
                 Node::Not(a) => walk(a, f),
             }
@@ -582,24 +638,156 @@ impl Filter {
                 Node::And(a, b) => eval(a, p) && eval(b, p),
                 Node::Or(a, b) => eval(a, p) || eval(b, p),
                 Node::Not(a) => !eval(a, p),
-                Node::Cmp(f, op, v) => match v {
-                    Value::Num(x) => p.number(*f).is_some_and(|y| match op {
-                        Op::Eq => y == *x,
-                        Op::Ne => y != *x,
-                        Op::Lt => y < *x,
-                        Op::Le => y <= *x,
-                        Op::Gt => y > *x,
-                        Op::Ge => y >= *x,
-                        Op::Match => false,
-                    }),
-                    Value::Text(t) => p
-                        .text(*f)
-                        .is_some_and(|s| (s == t.as_str()) == (*op == Op::Eq)),
-                    Value::Re(r) => p.text(*f).is_some_and(|s| r.is_match(&s)),
-                },
+                Node::Cmp(f, op, v, _) => compare(*f, *op, v, p),
             }
         }
         eval(&self.root, p)
+    }
+
+    /// The fields the filter mentions, each once, in order of appearance.
+    pub fn fields(&self) -> Vec<Field> {
+        let mut out = Vec::new();
+        self.walk(&mut |n| {
+            if let Node::Cmp(f, ..) = n {
+                if !out.contains(f) {
+                    out.push(*f);
+                }
+            }
+        });
+        out
+    }
+
+    /// Each comparison of the filter, in order, with the value `p` has for its field and
+    /// whether it holds (what `procman policy explain` shows).
+    pub fn explain(&self, p: &dyn Fields) -> Vec<Comparison> {
+        let mut out = Vec::new();
+        self.walk(&mut |n| {
+            if let Node::Cmp(f, op, v, written) = n {
+                let value = match v {
+                    Value::Num(_) => p.number(*f).map(|x| f.format(x)),
+                    Value::Text(_) | Value::Re(_) => p.text(*f).map(|s| s.into_owned()),
+                };
+                out.push(Comparison {
+                    field: f.name().to_string(),
+                    op: op_str(*op).to_string(),
+                    threshold: written.clone(),
+                    value,
+                    holds: compare(*f, *op, v, p),
+                });
+            }
+        });
+        out
+    }
+
+    /// Numeric comparisons at least one of which holds for every process the filter
+    /// accepts, when the filter has such a set: a cheap pre-filter over a column of values
+    /// (the policy engine scans one `f64` column instead of evaluating the whole filter for
+    /// every process). `cpu > 90 and name == x` gives `[cpu > 90]`; `cpu > 90 or rss > 1G`
+    /// gives both; `not cpu > 90` or `name == x` give none. A missing value (`NaN`) is
+    /// admitted by no bound, as it makes the comparison false.
+    pub fn necessary_bounds(&self) -> Option<Vec<Bound>> {
+        fn go(n: &Node) -> Option<Vec<Bound>> {
+            match n {
+                Node::Cmp(field, op, Value::Num(x), _) if *op != Op::Ne => Some(vec![Bound {
+                    field: *field,
+                    op: *op,
+                    value: *x,
+                }]),
+                Node::And(a, b) => go(a).or_else(|| go(b)),
+                Node::Or(a, b) => {
+                    let mut v = go(a)?;
+                    v.extend(go(b)?);
+                    Some(v)
+                }
+                _ => None,
+            }
+        }
+        go(&self.root)
+    }
+
+    fn walk(&self, visit: &mut dyn FnMut(&Node)) {
+        fn go(n: &Node, visit: &mut dyn FnMut(&Node)) {
+            visit(n);
+            match n {
+                Node::And(a, b) | Node::Or(a, b) => {
+                    go(a, visit);
+                    go(b, visit);
+                }
+                Node::Not(a) => go(a, visit),
+                Node::Cmp(..) => {}
+            }
+        }
+        go(&self.root, visit)
+    }
+}
+
+/// One numeric comparison (see [`Filter::necessary_bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    pub field: Field,
+    op: Op,
+    value: f64,
+}
+
+impl Bound {
+    /// Whether a value passes the comparison (`NaN`, a missing value, never does).
+    #[inline]
+    pub fn admits(&self, y: f64) -> bool {
+        let x = self.value;
+        match self.op {
+            Op::Eq => y == x,
+            Op::Lt => y < x,
+            Op::Le => y <= x,
+            Op::Gt => y > x,
+            Op::Ge => y >= x,
+            Op::Ne | Op::Match => true,
+        }
+    }
+}
+
+fn compare(f: Field, op: Op, v: &Value, p: &dyn Fields) -> bool {
+    match v {
+        Value::Num(x) => p.number(f).is_some_and(|y| match op {
+            Op::Eq => y == *x,
+            Op::Ne => y != *x,
+            Op::Lt => y < *x,
+            Op::Le => y <= *x,
+            Op::Gt => y > *x,
+            Op::Ge => y >= *x,
+            Op::Match => false,
+        }),
+        Value::Text(t) => p
+            .text(f)
+            .is_some_and(|s| (s == t.as_str()) == (op == Op::Eq)),
+        Value::Re(r) => p.text(f).is_some_and(|s| r.is_match(&s)),
+    }
+}
+
+/// One comparison of a filter against one process: `cpu > 90%` where cpu is `97.2%`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Comparison {
+    pub field: String,
+    pub op: String,
+    /// The value as the filter wrote it (`90%`).
+    pub threshold: String,
+    /// The process's value in the field's unit; `None` when it has none (the comparison is
+    /// then false).
+    pub value: Option<String>,
+    pub holds: bool,
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}: {} ({})",
+            self.field,
+            self.op,
+            self.threshold,
+            self.value.as_deref().unwrap_or("no value"),
+            if self.holds { "true" } else { "false" }
+        )
     }
 }
 
@@ -820,5 +1008,61 @@ mod tests {
         ] {
             assert!(Filter::parse(s).is_err(), "{s}");
         }
+    }
+}
+
+#[cfg(test)]
+mod policy_field_tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    struct Leak;
+    impl Fields for Leak {
+        fn number(&self, f: Field) -> Option<f64> {
+            match f {
+                Field::MemGrowth => Some(25.0 * 1048576.0),
+                Field::Runq => Some(12.5),
+                Field::Zombies => Some(3.0),
+                _ => None,
+            }
+        }
+        fn text(&self, f: Field) -> Option<Cow<'_, str>> {
+            (f == Field::Name).then(|| "leaky".into())
+        }
+    }
+
+    #[test]
+    fn rates_accept_per_second_and_explain_shows_values() {
+        let f = Filter::parse("mem_growth > 20MiB/s and runq >= 10% and zombies > 2").unwrap();
+        assert!(f.matches(&Leak));
+        assert!(!Filter::parse("mem_growth > 30M").unwrap().matches(&Leak));
+        assert!(Filter::parse("io_read > 1G/s").is_ok());
+        assert!(Filter::parse("mem_growth > 20MiB/m").is_err());
+        let e = f.explain(&Leak);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].field, "mem_growth");
+        assert_eq!(e[0].threshold, "20MiB/s");
+        assert_eq!(e[0].value.as_deref(), Some("25M/s"));
+        assert!(e.iter().all(|c| c.holds));
+        let e = Filter::parse("psi_memory > 5 or name ~ ^le")
+            .unwrap()
+            .explain(&Leak);
+        assert_eq!(e[0].value, None);
+        assert!(!e[0].holds && e[1].holds);
+        assert_eq!(e[1].value.as_deref(), Some("leaky"));
+        let b = |s: &str| Filter::parse(s).unwrap().necessary_bounds();
+        let cpu90 = b("cpu > 90").unwrap();
+        assert!(cpu90[0].admits(91.0) && !cpu90[0].admits(90.0) && !cpu90[0].admits(f64::NAN));
+        assert_eq!(b("name == x and cpu > 90"), Some(cpu90.clone()));
+        assert_eq!(b("cpu > 90 or rss > 1G").map(|v| v.len()), Some(2));
+        assert_eq!(b("cpu > 90 or name == x"), None);
+        assert_eq!(b("not cpu > 90"), None);
+        assert_eq!(b("cpu != 90"), None);
+        assert_eq!(
+            Filter::parse("cpu > 1 and (cpu < 5 or name == x)")
+                .unwrap()
+                .fields(),
+            vec![Field::Cpu, Field::Name]
+        );
     }
 }

@@ -12,6 +12,7 @@
 pub mod abi;
 pub mod api;
 pub mod filter;
+pub mod policy;
 pub mod spawn;
 pub mod units;
 

@@ -9,6 +9,8 @@
 //!   without the agent, with its defaults and with the scheduling tracer, alternating.
 //! - `sampler`: N idle processes; the agent's CPU, RSS and sweep time with the task-iterator
 //!   sampler and with the /proc sampler, in the same run.
+//! - `policy`: the policy engine's evaluation time per tick, 50 policies over 10k synthetic
+//!   process rows (the `policy_bench` example of procman-agent; no agent, no root).
 mod overhead;
 pub mod placement_vm;
 
@@ -36,6 +38,9 @@ pub enum Bench {
     /// Agent CPU, RSS and sweep time with `--procs` idle processes, `sampler = "iter"` against
     /// `sampler = "proc"` in the same run.
     Sampler,
+    /// Policy evaluation per tick: `--policies` (50) over `--procs` (10,000) synthetic process
+    /// rows, p50/p99, beside evaluating only the `match` (or `when`) filters.
+    Policy,
 }
 
 #[derive(Args)]
@@ -60,6 +65,9 @@ pub struct BenchArgs {
     /// sampler: of them, busy loops (a nice-19 `while :; do :; done`).
     #[arg(long, default_value_t = 0)]
     pub busy: usize,
+    /// policy: policies evaluated per tick.
+    #[arg(long, default_value_t = 50)]
+    pub policies: usize,
     /// switch: seconds per measurement; sampler: seconds of agent CPU measured per sampler.
     #[arg(long)]
     pub secs: Option<f64>,
@@ -77,6 +85,9 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if let Bench::Policy = a.bench {
+        return policy(&a); // pure computation: no root, no agent
+    }
     if !deps::nix_is_root() {
         bail!("benchmarks load BPF programs: run as root");
     }
@@ -87,7 +98,37 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Bench::Placement => placement(&a),
         Bench::Switch => overhead::switch(&a),
         Bench::Sampler => overhead::sampler(&a),
+        Bench::Policy => policy(&a),
     }
+}
+
+/// Runs procman-agent's `policy_bench` example (release build) and passes its table through;
+/// it fails when the p99 exceeds 5 ms per tick.
+fn policy(a: &BenchArgs) -> Result<()> {
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(crate::workspace_root())
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "procman-agent",
+            "--example",
+            "policy_bench",
+            "--",
+            "--rows",
+            &a.procs.to_string(),
+            "--policies",
+            &a.policies.to_string(),
+            "--ticks",
+            &(a.rounds.max(1) * 40).to_string(),
+        ])
+        .status()
+        .context("running the policy_bench example")?;
+    if !st.success() {
+        bail!("bench policy failed ({st})");
+    }
+    Ok(())
 }
 
 /// The binaries to benchmark: `--bin-dir`, else a release build of this tree.

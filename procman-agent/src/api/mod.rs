@@ -9,6 +9,7 @@
 //!   ([`processes`]).
 //! - slices, limits, freeze/thaw, placement: [`enforce`].
 //! - `GET /api/openapi.json`: the OpenAPI description of all of them ([`openapi`]).
+//! - `[[policy]]` state, explain and test: [`policy`].
 //!
 //! A new endpoint goes into the module of its group (or a new one), returns
 //! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, runs
@@ -23,6 +24,7 @@ pub mod extract;
 pub mod guard;
 pub mod metrics;
 pub mod openapi;
+pub mod policy;
 pub mod processes;
 pub mod server;
 
@@ -56,6 +58,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(openapi::document))
         .merge(enforce::routes())
+        .merge(policy::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             agent.clone(),
             guard::guard,

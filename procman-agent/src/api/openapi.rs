@@ -59,6 +59,9 @@ use utoipa::{
         super::enforce::thaw_process,
         super::enforce::placement,
         super::metrics::metrics,
+        super::policy::list,
+        super::policy::explain,
+        super::policy::test,
         document,
     ),
     components(schemas(ApiError)),
@@ -72,6 +75,7 @@ use utoipa::{
         (name = "enforcement", description = "Slices, limits, freezing, placement (cgroup v2)."),
         (name = "audit", description = "The audit log of changes and refusals."),
         (name = "metrics", description = "Prometheus metrics."),
+        (name = "policies", description = "`[[policy]]` rules: state, explain, dry test."),
         (name = "meta", description = "This document."),
         (name = "dashboard", description = "The web dashboard (static files; no token needed)."),
     )

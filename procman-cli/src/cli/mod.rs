@@ -1,5 +1,6 @@
 //! The `procman` command-line client: argument parsing and output formatting.
 pub mod enforce;
+pub mod policy;
 pub mod top;
 
 use crate::client::{CliError, Client};
@@ -66,6 +67,10 @@ pub enum Cmd {
     /// Print the procman(1) man page (roff), for packaging.
     #[command(hide = true)]
     Man,
+    /// Policies ([[policy]] rules): their state, why a process is (not) acted on, and a dry
+    /// test of new rules.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
 }
 
 #[derive(Args)]
@@ -209,6 +214,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Thaw(a) => enforce::freeze(&client, a, false).await,
         Cmd::Audit(a) => audit(&client, a).await,
         Cmd::Completions(_) | Cmd::Man => unreachable!("handled above"),
+        Cmd::Policy(c) => policy::run(&client, c).await,
         Cmd::Run(a) => {
             let code = enforce::run(&client, a).await?;
             std::process::exit(code);
