@@ -150,12 +150,22 @@ fn bad_limit_requests_are_refused_and_write_nothing() {
     let mut victim = Command::new("sleep").arg("30").spawn().unwrap();
     let v = victim.id().to_string();
     let cases: &[(&[&str], &str)] = &[
+        // refused by the CLI's own check of the flag's value
         (
             &["limit", "--pid", &v, "--slice", "s1", "--memory", "lots"],
-            "MemoryMax",
+            "--memory",
         ),
         (
             &["limit", "--pid", &v, "--slice", "s1", "--cpu", "150"],
+            "--cpu",
+        ),
+        // -p passes the value through: the agent refuses it, naming the key
+        (
+            &["limit", "--pid", &v, "--slice", "s1", "-p", "MemoryMax=lots"],
+            "MemoryMax",
+        ),
+        (
+            &["limit", "--pid", &v, "--slice", "s1", "-p", "CPUQuota=150"],
             "CPUQuota",
         ),
         (
