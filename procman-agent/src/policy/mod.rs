@@ -122,9 +122,9 @@ impl Fields for ProcRow {
             Field::Cmdline => Cow::Borrowed(&*u?.cmdline),
             Field::User => Cow::Borrowed(&*self.user),
             Field::State => Cow::Owned(u?.state.to_string()),
-            Field::Status => Cow::Borrowed(
-                procman_common::api::ProcessStatus::from_letter(u?.state).as_str(),
-            ),
+            Field::Status => {
+                Cow::Borrowed(procman_common::api::ProcessStatus::from_letter(u?.state).as_str())
+            }
             Field::Cgroup => Cow::Borrowed(u?.cgroup.as_deref()?),
             Field::Slice => Cow::Borrowed(query::slice_of_cgroup(
                 u?.cgroup.as_deref()?,
