@@ -161,7 +161,15 @@ fn bad_limit_requests_are_refused_and_write_nothing() {
         ),
         // -p passes the value through: the agent refuses it, naming the key
         (
-            &["limit", "--pid", &v, "--slice", "s1", "-p", "MemoryMax=lots"],
+            &[
+                "limit",
+                "--pid",
+                &v,
+                "--slice",
+                "s1",
+                "-p",
+                "MemoryMax=lots",
+            ],
             "MemoryMax",
         ),
         (
