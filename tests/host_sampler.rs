@@ -103,11 +103,6 @@ fn listed(agent: &Agent, pid: u32) -> Result<Value, String> {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// The iterator is the default; `sampler = "proc"` forces the fallback without a reason to
 /// report; the scheduling tracer is off unless asked for, and says so when on.
 #[test]
