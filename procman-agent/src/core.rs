@@ -47,6 +47,8 @@ pub struct Agent {
     /// Web origins allowed to call the TCP API from a browser (`[api] cors_origins`);
     /// replaced by a reload.
     pub cors_origins: RwLock<Vec<crate::config::Origin>>,
+    /// The services' supervisor, set once at start (after the agent exists).
+    pub services: std::sync::OnceLock<Arc<crate::services::Supervisor>>,
 }
 
 /// What the agent is made of, besides its event source (see [`Agent::new`]).
@@ -89,6 +91,7 @@ impl Agent {
             audit,
             api_token,
             cors_origins: RwLock::new(cors_origins),
+            services: std::sync::OnceLock::new(),
         })
     }
 

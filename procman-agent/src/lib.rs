@@ -17,4 +17,5 @@ pub mod monitor;
 pub mod placement;
 pub mod query;
 pub mod reload;
+pub mod services;
 pub mod tree;

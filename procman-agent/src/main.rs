@@ -236,6 +236,21 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         .await?;
         log::info!("placement sweep at start: {n} running process(es) queued for their slices");
     }
+    // services: re-adopted from their slices, or started
+    let services = cfg.service_specs()?;
+    let n = services.len();
+    let sup = {
+        let a = agent.clone();
+        let section = cfg.services.clone();
+        // adoption reads cgroupfs and /proc: off the async workers, inside the runtime
+        tokio::task::block_in_place(|| {
+            procman_agent::services::Supervisor::start(&a, &section, services)
+        })
+    };
+    let _ = agent.services.set(sup);
+    if n > 0 {
+        log::info!("services: {n} supervised");
+    }
     core::trim_heap(); // BTF parsing and the seed scan are done
     log::info!("API listening on {}", cfg.agent.socket.display());
 

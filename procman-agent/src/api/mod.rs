@@ -20,6 +20,7 @@ pub mod extract;
 pub mod guard;
 pub mod processes;
 pub mod server;
+pub mod services;
 
 use crate::core::Agent;
 use anyhow::{bail, Context, Result};
@@ -48,6 +49,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/system", get(processes::system))
         .route("/api/audit", get(audit_log))
         .merge(enforce::routes())
+        .merge(services::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             agent.clone(),
             guard::guard,

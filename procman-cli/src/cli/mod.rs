@@ -1,5 +1,6 @@
 //! The `procman` command-line client: argument parsing and output formatting.
 pub mod enforce;
+pub mod services;
 pub mod top;
 
 use crate::client::{CliError, Client};
@@ -61,6 +62,10 @@ pub enum Cmd {
     Run(enforce::RunArgs),
     /// Show the audit log: every change made through the agent and every refused attempt.
     Audit(AuditArgs),
+    /// Supervised services: list, status, start, stop, restart.
+    Service(services::ServiceArgs),
+    /// A service's output (stdout and stderr, time-stamped): the last lines, or follow it.
+    Logs(services::LogsArgs),
 }
 
 #[derive(Args)]
@@ -181,6 +186,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Freeze(a) => enforce::freeze(&client, a, true).await,
         Cmd::Thaw(a) => enforce::freeze(&client, a, false).await,
         Cmd::Audit(a) => audit(&client, a).await,
+        Cmd::Service(a) => services::service(&client, a).await,
+        Cmd::Logs(a) => services::logs(&client, a).await,
         Cmd::Run(a) => {
             let code = enforce::run(&client, a).await?;
             std::process::exit(code);

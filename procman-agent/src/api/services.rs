@@ -1,0 +1,180 @@
+//! Service endpoints, over the [`Supervisor`](crate::services::Supervisor):
+//!
+//! - `GET /api/services`: every service ([`ServiceInfo`]).
+//! - `GET /api/services/{name}`: one.
+//! - `POST /api/services/{name}/start|stop|restart` (action `service`): answers once the
+//!   service got there (up or failed, stopped, a new main process), with its state.
+//! - `GET /api/services/{name}/logs?lines=N&since=DUR`: the last lines ([`ServiceLogs`]);
+//!   with `follow=true`, a never-ending `text/plain` stream of those lines and every new
+//!   one, following the file across rotations.
+use super::{error::ApiErr, extract::Query, processes::blocking};
+use crate::{
+    core::Agent,
+    services::{Cmd, Supervisor, SvcError},
+};
+use axum::{
+    body::Body,
+    extract::{Path as UrlPath, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use procman_common::{
+    service::{ServiceInfo, ServiceLogs},
+    units::{HumanDuration, Timestamp},
+};
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+pub fn routes() -> Router<Arc<Agent>> {
+    Router::new()
+        .route("/api/services", get(list))
+        .route("/api/services/{name}", get(one))
+        .route("/api/services/{name}/start", post(start))
+        .route("/api/services/{name}/stop", post(stop))
+        .route("/api/services/{name}/restart", post(restart))
+        .route("/api/services/{name}/logs", get(logs))
+}
+
+impl From<SvcError> for ApiErr {
+    fn from(e: SvcError) -> ApiErr {
+        let status = match e {
+            SvcError::NotFound(_) => StatusCode::NOT_FOUND,
+            SvcError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SvcError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiErr::new(status, e.to_string())
+    }
+}
+
+fn supervisor(agent: &Agent) -> Result<Arc<Supervisor>, ApiErr> {
+    agent
+        .services
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, "services are not started yet"))
+}
+
+async fn list(State(agent): State<Arc<Agent>>) -> Result<Json<Vec<ServiceInfo>>, ApiErr> {
+    Ok(Json(supervisor(&agent)?.list()))
+}
+
+async fn one(
+    State(agent): State<Arc<Agent>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<ServiceInfo>, ApiErr> {
+    Ok(Json(supervisor(&agent)?.get(&name)?))
+}
+
+async fn command(agent: &Agent, name: &str, cmd: Cmd) -> Result<Json<ServiceInfo>, ApiErr> {
+    Ok(Json(supervisor(agent)?.command(name, cmd).await?))
+}
+
+async fn start(
+    State(agent): State<Arc<Agent>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<ServiceInfo>, ApiErr> {
+    command(&agent, &name, Cmd::Start).await
+}
+
+async fn stop(
+    State(agent): State<Arc<Agent>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<ServiceInfo>, ApiErr> {
+    command(&agent, &name, Cmd::Stop).await
+}
+
+async fn restart(
+    State(agent): State<Arc<Agent>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<ServiceInfo>, ApiErr> {
+    command(&agent, &name, Cmd::Restart).await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsQuery {
+    /// The last N lines (default 100, at most 100000).
+    lines: Option<usize>,
+    /// Only lines of the last DURATION (`5m`, `1h`).
+    since: Option<HumanDuration>,
+    /// Keep streaming new lines.
+    follow: bool,
+}
+
+async fn logs(
+    State(agent): State<Arc<Agent>>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiErr> {
+    let sup = supervisor(&agent)?;
+    let n = q.lines.unwrap_or(100).min(100_000);
+    let since = q
+        .since
+        .map(|d| Timestamp(std::time::SystemTime::now() - d.0).to_string());
+    let (s2, n2) = (sup.clone(), name.clone());
+    let ans: ServiceLogs = blocking(agent, move |_| Ok(s2.logs(&n2, n, since.as_deref())?)).await?;
+    if !q.follow {
+        return Ok(Json(ans).into_response());
+    }
+    let path = sup.log_path(&name)?;
+    let mut first = ans.lines.join("\n");
+    if !first.is_empty() {
+        first.push('\n');
+    }
+    let head = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(first))]);
+    let tail = follow(path).await;
+    use futures_util::StreamExt;
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from_stream(head.chain(tail)))
+        .map_err(|e| ApiErr::internal(e.to_string()))
+}
+
+/// New bytes of the log from its current end on, across rotations: the open file is read to
+/// its end before switching to the new file at the path (nothing written before the rotation
+/// is skipped). Polled every 200 ms.
+async fn follow(
+    path: PathBuf,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(mut f) => {
+            let _ = f.seek(std::io::SeekFrom::End(0)).await;
+            Some(f)
+        }
+        Err(_) => None,
+    };
+    futures_util::stream::unfold((path, file), |(path, mut file)| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(f) = file.as_mut() {
+                match f.read(&mut buf).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Some((Ok(bytes::Bytes::from(buf)), (path, file)));
+                    }
+                    Err(e) => return Some((Err(e), (path, None))),
+                }
+            }
+            // at the end: has the file been rotated (another inode at the path)?
+            let now = tokio::fs::metadata(&path).await.ok();
+            let current = match file.as_ref() {
+                Some(f) => f.metadata().await.ok(),
+                None => None,
+            };
+            use std::os::unix::fs::MetadataExt;
+            let rotated = match (&now, &current) {
+                (Some(n), Some(c)) => n.ino() != c.ino() || n.dev() != c.dev(),
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if rotated {
+                file = tokio::fs::File::open(&path).await.ok();
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}

@@ -1,0 +1,239 @@
+//! `procman service list|status|start|stop|restart` and `procman logs`.
+use crate::client::Client;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use hyper::Method;
+use procman_common::{
+    service::{ServiceInfo, ServiceLogs, ServiceState},
+    units::{fmt_duration, Timestamp},
+};
+use std::io::Write;
+
+#[derive(Args)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub cmd: ServiceCmd,
+}
+
+#[derive(Subcommand)]
+pub enum ServiceCmd {
+    /// Every service: state, main pid, for how long, restarts, last exit.
+    List(JsonArg),
+    /// One service in detail (state, reason, probe, next attempt).
+    Status(NameArg),
+    /// Start a service (also one that `failed`: its start limit starts afresh).
+    Start(NameArg),
+    /// Stop a service: its stop signal, then after the timeout every process of its slice is killed.
+    Stop(NameArg),
+    /// Stop and start a service.
+    Restart(NameArg),
+}
+
+#[derive(Args)]
+pub struct JsonArg {
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct NameArg {
+    /// The service's name (as in `[[service]] name`).
+    pub name: String,
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// The service's name.
+    pub name: String,
+    /// Keep printing new lines as they come (across rotations) until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// The last N lines.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub lines: usize,
+    /// Only lines of the last DURATION, e.g. 10m or 1h.
+    #[arg(long, value_name = "DURATION", value_parser = procman_common::units::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Print JSON (the API's own format, stable) instead of text (not with --follow).
+    #[arg(long, short = 'j', conflicts_with = "follow")]
+    pub json: bool,
+}
+
+fn path(name: &str) -> String {
+    format!("/api/services/{}", super::percent_encode(name))
+}
+
+pub async fn service(client: &Client, a: ServiceArgs) -> Result<()> {
+    match a.cmd {
+        ServiceCmd::List(j) => {
+            let list: Vec<ServiceInfo> = client.get("/api/services").await?;
+            if j.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            if list.is_empty() {
+                println!("no services (declare them with [[service]] in the agent's config)");
+                return Ok(());
+            }
+            println!(
+                "{:<20} {:<12} {:>8} {:>8} {:>8}  DETAIL",
+                "NAME", "STATE", "PID", "SINCE", "RESTARTS"
+            );
+            for s in &list {
+                println!(
+                    "{:<20} {:<12} {:>8} {:>8} {:>8}  {}",
+                    s.name,
+                    s.state.as_str(),
+                    s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    ago(s.since),
+                    s.restarts,
+                    detail(s)
+                );
+            }
+            Ok(())
+        }
+        ServiceCmd::Status(n) => {
+            let s: ServiceInfo = client.get(&path(&n.name)).await?;
+            print_one(&s, n.json)
+        }
+        ServiceCmd::Start(n) => act(client, &n, "start").await,
+        ServiceCmd::Stop(n) => act(client, &n, "stop").await,
+        ServiceCmd::Restart(n) => act(client, &n, "restart").await,
+    }
+}
+
+async fn act(client: &Client, n: &NameArg, verb: &str) -> Result<()> {
+    let s: ServiceInfo = client
+        .call(
+            Method::POST,
+            &format!("{}/{verb}", path(&n.name)),
+            &serde_json::json!({}),
+        )
+        .await?;
+    print_one(&s, n.json)?;
+    if s.state == ServiceState::Failed {
+        anyhow::bail!(
+            "service {} failed: {}",
+            s.name,
+            s.reason.as_deref().unwrap_or("no reason given")
+        );
+    }
+    Ok(())
+}
+
+fn ago(t: Timestamp) -> String {
+    std::time::SystemTime::now()
+        .duration_since(t.0)
+        .map(fmt_duration)
+        .unwrap_or_else(|_| "0s".into())
+}
+
+fn detail(s: &ServiceInfo) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = &s.reason {
+        parts.push(r.clone());
+    } else if let Some(e) = &s.last_exit {
+        parts.push(format!("last: {e}"));
+    }
+    if let Some(t) = s.next_attempt {
+        let left = t
+            .0
+            .duration_since(std::time::SystemTime::now())
+            .map(|d| format!("{:.1}s", d.as_secs_f64()))
+            .unwrap_or_else(|_| "now".into());
+        parts.push(format!("next attempt in {left}"));
+    }
+    if let Some(p) = &s.probe {
+        if p.ok == Some(false) {
+            parts.push(format!(
+                "probe failing {}/{}: {}",
+                p.consecutive_failures,
+                p.failure_threshold,
+                p.last_error.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    if s.adopted {
+        parts.push("adopted".into());
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn print_one(s: &ServiceInfo, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!("{} - {}", s.name, s.state);
+    println!("  since:     {} ({} ago)", s.since, ago(s.since));
+    if let Some(p) = s.pid {
+        println!("  main pid:  {p}");
+    }
+    println!("  ready:     {}", if s.ready { "yes" } else { "no" });
+    println!("  restarts:  {}", s.restarts);
+    if let Some(e) = &s.last_exit {
+        println!("  last exit: {e}");
+    }
+    if let Some(r) = &s.reason {
+        println!("  reason:    {r}");
+    }
+    if let Some(t) = s.next_attempt {
+        println!("  next:      {t}");
+    }
+    if let Some(p) = &s.probe {
+        let res = match p.ok {
+            None => "not run yet".to_string(),
+            Some(true) => "ok".to_string(),
+            Some(false) => format!(
+                "failing {}/{} ({})",
+                p.consecutive_failures,
+                p.failure_threshold,
+                p.last_error.as_deref().unwrap_or("")
+            ),
+        };
+        println!("  probe:     {} {}: {res}", p.kind, p.target);
+    }
+    if !s.after.is_empty() {
+        println!("  after:     {}", s.after.join(", "));
+    }
+    println!("  slice:     {}", s.slice);
+    println!("  log:       {}", s.log_file);
+    if s.adopted {
+        println!("  adopted:   yes (found running at agent start; its exit status will be unknown)");
+    }
+    Ok(())
+}
+
+pub async fn logs(client: &Client, a: LogsArgs) -> Result<()> {
+    let mut q = format!("{}/logs?lines={}", path(&a.name), a.lines);
+    if let Some(d) = a.since {
+        q.push_str(&format!("&since={}s", d.as_secs().max(1)));
+    }
+    if a.follow {
+        q.push_str("&follow=true");
+        let mut out = std::io::stdout().lock();
+        return client
+            .stream_lines(&q, |line| {
+                writeln!(out, "{}", String::from_utf8_lossy(line)).is_ok() && out.flush().is_ok()
+            })
+            .await;
+    }
+    let l: ServiceLogs = client.get(&q).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for line in &l.lines {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
