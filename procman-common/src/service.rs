@@ -65,8 +65,13 @@ impl fmt::Display for ServiceState {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ExitStatus {
-    Exited { code: i32 },
-    Killed { signal: i32, core_dumped: bool },
+    Exited {
+        code: i32,
+    },
+    Killed {
+        signal: i32,
+        core_dumped: bool,
+    },
     /// The process was adopted from a previous agent: only its parent could read its status.
     Unknown,
 }
@@ -187,7 +192,11 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
         .iter()
         .find(|(_, n)| *n == full)
         .map(|(s, _)| *s)
-        .ok_or_else(|| format!("{s:?} is not a signal name: expected e.g. \"TERM\", \"INT\", \"QUIT\" or a number"))
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a signal name: expected e.g. \"TERM\", \"INT\", \"QUIT\" or a number"
+            )
+        })
 }
 
 /// The last result of a service's probe.

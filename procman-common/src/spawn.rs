@@ -58,6 +58,9 @@ pub struct ChildSetup {
     pub keep: Option<RawFd>,
     /// The fd number `keep` gets in the child.
     pub keep_at: RawFd,
+    /// Close every fd but 0, 1, 2 and `keep_at` before exec (`close_range`): nothing the
+    /// caller inherited or opened without O_CLOEXEC leaks into the child.
+    pub close_other_fds: bool,
     /// A session of its own (`setsid`): the caller's terminal signals do not reach it.
     pub setsid: bool,
     /// Also return a pidfd for the child (`CLONE_PIDFD`).
@@ -176,6 +179,20 @@ pub fn spawn_with(argv: &[String], opts: SpawnOpts, setup: &ChildSetup) -> io::R
             if let Some(out) = setup.output {
                 if libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
                     fail(b"redirecting output failed\n");
+                }
+            }
+            if setup.close_other_fds {
+                let keep = if setup.keep.is_some() {
+                    setup.keep_at as u32
+                } else {
+                    u32::MAX
+                };
+                // [3, keep) and (keep, max]: close_range(2), Linux 5.9+
+                if keep > 3 {
+                    libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+                }
+                if keep < u32::MAX {
+                    libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
                 }
             }
             if let Some(gid) = setup.gid {

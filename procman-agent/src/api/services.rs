@@ -48,11 +48,12 @@ impl From<SvcError> for ApiErr {
 }
 
 fn supervisor(agent: &Agent) -> Result<Arc<Supervisor>, ApiErr> {
-    agent
-        .services
-        .get()
-        .cloned()
-        .ok_or_else(|| ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, "services are not started yet"))
+    agent.services.get().cloned().ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "services are not started yet",
+        )
+    })
 }
 
 async fn list(State(agent): State<Arc<Agent>>) -> Result<Json<Vec<ServiceInfo>>, ApiErr> {

@@ -202,7 +202,11 @@ pub struct ServiceConfig {
 /// What a probe checks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeKind {
-    Http { host: String, port: u16, path: String },
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+    },
     Tcp(String),
     Exec(Vec<String>),
 }
@@ -274,8 +278,9 @@ pub fn slice_of(name: &str) -> String {
 /// Finds `cmd` the way execvp will: as a path when it has a `/`, else in `path`.
 fn find_command(cmd: &str, path: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let runnable =
-        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if cmd.contains('/') {
         let p = PathBuf::from(cmd);
         return runnable(&p).then_some(p);
@@ -320,8 +325,15 @@ impl ServiceConfig {
             .or_else(|| std::env::var("PATH").ok())
             .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
         if find_command(cmd, &path).is_none() {
-            bail!("[[service]] {n:?}: exec = {:?}: {cmd:?} is not an executable file{}", self.exec,
-                if cmd.contains('/') { String::new() } else { format!(" in PATH ({path})") });
+            bail!(
+                "[[service]] {n:?}: exec = {:?}: {cmd:?} is not an executable file{}",
+                self.exec,
+                if cmd.contains('/') {
+                    String::new()
+                } else {
+                    format!(" in PATH ({path})")
+                }
+            );
         }
         if let Some(d) = &self.cwd {
             if !d.is_absolute() || !d.is_dir() {
@@ -365,11 +377,18 @@ impl ServiceConfig {
         let backoff_initial = positive(n, "backoff.initial", &b.initial)?;
         let backoff_max = positive(n, "backoff.max", &b.max)?;
         if backoff_max < backoff_initial {
-            bail!("[[service]] {n:?}: backoff.max = \"{}\" is less than backoff.initial = \"{}\"", b.max, b.initial);
+            bail!(
+                "[[service]] {n:?}: backoff.max = \"{}\" is less than backoff.initial = \"{}\"",
+                b.max,
+                b.initial
+            );
         }
         let reset_after = positive(n, "backoff.reset_after", &b.reset_after)?;
         if self.start_limit.burst == 0 || self.start_limit.burst > 1000 {
-            bail!("[[service]] {n:?}: start_limit.burst = {}: must be between 1 and 1000", self.start_limit.burst);
+            bail!(
+                "[[service]] {n:?}: start_limit.burst = {}: must be between 1 and 1000",
+                self.start_limit.burst
+            );
         }
         let start_interval = positive(n, "start_limit.interval", &self.start_limit.interval)?;
         let stop_signal = procman_common::service::parse_signal(&self.stop.signal)
@@ -415,7 +434,9 @@ impl ServiceConfig {
 fn probe_spec(n: &str, p: &ProbeConfig) -> Result<ProbeSpec> {
     let kind = match (&p.http, &p.tcp, &p.exec) {
         (Some(url), None, None) => {
-            let bad = || anyhow::anyhow!("[[service]] {n:?}: probe.http = {url:?}: expected http://HOST:PORT/PATH (plain http only)");
+            let bad = || {
+                anyhow::anyhow!("[[service]] {n:?}: probe.http = {url:?}: expected http://HOST:PORT/PATH (plain http only)")
+            };
             let rest = url.strip_prefix("http://").ok_or_else(bad)?;
             let (hostport, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -430,7 +451,10 @@ fn probe_spec(n: &str, p: &ProbeConfig) -> Result<ProbeSpec> {
                 return Err(bad());
             }
             ProbeKind::Http {
-                host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 port,
                 path,
             }
@@ -453,7 +477,10 @@ fn probe_spec(n: &str, p: &ProbeConfig) -> Result<ProbeSpec> {
     let interval = positive(n, "probe.interval", &p.interval)?;
     let timeout = positive(n, "probe.timeout", &p.timeout)?;
     if p.failure_threshold == 0 || p.failure_threshold > 1000 {
-        bail!("[[service]] {n:?}: probe.failure_threshold = {}: must be between 1 and 1000", p.failure_threshold);
+        bail!(
+            "[[service]] {n:?}: probe.failure_threshold = {}: must be between 1 and 1000",
+            p.failure_threshold
+        );
     }
     Ok(ProbeSpec {
         kind,
@@ -478,12 +505,22 @@ pub fn validate_all(entries: &[ServiceConfig]) -> Result<Vec<ServiceSpec>> {
     for s in &specs {
         for a in &s.after {
             if !index.contains_key(a) {
-                bail!("[[service]] {:?}: after = {:?}: no service named {a:?}", s.name, s.after);
+                bail!(
+                    "[[service]] {:?}: after = {:?}: no service named {a:?}",
+                    s.name,
+                    s.after
+                );
             }
         }
     }
     // a cycle in `after`: depth-first, 0 unvisited, 1 on the path, 2 done
-    fn visit(i: usize, specs: &[ServiceSpec], index: &HashMap<String, usize>, mark: &mut [u8], path: &mut Vec<String>) -> Result<()> {
+    fn visit(
+        i: usize,
+        specs: &[ServiceSpec],
+        index: &HashMap<String, usize>,
+        mark: &mut [u8],
+        path: &mut Vec<String>,
+    ) -> Result<()> {
         match mark[i] {
             2 => return Ok(()),
             1 => {
@@ -595,7 +632,9 @@ after = []
         assert!(e.contains("probe.tcp"), "{e}");
         let e = err("[[service]]\nname = \"a\"\nexec = [\"true\"]\nprobe = { tcp = \"h:1\", http = \"http://h/\" }\n");
         assert!(e.contains("exactly one"), "{e}");
-        let e = err("[[service]]\nname = \"a\"\nexec = [\"true\"]\nlimits = { MemoryMax = \"lots\" }\n");
+        let e = err(
+            "[[service]]\nname = \"a\"\nexec = [\"true\"]\nlimits = { MemoryMax = \"lots\" }\n",
+        );
         assert!(e.contains("MemoryMax"), "{e}");
         let e = err("[[service]]\nname = \"../x\"\nexec = [\"true\"]\n");
         assert!(e.contains("name"), "{e}");

@@ -129,7 +129,10 @@ fn read_lines(mut pipe: File, log: &Mutex<LogFile>) {
     let mut chunk = vec![0u8; 64 * 1024];
     let mut failed = false;
     let mut emit = |line: &[u8]| {
-        let r = log.lock().unwrap_or_else(|e| e.into_inner()).write_line(line);
+        let r = log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_line(line);
         if let Err(e) = r {
             if !failed {
                 log::warn!("writing a service log: {e} (further errors are not reported)");

@@ -340,9 +340,9 @@ impl Supervisor {
         let spec = svc.spec();
         let mut rx = svc.status.subscribe();
         let before = rx.borrow_and_update().clone();
-        svc.cmds
-            .send(cmd)
-            .map_err(|_| SvcError::Unavailable(format!("service {name}: its supervisor stopped")))?;
+        svc.cmds.send(cmd).map_err(|_| {
+            SvcError::Unavailable(format!("service {name}: its supervisor stopped"))
+        })?;
         let timeout = spec.stop_timeout + KILL_WAIT + Duration::from_secs(5);
         let done = |s: &Status| match cmd {
             Cmd::Stop | Cmd::Remove => !s.state.is_up() && s.state != ServiceState::BackingOff,
@@ -364,7 +364,12 @@ impl Supervisor {
     pub fn logs(&self, name: &str, n: usize, since: Option<&str>) -> Result<ServiceLogs, SvcError> {
         let svc = self.service(name)?;
         let keep = svc.spec().log_keep;
-        let path = svc.log.lock().unwrap_or_else(|e| e.into_inner()).path().to_path_buf();
+        let path = svc
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .path()
+            .to_path_buf();
         let lines = logs::tail(&path, keep, n, since)
             .map_err(|e| SvcError::Io(format!("reading {}: {e}", path.display())))?;
         Ok(ServiceLogs {
@@ -377,7 +382,12 @@ impl Supervisor {
     /// The log file of a service (for following it).
     pub fn log_path(&self, name: &str) -> Result<PathBuf, SvcError> {
         let svc = self.service(name)?;
-        let p = svc.log.lock().unwrap_or_else(|e| e.into_inner()).path().to_path_buf();
+        let p = svc
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .path()
+            .to_path_buf();
         Ok(p)
     }
 
@@ -491,7 +501,11 @@ impl Supervisor {
     }
 
     /// Creates the slice and starts the main process in it (blocking).
-    fn spawn(&self, spec: &ServiceSpec, log: &Arc<Mutex<LogFile>>) -> Result<(u32, OwnedFd), String> {
+    fn spawn(
+        &self,
+        spec: &ServiceSpec,
+        log: &Arc<Mutex<LogFile>>,
+    ) -> Result<(u32, OwnedFd), String> {
         let m = self.manager()?;
         let slice = spec.slice();
         m.ensure_slice(&slice, &spec.limits)
@@ -501,8 +515,8 @@ impl Supervisor {
             kill_slice(&m, &slice)?;
         }
         let dir = m.slice_fd(&slice).map_err(|e| e.to_string())?;
-        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| format!("pipe: {e}"))?;
+        let (rd, wr) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         // SAFETY: fcntl on a pipe we own; failure only leaves the default size.
         unsafe {
             libc::fcntl(rd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
@@ -516,6 +530,7 @@ impl Supervisor {
             output: Some(wr.as_raw_fd()),
             keep: Some(rd.as_raw_fd()),
             keep_at: KEEP_FD,
+            close_other_fds: true,
             setsid: true,
             pidfd: true,
         };
@@ -569,16 +584,26 @@ fn child_env(spec: &ServiceSpec, notify: &Path) -> Vec<String> {
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// Kills every process of `slice` and waits until it is empty (blocking).
+/// Kills every process of `slice`, waits until it is empty, and removes it (blocking; the
+/// next start creates it afresh with the service's limits).
+///
+/// Removing it is not tidiness: on Linux 6.14 to at least 6.18, `clone3(CLONE_INTO_CGROUP)`
+/// compares the target cgroup's `cgroup.kill` sequence number with the *caller's* cgroup's
+/// (`cgroup_css_set_fork` reads `kargs->cgrp` before it is set), so every process cloned
+/// into a cgroup that was ever killed is SIGKILLed at birth. A new cgroup starts at zero.
 fn kill_slice(m: &Manager, slice: &str) -> Result<(), String> {
     match m.pids(slice) {
         Ok(p) if p.is_empty() => return Ok(()),
         Err(procman_cgroup::CgroupError::NoSuchSlice { .. }) => return Ok(()),
         _ => {}
     }
-    m.kill(slice).map_err(|e| format!("killing slice {slice}: {e}"))?;
+    m.kill(slice)
+        .map_err(|e| format!("killing slice {slice}: {e}"))?;
     m.wait_empty(slice, KILL_WAIT)
-        .map_err(|e| format!("slice {slice} after cgroup.kill: {e}"))
+        .map_err(|e| format!("slice {slice} after cgroup.kill: {e}"))?;
+    m.remove_slice(slice)
+        .map(|_| ())
+        .map_err(|e| format!("removing slice {slice} after cgroup.kill: {e}"))
 }
 
 /// The state of a running service: `ready` once ready, `running` when nothing is awaited.
@@ -607,13 +632,18 @@ fn should_restart(policy: RestartPolicy, st: ExitStatus, probe_failed: bool) -> 
 /// The delay before restart number `n` (1-based) of a crash loop: `initial × 2^(n-1)`,
 /// at most `max`.
 pub fn backoff(initial: Duration, max: Duration, n: u32) -> Duration {
-    let factor = 1u32.checked_shl(n.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(n.saturating_sub(1).min(31))
+        .unwrap_or(u32::MAX);
     initial.checked_mul(factor).unwrap_or(max).min(max)
 }
 
 /// How a run ended.
 enum End {
-    Exited { status: ExitStatus, probe_failed: bool },
+    Exited {
+        status: ExitStatus,
+        probe_failed: bool,
+    },
     Stopped,
     Restart,
     Remove,
@@ -822,7 +852,10 @@ async fn supervise(
             End::Restart => {
                 want = true;
             }
-            End::Exited { status, probe_failed } => {
+            End::Exited {
+                status,
+                probe_failed,
+            } => {
                 let text = if probe_failed {
                     format!("{status} after its probe failed")
                 } else {

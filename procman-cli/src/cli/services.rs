@@ -140,11 +140,10 @@ fn detail(s: &ServiceInfo) -> String {
         parts.push(format!("last: {e}"));
     }
     if let Some(t) = s.next_attempt {
-        let left = t
-            .0
-            .duration_since(std::time::SystemTime::now())
-            .map(|d| format!("{:.1}s", d.as_secs_f64()))
-            .unwrap_or_else(|_| "now".into());
+        let left =
+            t.0.duration_since(std::time::SystemTime::now())
+                .map(|d| format!("{:.1}s", d.as_secs_f64()))
+                .unwrap_or_else(|_| "now".into());
         parts.push(format!("next attempt in {left}"));
     }
     if let Some(p) = &s.probe {
@@ -207,7 +206,9 @@ fn print_one(s: &ServiceInfo, json: bool) -> Result<()> {
     println!("  slice:     {}", s.slice);
     println!("  log:       {}", s.log_file);
     if s.adopted {
-        println!("  adopted:   yes (found running at agent start; its exit status will be unknown)");
+        println!(
+            "  adopted:   yes (found running at agent start; its exit status will be unknown)"
+        );
     }
     Ok(())
 }
