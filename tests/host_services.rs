@@ -487,3 +487,72 @@ backoff = { initial = "100ms" }
     assert_eq!(v["last_exit"], "exit status unknown (adopted)", "{v}");
     assert_eq!(v["adopted"], false);
 }
+
+/// `procman logs -f` follows the log across rotations (several between two polls) without
+/// skipping a line, and the files stay within `max_size × (keep + 1)`.
+#[test]
+#[ignore = "needs root: creates cgroups and starts services in them"]
+fn logs_follow_across_rotations() {
+    let root = TestRoot::new("svc-follow");
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let cfg = config(
+        &root,
+        dir.path(),
+        &format!(
+            r#"
+[[service]]
+name = "chatty"
+exec = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.05; done; i=0; while [ $i -lt 600 ]; do echo line $i; i=$((i+1)); done; exec sleep 1000"]
+log = {{ max_size = "4K", keep = 5 }}
+"#,
+            go = go.display()
+        ),
+    );
+    let agent = start(&cfg);
+    wait_svc(&agent, "chatty", "chatty running", 20, |v| {
+        v["state"] == "running"
+    });
+    let mut follow = std::process::Command::new(procman_tests::bin("procman"))
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["logs", "chatty", "-f", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // the first line (the start note) says the stream is live
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the first line");
+    assert!(first.contains("[procman] started"), "{first}");
+    std::fs::write(&go, "").unwrap();
+    let mut got = Vec::new();
+    while got.last().map(String::as_str) != Some("line 599") {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => got.push(l[25..].to_string()),
+            Err(e) => panic!("after {} lines: {e}", got.len()),
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let want: Vec<String> = (0..600).map(|i| format!("line {i}")).collect();
+    assert_eq!(got, want, "every line, in order");
+    let logs = dir.path().join("logs");
+    assert!(logs.join("chatty.log.1").exists(), "it rotated");
+    let total: u64 = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(total <= 4096 * 6, "{total} bytes kept");
+}

@@ -118,13 +118,13 @@ async fn logs(
     if !q.follow {
         return Ok(Json(ans).into_response());
     }
-    let path = sup.log_path(&name)?;
+    let (path, keep) = sup.log_path(&name)?;
     let mut first = ans.lines.join("\n");
     if !first.is_empty() {
         first.push('\n');
     }
     let head = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(first))]);
-    let tail = follow(path).await;
+    let tail = follow(path, keep).await;
     use futures_util::StreamExt;
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -132,11 +132,44 @@ async fn logs(
         .map_err(|e| ApiErr::internal(e.to_string()))
 }
 
+/// `path.N` (`N` 0: `path` itself).
+fn rotated(path: &std::path::Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
+    let mut p = path.to_path_buf().into_os_string();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
+/// The file to read after the one with inode `ino` (device `dev`) was read to its end: the
+/// file rotated in after it (it is now `path.K`: the next is `path.K-1`, or `path`), so that
+/// several rotations between two polls skip nothing that is still kept.
+async fn successor(path: &std::path::Path, keep: u32, dev: u64, ino: u64) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    for k in 0..=keep {
+        if let Ok(m) = tokio::fs::metadata(rotated(path, k)).await {
+            if m.ino() == ino && m.dev() == dev {
+                return (k > 0).then(|| rotated(path, k - 1));
+            }
+        }
+    }
+    // ours was rotated beyond `keep`: the oldest kept file comes next
+    for k in (0..=keep).rev() {
+        let p = rotated(path, k);
+        if tokio::fs::metadata(&p).await.is_ok() {
+            return Some(p);
+        }
+    }
+    None
+}
+
 /// New bytes of the log from its current end on, across rotations: the open file is read to
-/// its end before switching to the new file at the path (nothing written before the rotation
-/// is skipped). Polled every 200 ms.
+/// its end, then the file rotated in after it, and so on up to the current one (nothing is
+/// skipped while it is kept). Polled every 200 ms.
 async fn follow(
     path: PathBuf,
+    keep: u32,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let file = match tokio::fs::File::open(&path).await {
@@ -146,34 +179,38 @@ async fn follow(
         }
         Err(_) => None,
     };
-    futures_util::stream::unfold((path, file), |(path, mut file)| async move {
+    futures_util::stream::unfold((path, file), move |(path, mut file)| async move {
+        use std::os::unix::fs::MetadataExt;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if let Some(f) = file.as_mut() {
-                match f.read(&mut buf).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return Some((Ok(bytes::Bytes::from(buf)), (path, file)));
-                    }
-                    Err(e) => return Some((Err(e), (path, None))),
+            let Some(f) = file.as_mut() else {
+                // no log yet: wait for it
+                file = tokio::fs::File::open(&path).await.ok();
+                if file.is_none() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                continue;
+            };
+            match f.read(&mut buf).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Some((Ok(bytes::Bytes::from(buf)), (path, file)));
+                }
+                Err(e) => return Some((Err(e), (path, None))),
             }
             // at the end: has the file been rotated (another inode at the path)?
-            let now = tokio::fs::metadata(&path).await.ok();
-            let current = match file.as_ref() {
-                Some(f) => f.metadata().await.ok(),
-                None => None,
-            };
-            use std::os::unix::fs::MetadataExt;
-            let rotated = match (&now, &current) {
-                (Some(n), Some(c)) => n.ino() != c.ino() || n.dev() != c.dev(),
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if rotated {
-                file = tokio::fs::File::open(&path).await.ok();
+            let (Ok(now), Ok(cur)) = (tokio::fs::metadata(&path).await, f.metadata().await) else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
+            };
+            if now.ino() != cur.ino() || now.dev() != cur.dev() {
+                if let Some(next) = successor(&path, keep, cur.dev(), cur.ino()).await {
+                    if let Ok(n) = tokio::fs::File::open(&next).await {
+                        file = Some(n);
+                        continue;
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -379,8 +379,8 @@ impl Supervisor {
         })
     }
 
-    /// The log file of a service (for following it).
-    pub fn log_path(&self, name: &str) -> Result<PathBuf, SvcError> {
+    /// The log file of a service and how many rotated files it keeps (for following it).
+    pub fn log_path(&self, name: &str) -> Result<(PathBuf, u32), SvcError> {
         let svc = self.service(name)?;
         let p = svc
             .log
@@ -388,7 +388,7 @@ impl Supervisor {
             .unwrap_or_else(|e| e.into_inner())
             .path()
             .to_path_buf();
-        Ok(p)
+        Ok((p, svc.spec().log_keep))
     }
 
     fn manager(&self) -> Result<Arc<Manager>, String> {
