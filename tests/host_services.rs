@@ -384,7 +384,7 @@ fn failing_http_probe_restarts() {
 name = "web"
 exec = ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1", "--directory", {www:?}]
 ready = "probe"
-probe = {{ http = "http://127.0.0.1:{port}/health", interval = "200ms", timeout = "1s", failure_threshold = 3, initial_delay = "300ms" }}
+probe = {{ http = "http://127.0.0.1:{port}/health", interval = "200ms", timeout = "1s", failure_threshold = 3, initial_delay = "1s" }}
 backoff = {{ initial = "100ms", max = "1s" }}
 "#,
             www = www.display().to_string()
@@ -394,9 +394,11 @@ backoff = {{ initial = "100ms", max = "1s" }}
     let v = wait_svc(&agent, "web", "web ready", 30, |v| v["state"] == "ready");
     let first = v["pid"].as_u64().unwrap();
     assert_eq!(v["probe"]["ok"], true, "{v}");
+    // (a slow start under load may already have cost a restart)
+    let r0 = v["restarts"].as_u64().unwrap();
     std::fs::remove_file(www.join("health")).unwrap();
     let v = wait_svc(&agent, "web", "a restart after the probe failed", 30, |v| {
-        v["restarts"].as_u64() >= Some(1)
+        v["restarts"].as_u64() > Some(r0)
     });
     assert_ne!(v["pid"].as_u64(), Some(first), "{v}");
     assert!(!alive(first), "the old main process is gone");

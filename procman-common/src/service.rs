@@ -72,6 +72,8 @@ pub enum ExitStatus {
         signal: i32,
         core_dumped: bool,
     },
+    /// SIGKILLed by the kernel's OOM killer: its slice reached `MemoryMax`.
+    OomKilled,
     /// The process was adopted from a previous agent: only its parent could read its status.
     Unknown,
 }
@@ -106,7 +108,7 @@ impl ExitStatus {
                         libc::SIGHUP | libc::SIGINT | libc::SIGTERM | libc::SIGPIPE
                     )
             }
-            ExitStatus::Unknown => false,
+            ExitStatus::OomKilled | ExitStatus::Unknown => false,
         }
     }
 }
@@ -125,6 +127,7 @@ impl fmt::Display for ExitStatus {
                 }
                 Ok(())
             }
+            ExitStatus::OomKilled => f.write_str("killed by the OOM killer (memory.max)"),
             ExitStatus::Unknown => f.write_str("exit status unknown (adopted)"),
         }
     }

@@ -76,9 +76,12 @@ impl LogFile {
             if let Some(d) = self.path.parent() {
                 std::fs::create_dir_all(d)?;
             }
+            use std::os::unix::fs::OpenOptionsExt;
+            // what services print may be private: root and the adm-like group only
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o640)
                 .open(&self.path)?;
             self.size = f.metadata()?.len();
             self.file = Some(f);

@@ -166,6 +166,9 @@ struct Running {
     /// Ours (we can read its exit status), or adopted from a previous agent.
     child: bool,
     started: Instant,
+    /// The slice's `memory.events` oom_kill count when the run started (None without the
+    /// memory controller): a SIGKILL with a higher count at exit was the OOM killer.
+    oom_kills: Option<u64>,
 }
 
 impl Supervisor {
@@ -497,6 +500,7 @@ impl Supervisor {
             pidfd,
             child: false,
             started: Instant::now(),
+            oom_kills: oom_kills(&m, &slice),
         }))
     }
 
@@ -505,7 +509,7 @@ impl Supervisor {
         &self,
         spec: &ServiceSpec,
         log: &Arc<Mutex<LogFile>>,
-    ) -> Result<(u32, OwnedFd), String> {
+    ) -> Result<(u32, OwnedFd, Option<u64>), String> {
         let m = self.manager()?;
         let slice = spec.slice();
         m.ensure_slice(&slice, &spec.limits)
@@ -549,7 +553,7 @@ impl Supervisor {
             .note(&format!("started {:?} as pid {}", spec.argv, child.pid));
         logs::spawn_reader(&spec.name, rd, log.clone());
         let pidfd = child.pidfd.ok_or("clone3 returned no pidfd")?;
-        Ok((child.pid as u32, pidfd))
+        Ok((child.pid as u32, pidfd, oom_kills(&m, &slice)))
     }
 }
 
@@ -606,6 +610,15 @@ fn kill_slice(m: &Manager, slice: &str) -> Result<(), String> {
         .map_err(|e| format!("removing slice {slice} after cgroup.kill: {e}"))
 }
 
+/// The slice's OOM kill count (`memory.events` oom_kill), when it has the memory controller.
+fn oom_kills(m: &Manager, slice: &str) -> Option<u64> {
+    let cg = m.slice(slice).ok()?;
+    if !cg.has("memory.events") {
+        return None;
+    }
+    cg.memory_events().ok().map(|e| e.oom_kill)
+}
+
 /// The state of a running service: `ready` once ready, `running` when nothing is awaited.
 fn up_state(spec: &ServiceSpec, ready: bool) -> ServiceState {
     match (spec.ready, ready) {
@@ -623,7 +636,7 @@ fn should_restart(policy: RestartPolicy, st: ExitStatus, probe_failed: bool) -> 
         RestartPolicy::OnFailure => probe_failed || !st.is_clean(),
         RestartPolicy::OnAbnormal => {
             probe_failed
-                || matches!(st, ExitStatus::Unknown)
+                || matches!(st, ExitStatus::Unknown | ExitStatus::OomKilled)
                 || matches!(st, ExitStatus::Killed { .. }) && !st.is_clean()
         }
     }
@@ -772,7 +785,7 @@ async fn supervise(
                 .await
                 .unwrap_or_else(|| Err("the start step failed".into()));
             match started {
-                Ok((pid, fd)) => {
+                Ok((pid, fd, oom_base)) => {
                     let pidfd = match watch_fd(fd) {
                         Ok(f) => f,
                         Err(e) => {
@@ -800,6 +813,7 @@ async fn supervise(
                         pidfd,
                         child: true,
                         started: Instant::now(),
+                        oom_kills: oom_base,
                     });
                 }
                 Err(e) => {
@@ -819,9 +833,28 @@ async fn supervise(
             }
         }
         let r = running.take().expect("started or adopted above");
-        let end = watch_run(&sup, &svc, &r, &mut rx, notify.as_ref()).await;
+        let mut end = watch_run(&sup, &svc, &r, &mut rx, notify.as_ref()).await;
         let ran = r.started.elapsed();
         let slice = spec.slice();
+        // a SIGKILL while the slice's OOM kill count grew: the OOM killer (memory.max)
+        if let (
+            End::Exited {
+                status:
+                    status @ ExitStatus::Killed {
+                        signal: libc::SIGKILL,
+                        ..
+                    },
+                probe_failed: false,
+            },
+            Some(base),
+            Ok(m),
+        ) = (&mut end, r.oom_kills, sup.manager())
+        {
+            let s = slice.clone();
+            if blocking(move || oom_kills(&m, &s)).await.flatten() > Some(base) {
+                *status = ExitStatus::OomKilled;
+            }
+        }
         // nothing of a run outlives its main process
         if let Ok(m) = sup.manager() {
             let s = slice.clone();
@@ -840,6 +873,10 @@ async fn supervise(
         match end {
             End::Remove => {
                 svc.set(|s| s.state = ServiceState::Stopped);
+                if let Ok(m) = sup.manager() {
+                    let s = slice.clone();
+                    blocking(move || m.remove_slice(&s)).await;
+                }
                 return;
             }
             End::Stopped => {
