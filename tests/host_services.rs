@@ -558,3 +558,51 @@ log = {{ max_size = "4K", keep = 5 }}
         .sum();
     assert!(total <= 4096 * 6, "{total} bytes kept");
 }
+
+/// The backoff doubles while runs are short and starts again from `initial` after a run that
+/// lasted `reset_after`.
+#[test]
+#[ignore = "needs root: creates cgroups and starts services in them"]
+fn backoff_resets_after_a_stable_run() {
+    let root = TestRoot::new("svc-reset");
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    // runs 1 and 2 fail at once, run 3 lasts 1.5 s (past reset_after), run 4 fails at once
+    let cfg = config(
+        &root,
+        dir.path(),
+        &format!(
+            r#"
+[[service]]
+name = "flaky"
+exec = ["sh", "-c", "echo x >> {runs}; n=$(wc -l < {runs}); [ $n -eq 3 ] && sleep 1.5; [ $n -ge 4 ] && exec sleep 1000; exit 1"]
+backoff = {{ initial = "300ms", max = "10s", reset_after = "1s" }}
+start_limit = {{ burst = 10, interval = "1m" }}
+"#,
+            runs = runs.display()
+        ),
+    );
+    let agent = start(&cfg);
+    wait_svc(&agent, "flaky", "the fourth run", 30, |v| {
+        v["restarts"] == 3 && v["state"] == "running"
+    });
+    let lines = log_lines(dir.path(), "flaky");
+    let starts: Vec<f64> = lines
+        .iter()
+        .filter(|l| l.contains("[procman] started"))
+        .map(|l| stamp(l).unix())
+        .collect();
+    let exits: Vec<f64> = lines
+        .iter()
+        .filter(|l| l.contains("[procman] main process") && l.ends_with("exited 1"))
+        .map(|l| stamp(l).unix())
+        .collect();
+    assert_eq!((starts.len(), exits.len()), (4, 3), "{lines:#?}");
+    // the delay between each exit and the next start
+    let delays: Vec<f64> = exits.iter().zip(&starts[1..]).map(|(e, s)| s - e).collect();
+    assert!(delays[0] >= 0.3 && delays[1] >= 0.6, "doubling: {delays:?}");
+    assert!(
+        (0.3..0.9).contains(&delays[2]),
+        "back to the initial 300ms after the 1.5 s run, not 1.2 s: {delays:?}"
+    );
+}
