@@ -606,3 +606,100 @@ start_limit = {{ burst = 10, interval = "1m" }}
         "back to the initial 300ms after the 1.5 s run, not 1.2 s: {delays:?}"
     );
 }
+
+/// A transient service created through the API (`procman service add`) runs in its slice,
+/// survives an agent restart (re-adopted, same pid), and `procman service remove` stops and
+/// forgets it; a config service cannot be removed that way, and names are unique.
+#[test]
+#[ignore = "needs root: creates cgroups and starts services in them"]
+fn transient_services_through_the_api() {
+    let root = TestRoot::new("svc-transient");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        &root,
+        dir.path(),
+        "[[service]]\nname = \"declared\"\nexec = [\"sleep\", \"1000\"]\n",
+    );
+    let mut first = start(&cfg);
+    let out = first.cli(&[
+        "service",
+        "add",
+        "extra",
+        "--json",
+        "-e",
+        "GREETING=hi",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING; exec sleep 1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["transient"], true, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    let pid = v["pid"].as_u64().unwrap();
+    assert_eq!(cgroup_of(pid as u32), root.cgroup_line("svc-extra"));
+    wait_until("its greeting in the log", Duration::from_secs(10), || {
+        let l = log_lines(dir.path(), "extra");
+        if l.iter().any(|l| l.ends_with(" hi")) {
+            Ok(())
+        } else {
+            Err(format!("{l:?}"))
+        }
+    });
+    let again = first.cli(&["service", "add", "extra", "--", "true"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a second one by that name: 409"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    let bad = first.cli(&["service", "add", "bad", "--", "/no/such/program"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/no/such/program"));
+    // the agent crashes and comes back: the transient service is still there, same process
+    first.kill_hard();
+    let second = start(&cfg);
+    let v = wait_svc(&second, "extra", "extra re-adopted", 20, |v| {
+        v["pid"].is_u64()
+    });
+    assert_eq!(v["pid"].as_u64(), Some(pid), "{v}");
+    assert_eq!(v["transient"], true);
+    let out = second.cli(&["service", "remove", "declared"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "config services are not removed through the API"
+    );
+    let out = second.cli(&["service", "remove", "extra"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _) = http_get(&second.socket, "/api/services/extra");
+    assert_eq!(code, 404);
+    wait_until(
+        "the transient service's process gone",
+        Duration::from_secs(5),
+        || {
+            if alive(pid) {
+                Err(format!("{pid} alive"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert!(!root.slice("svc-extra").exists(), "its slice is removed");
+    let audit = second.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["action"] == "service" && r["target"] == "DELETE /api/services/extra"),
+        "{audit:#?}"
+    );
+}

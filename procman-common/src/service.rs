@@ -250,6 +250,9 @@ pub struct ServiceInfo {
     pub after: Vec<String>,
     /// The log file.
     pub log_file: String,
+    /// Created through the API (`POST /api/services`) rather than declared in the config.
+    #[serde(default)]
+    pub transient: bool,
 }
 
 /// `GET /api/services/{name}/logs`: the last lines of the log, oldest first, each

@@ -4,17 +4,22 @@
 //! - `GET /api/services/{name}`: one.
 //! - `POST /api/services/{name}/start|stop|restart` (action `service`): answers once the
 //!   service got there (up or failed, stopped, a new main process), with its state.
+//! - `POST /api/services` (body: the fields of a `[[service]]` entry): a transient service,
+//!   started unless `autostart` is false, kept across agent restarts until
+//!   `DELETE /api/services/{name}` stops and forgets it. A caller other than root may only
+//!   create services that run as itself; TCP clients may not create any.
 //! - `GET /api/services/{name}/logs?lines=N&since=DUR`: the last lines ([`ServiceLogs`]);
 //!   with `follow=true`, a never-ending `text/plain` stream of those lines and every new
 //!   one, following the file across rotations.
-use super::{error::ApiErr, extract::Query, processes::blocking};
+use super::{error::ApiErr, extract, extract::Query, processes::blocking};
 use crate::{
+    access::Scope,
     core::Agent,
-    services::{Cmd, Supervisor, SvcError},
+    services::{config::ServiceConfig, Cmd, Supervisor, SvcError},
 };
 use axum::{
     body::Body,
-    extract::{Path as UrlPath, State},
+    extract::{Extension, Path as UrlPath, State},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -28,8 +33,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 pub fn routes() -> Router<Arc<Agent>> {
     Router::new()
-        .route("/api/services", get(list))
-        .route("/api/services/{name}", get(one))
+        .route("/api/services", get(list).post(create))
+        .route("/api/services/{name}", get(one).delete(remove))
         .route("/api/services/{name}/start", post(start))
         .route("/api/services/{name}/stop", post(stop))
         .route("/api/services/{name}/restart", post(restart))
@@ -40,6 +45,9 @@ impl From<SvcError> for ApiErr {
     fn from(e: SvcError) -> ApiErr {
         let status = match e {
             SvcError::NotFound(_) => StatusCode::NOT_FOUND,
+            SvcError::Invalid(_) => StatusCode::BAD_REQUEST,
+            SvcError::Forbidden(_) => StatusCode::FORBIDDEN,
+            SvcError::Conflict(_) => StatusCode::CONFLICT,
             SvcError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             SvcError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -67,29 +75,64 @@ async fn one(
     Ok(Json(supervisor(&agent)?.get(&name)?))
 }
 
-async fn command(agent: &Agent, name: &str, cmd: Cmd) -> Result<Json<ServiceInfo>, ApiErr> {
-    Ok(Json(supervisor(agent)?.command(name, cmd).await?))
+async fn command(
+    agent: &Agent,
+    scope: Scope,
+    name: &str,
+    cmd: Cmd,
+) -> Result<Json<ServiceInfo>, ApiErr> {
+    let sup = supervisor(agent)?;
+    sup.check_owner(name, scope.only_uid)?;
+    Ok(Json(sup.command(name, cmd).await?))
 }
 
 async fn start(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<ServiceInfo>, ApiErr> {
-    command(&agent, &name, Cmd::Start).await
+    command(&agent, scope, &name, Cmd::Start).await
 }
 
 async fn stop(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<ServiceInfo>, ApiErr> {
-    command(&agent, &name, Cmd::Stop).await
+    command(&agent, scope, &name, Cmd::Stop).await
 }
 
 async fn restart(
     State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<ServiceInfo>, ApiErr> {
-    command(&agent, &name, Cmd::Restart).await
+    command(&agent, scope, &name, Cmd::Restart).await
+}
+
+/// `POST /api/services`: a transient service, the fields of a `[[service]]` entry.
+async fn create(
+    State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
+    extract::Json(cfg): extract::Json<ServiceConfig>,
+) -> Result<Json<ServiceInfo>, ApiErr> {
+    let sup = supervisor(&agent)?;
+    let name = cfg.name.clone();
+    let caller = scope.peer.remote.is_none().then_some(scope.peer.uid);
+    let s2 = sup.clone();
+    blocking(agent, move |_| Ok(s2.create(cfg, caller)?)).await?;
+    Ok(Json(sup.wait_started(&name).await?))
+}
+
+/// `DELETE /api/services/{name}`: stops a transient service and forgets it.
+async fn remove(
+    State(agent): State<Arc<Agent>>,
+    Extension(scope): Extension<Scope>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<ServiceInfo>, ApiErr> {
+    let sup = supervisor(&agent)?;
+    sup.check_owner(&name, scope.only_uid)?;
+    Ok(Json(sup.delete(&name).await?))
 }
 
 #[derive(serde::Deserialize, Default)]

@@ -72,6 +72,12 @@ pub enum SvcError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Io(String),
@@ -98,6 +104,8 @@ pub struct Service {
     status: watch::Sender<Status>,
     cmds: mpsc::UnboundedSender<Cmd>,
     log: Arc<Mutex<LogFile>>,
+    /// Created through the API (`POST /api/services`), not declared in the config.
+    transient: bool,
 }
 
 impl Service {
@@ -137,6 +145,7 @@ impl Service {
             adopted: s.adopted,
             after: spec.after.clone(),
             log_file: log.path().display().to_string(),
+            transient: self.transient,
         }
     }
 }
@@ -193,12 +202,154 @@ impl Supervisor {
             );
         }
         for spec in specs {
-            sup.add(spec);
+            sup.add(spec, false);
         }
+        sup.load_transient();
         sup
     }
 
-    fn add(self: &Arc<Self>, spec: ServiceSpec) {
+    /// Transient services saved by a previous agent (`state_dir/NAME.service.json`).
+    fn load_transient(self: &Arc<Self>) {
+        let Ok(rd) = std::fs::read_dir(&self.state_dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            if !path.to_string_lossy().ends_with(".service.json") {
+                continue;
+            }
+            let spec = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<config::ServiceConfig>(&b).map_err(|e| e.to_string())
+                })
+                .and_then(|c| c.validate().map_err(|e| format!("{e:#}")));
+            match spec {
+                Ok(spec) if self.get_service(&spec.name).is_none() => self.add(spec, true),
+                Ok(spec) => log::warn!(
+                    "transient service {}: the config declares one by that name; {} ignored",
+                    spec.name,
+                    path.display()
+                ),
+                Err(e) => log::warn!("transient service {}: not loaded: {e}", path.display()),
+            }
+        }
+    }
+
+    fn transient_file(&self, name: &str) -> PathBuf {
+        self.state_dir.join(format!("{name}.service.json"))
+    }
+
+    /// Creates a transient service (`POST /api/services`, blocking: call on the blocking
+    /// pool) and starts it unless `autostart` is false. It is kept across agent restarts
+    /// until deleted. A caller other than root may only create services that run as itself
+    /// (`user` unset or its own uid); `caller` is None for TCP clients, who may not create
+    /// any.
+    pub fn create(
+        self: &Arc<Self>,
+        mut cfg: config::ServiceConfig,
+        caller: Option<u32>,
+    ) -> Result<(), SvcError> {
+        let Some(uid) = caller else {
+            return Err(SvcError::Forbidden(
+                "services run commands: create them over the Unix socket".into(),
+            ));
+        };
+        if uid != 0 {
+            match cfg.user.as_deref() {
+                None => cfg.user = Some(uid.to_string()),
+                Some(u) if u == uid.to_string() => {}
+                Some(u) => {
+                    let same = nix::unistd::User::from_name(u)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|x| x.uid.as_raw() == uid);
+                    if !same {
+                        return Err(SvcError::Forbidden(format!(
+                            "user = {u:?}: you (uid {uid}) may only create services that run as yourself"
+                        )));
+                    }
+                }
+            }
+            if cfg.group.is_some() {
+                return Err(SvcError::Forbidden(
+                    "group: only root may choose a service's group".into(),
+                ));
+            }
+        }
+        let spec = cfg
+            .validate()
+            .map_err(|e| SvcError::Invalid(format!("{e:#}")))?;
+        for a in &spec.after {
+            if self.get_service(a).is_none() {
+                return Err(SvcError::Invalid(format!(
+                    "after = {:?}: no service named {a:?}",
+                    spec.after
+                )));
+            }
+        }
+        if self.get_service(&spec.name).is_some() {
+            return Err(SvcError::Conflict(format!(
+                "a service named {:?} exists already",
+                spec.name
+            )));
+        }
+        let body = serde_json::to_vec_pretty(&cfg).map_err(|e| SvcError::Io(e.to_string()))?;
+        let path = self.transient_file(&spec.name);
+        std::fs::write(&path, body)
+            .map_err(|e| SvcError::Io(format!("saving {}: {e}", path.display())))?;
+        log::info!("transient service {} created", spec.name);
+        self.add(spec, true);
+        Ok(())
+    }
+
+    /// Stops a transient service and forgets it (`DELETE /api/services/{name}`).
+    pub async fn delete(&self, name: &str) -> Result<ServiceInfo, SvcError> {
+        let svc = self.service(name)?;
+        if !svc.transient {
+            return Err(SvcError::Invalid(format!(
+                "service {name} is declared in the config: remove it there and reload (SIGHUP), or stop it"
+            )));
+        }
+        let info = self.command(name, Cmd::Remove).await?;
+        self.services
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let path = self.transient_file(name);
+        let _ = tokio::fs::remove_file(&path).await;
+        log::info!("transient service {name} deleted");
+        Ok(info)
+    }
+
+    /// Waits (bounded) until a service just created is up or failed.
+    pub async fn wait_started(&self, name: &str) -> Result<ServiceInfo, SvcError> {
+        let svc = self.service(name)?;
+        if svc.spec().autostart {
+            let mut rx = svc.status.subscribe();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                rx.wait_for(|s| started(s) || s.state == ServiceState::Failed),
+            )
+            .await;
+        }
+        Ok(svc.info())
+    }
+
+    /// Refuses a caller whose grant covers only its own processes (`only_uid`) acting on a
+    /// service that runs as another user.
+    pub fn check_owner(&self, name: &str, only_uid: Option<u32>) -> Result<(), SvcError> {
+        let Some(uid) = only_uid else { return Ok(()) };
+        let runs_as = self.service(name)?.spec().uid.unwrap_or(0);
+        if runs_as != uid {
+            return Err(SvcError::Forbidden(format!(
+                "service {name} runs as uid {runs_as}: your grant covers only your own (uid {uid})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn add(self: &Arc<Self>, spec: ServiceSpec, transient: bool) {
         let name = spec.name.clone();
         let log = Arc::new(Mutex::new(LogFile::new(
             self.log_dir.join(format!("{name}.log")),
@@ -232,6 +383,7 @@ impl Supervisor {
             status: watch::channel(status).0,
             cmds,
             log,
+            transient,
         });
         if let Some(r) = &adopted {
             let spec = svc.spec();
@@ -278,6 +430,10 @@ impl Supervisor {
             keep.insert(spec.name.clone());
             let existing = self.get_service(&spec.name);
             match existing {
+                Some(svc) if svc.transient => log::error!(
+                    "service {}: a transient service has that name; delete it first (the config entry is ignored)",
+                    spec.name
+                ),
                 Some(svc) => {
                     let mut cur = svc.spec.write().unwrap_or_else(|e| e.into_inner());
                     if **cur != spec {
@@ -290,14 +446,14 @@ impl Supervisor {
                     }
                 }
                 None => {
-                    self.add(spec);
+                    self.add(spec, false);
                     added += 1;
                 }
             }
         }
         let mut map = self.services.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|name, svc| {
-            if keep.contains(name) {
+            if keep.contains(name) || svc.transient {
                 return true;
             }
             let _ = svc.cmds.send(Cmd::Remove);
@@ -350,9 +506,8 @@ impl Supervisor {
         let done = |s: &Status| match cmd {
             Cmd::Stop | Cmd::Remove => !s.state.is_up() && s.state != ServiceState::BackingOff,
             Cmd::Start => {
-                s.state.is_up() && s.state != ServiceState::Stopping
+                started(s) && s.state != ServiceState::Stopping
                     || s.state == ServiceState::Failed && s.since > before.since
-                    || s.state == ServiceState::Starting
             }
             Cmd::Restart => {
                 (s.pid.is_some() && s.pid != before.pid && s.state != ServiceState::Stopping)
@@ -617,6 +772,12 @@ fn oom_kills(m: &Manager, slice: &str) -> Option<u64> {
         return None;
     }
     cg.memory_events().ok().map(|e| e.oom_kill)
+}
+
+/// Started: a main process runs, or it waits for the services it comes `after`.
+fn started(s: &Status) -> bool {
+    s.state.is_up() && s.pid.is_some()
+        || s.state == ServiceState::Starting && s.reason.is_some()
 }
 
 /// The state of a running service: `ready` once ready, `running` when nothing is awaited.

@@ -27,6 +27,91 @@ pub enum ServiceCmd {
     Stop(NameArg),
     /// Stop and start a service.
     Restart(NameArg),
+    /// Create a transient service (kept across agent restarts until removed) and start it.
+    Add(AddArgs),
+    /// Stop a transient service and forget it.
+    Remove(NameArg),
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// The service's name.
+    pub name: String,
+    /// The command and its arguments (after --), run without a shell.
+    #[arg(last = true, required = true)]
+    pub exec: Vec<String>,
+    /// no, on-failure (default), on-abnormal or always.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// started (default), notify or probe.
+    #[arg(long)]
+    pub ready: Option<String>,
+    /// Working directory.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Run as this user (root only; others' services run as themselves).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// KEY=VALUE for its environment (repeatable).
+    #[arg(long, short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// A limit of its slice, e.g. -p MemoryMax=512M (repeatable).
+    #[arg(long = "property", short = 'p', value_name = "KEY=VALUE")]
+    pub limits: Vec<String>,
+    /// Start it once this service is ready (repeatable).
+    #[arg(long)]
+    pub after: Vec<String>,
+    /// Create it without starting it.
+    #[arg(long)]
+    pub no_start: bool,
+    /// Print JSON (the API's own format, stable) instead of text.
+    #[arg(long, short = 'j')]
+    pub json: bool,
+}
+
+fn pairs(what: &str, v: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut m = serde_json::Map::new();
+    for kv in v {
+        let (k, val) = kv.split_once('=').ok_or_else(|| {
+            anyhow::Error::new(crate::client::CliError {
+                code: 2,
+                message: format!("{what} {kv:?}: expected KEY=VALUE"),
+            })
+        })?;
+        m.insert(k.to_string(), serde_json::Value::String(val.to_string()));
+    }
+    Ok(m)
+}
+
+async fn add(client: &Client, a: AddArgs) -> Result<()> {
+    let mut body = serde_json::json!({
+        "name": a.name,
+        "exec": a.exec,
+        "env": pairs("--env", &a.env)?,
+        "limits": pairs("--property", &a.limits)?,
+        "after": a.after,
+        "autostart": !a.no_start,
+    });
+    for (k, v) in [
+        ("restart", &a.restart),
+        ("ready", &a.ready),
+        ("cwd", &a.cwd),
+        ("user", &a.user),
+    ] {
+        if let Some(v) = v {
+            body[k] = serde_json::Value::String(v.clone());
+        }
+    }
+    let s: ServiceInfo = client.call(Method::POST, "/api/services", &body).await?;
+    print_one(&s, a.json)?;
+    if s.state == ServiceState::Failed {
+        anyhow::bail!(
+            "service {} failed: {}",
+            s.name,
+            s.reason.as_deref().unwrap_or("no reason given")
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -103,6 +188,18 @@ pub async fn service(client: &Client, a: ServiceArgs) -> Result<()> {
         ServiceCmd::Start(n) => act(client, &n, "start").await,
         ServiceCmd::Stop(n) => act(client, &n, "stop").await,
         ServiceCmd::Restart(n) => act(client, &n, "restart").await,
+        ServiceCmd::Add(a) => add(client, a).await,
+        ServiceCmd::Remove(n) => {
+            let s: ServiceInfo = client
+                .call(Method::DELETE, &path(&n.name), &serde_json::json!({}))
+                .await?;
+            if n.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("removed service {} (it was {})", s.name, s.state);
+            }
+            Ok(())
+        }
     }
 }
 
