@@ -776,8 +776,7 @@ fn oom_kills(m: &Manager, slice: &str) -> Option<u64> {
 
 /// Started: a main process runs, or it waits for the services it comes `after`.
 fn started(s: &Status) -> bool {
-    s.state.is_up() && s.pid.is_some()
-        || s.state == ServiceState::Starting && s.reason.is_some()
+    s.state.is_up() && s.pid.is_some() || s.state == ServiceState::Starting && s.reason.is_some()
 }
 
 /// The state of a running service: `ready` once ready, `running` when nothing is awaited.
@@ -1124,6 +1123,7 @@ async fn wait_for_deps(
         }
         svc.set(|s| {
             s.state = ServiceState::Starting;
+            s.next_attempt = None;
             s.reason = Some(format!("waiting for {dep} to be ready"));
         });
         loop {
