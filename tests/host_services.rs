@@ -251,6 +251,19 @@ stop = { signal = "TERM", timeout = "1s" }
         "{}",
         agent.log()
     );
+    // stopped stays stopped across an agent restart
+    drop(agent);
+    let again = start(&cfg);
+    assert!(
+        again.log().contains("service tree: not started"),
+        "{}",
+        again.log()
+    );
+    let v = svc(&again, "tree");
+    assert_eq!(v["state"], "stopped", "{v}");
+    let out = again.cli(&["service", "start", "tree", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "running", "{v}");
 }
 
 /// stdout and stderr reach the log time-stamped; `procman logs NAME -n 2` prints the last 2.

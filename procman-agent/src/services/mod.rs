@@ -157,6 +157,9 @@ struct Saved {
     start_time: Option<u64>,
     ready: bool,
     restarts: u32,
+    /// Stopped by a command, or failed: a restarted agent does not start it on its own.
+    #[serde(default)]
+    held: bool,
 }
 
 /// Everything the services need from the agent.
@@ -404,8 +407,11 @@ impl Supervisor {
         self.services
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name, svc.clone());
-        tokio::spawn(supervise(self.clone(), svc, rx, adopted));
+            .insert(name.clone(), svc.clone());
+        if saved.held && adopted.is_none() {
+            log::info!("service {name}: not started: it was stopped or failed before the agent restarted (`procman service start {name}`)");
+        }
+        tokio::spawn(supervise(self.clone(), svc, rx, adopted, saved.held));
     }
 
     /// Applies a reloaded config: new services are added (and started if `autostart`),
@@ -584,6 +590,7 @@ impl Supervisor {
             start_time,
             ready: st.ready,
             restarts: st.restarts,
+            held: matches!(st.state, ServiceState::Stopped | ServiceState::Failed),
         };
         let path = self.state_file(name);
         let tmp = path.with_extension("json.tmp");
@@ -858,6 +865,7 @@ async fn supervise(
     svc: Arc<Service>,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     adopted: Option<Running>,
+    held: bool,
 ) {
     let name = svc.name.clone();
     let notify = {
@@ -871,7 +879,7 @@ async fn supervise(
             None => None,
         }
     };
-    let mut want = adopted.is_some() || svc.spec().autostart;
+    let mut want = adopted.is_some() || (svc.spec().autostart && !held);
     let mut running = adopted;
     let mut starts: VecDeque<Instant> = VecDeque::new();
     let mut fails_in_row: u32 = 0;
@@ -880,6 +888,7 @@ async fn supervise(
         let spec = svc.spec();
         if running.is_none() {
             if !want {
+                persist(&sup, &svc).await;
                 match rx.recv().await {
                     None | Some(Cmd::Remove) => return,
                     Some(Cmd::Stop) => continue,
@@ -1103,6 +1112,12 @@ async fn supervise(
             }
         }
     }
+}
+
+/// Writes the service's state file (on the blocking pool).
+async fn persist(sup: &Arc<Supervisor>, svc: &Service) {
+    let (s2, st, name) = (sup.clone(), svc.status.borrow().clone(), svc.name.clone());
+    blocking(move || s2.save(&name, &st)).await;
 }
 
 /// Waits until every service in `after` is ready; `None` when they are, or the command that
