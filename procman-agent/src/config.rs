@@ -614,6 +614,10 @@ mod tests {
             "[[slice]]\nname = \"s\"\nlimits.IOReadBandwidthMax",
             "[[rule]]\nslice = \"s\"\ncomm",
             "[[access]]\nusers = [\"root\"]\nallow",
+            "[[service]]\nname = \"s\"\nexec = [\"true\"]\nbackoff.initial",
+            "[[service]]\nname = \"s\"\nexec = [\"true\"]\nprobe.http",
+            "[[service]]\nname = \"s\"\nexec = [\"true\"]\nlog.max_size",
+            "[[service]]\nname = \"s\"\nexec",
         ];
 
         proptest! {
