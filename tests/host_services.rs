@@ -272,14 +272,24 @@ stop = { signal = "TERM", timeout = "1s" }
 fn logs_are_captured_with_timestamps() {
     let root = TestRoot::new("svc-logs");
     let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("talker.env");
+    std::fs::write(
+        &env,
+        "# from a file\nFROM_FILE=\"filed value\"\nBOTH=file\n",
+    )
+    .unwrap();
     let cfg = config(
         &root,
         dir.path(),
-        r#"
+        &format!(
+            r#"
 [[service]]
 name = "talker"
-exec = ["sh", "-c", "echo one; echo two >&2; echo three; exec sleep 1000"]
-"#,
+env_file = {env:?}
+env = {{ BOTH = "env" }}
+exec = ["sh", "-c", "echo $FROM_FILE $BOTH; echo one; echo two >&2; echo three; exec sleep 1000"]
+"#
+        ),
     );
     let agent = start(&cfg);
     wait_until("three lines", Duration::from_secs(20), || {
@@ -310,6 +320,11 @@ exec = ["sh", "-c", "echo one; echo two >&2; echo three; exec sleep 1000"]
         (0.0..60.0).contains(&age),
         "a recent UTC stamp: {}",
         lines[0]
+    );
+    let all = log_lines(dir.path(), "talker");
+    assert!(
+        all.iter().any(|l| l.ends_with(" filed value env")),
+        "env_file, then env: {all:?}"
     );
     let out = agent.cli(&["logs", "talker", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

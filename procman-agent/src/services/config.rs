@@ -176,11 +176,21 @@ pub struct ServiceConfig {
     pub group: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// A file of `KEY=VALUE` lines (`#` comments, optional quotes), read at each start;
+    /// `env` wins over it.
+    pub env_file: Option<PathBuf>,
     /// Limits of its slice, the keys of `[[slice]]`.
     #[serde(default)]
     pub limits: procman_cgroup::Limits,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Exit codes that count as a clean exit besides 0 (systemd's `SuccessExitStatus=`).
+    #[serde(default)]
+    pub success_exit_codes: Vec<i32>,
+    /// Exit codes after which it is always restarted, whatever `restart` says (systemd's
+    /// `RestartForceExitStatus=`).
+    #[serde(default)]
+    pub restart_exit_codes: Vec<i32>,
     #[serde(default)]
     pub backoff: BackoffConfig,
     #[serde(default)]
@@ -247,8 +257,11 @@ pub struct ServiceSpec {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub env: BTreeMap<String, String>,
+    pub env_file: Option<PathBuf>,
     pub limits: procman_cgroup::Limits,
     pub restart: RestartPolicy,
+    pub success_exit_codes: Vec<i32>,
+    pub restart_exit_codes: Vec<i32>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub reset_after: Duration,
@@ -370,6 +383,17 @@ impl ServiceConfig {
         if self.env.values().any(|v| v.contains('\0')) {
             bail!("[[service]] {n:?}: an env value has a NUL byte");
         }
+        if let Some(f) = &self.env_file {
+            read_env_file(f).map_err(|e| anyhow::anyhow!("[[service]] {n:?}: env_file: {e}"))?;
+        }
+        for (key, codes) in [
+            ("success_exit_codes", &self.success_exit_codes),
+            ("restart_exit_codes", &self.restart_exit_codes),
+        ] {
+            if let Some(c) = codes.iter().find(|c| !(0..=255).contains(*c)) {
+                bail!("[[service]] {n:?}: {key} = {codes:?}: {c} is not an exit code (0 to 255)");
+            }
+        }
         self.limits
             .validate()
             .map_err(|e| anyhow::anyhow!("[[service]] {n:?}: limits: {e}"))?;
@@ -412,8 +436,11 @@ impl ServiceConfig {
             uid,
             gid,
             env: self.env.clone(),
+            env_file: self.env_file.clone(),
             limits: self.limits.clone(),
             restart: self.restart,
+            success_exit_codes: self.success_exit_codes.clone(),
+            restart_exit_codes: self.restart_exit_codes.clone(),
             backoff_initial,
             backoff_max,
             reset_after,
@@ -429,6 +456,46 @@ impl ServiceConfig {
             autostart: self.autostart,
         })
     }
+}
+
+/// Reads an environment file: `KEY=VALUE` lines, blank lines and `#` comments skipped, an
+/// optional `export `, values optionally in single or double quotes (no expansion).
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        let (k, v) = l.split_once('=').ok_or_else(|| {
+            format!(
+                "{} line {}: {line:?} is not KEY=VALUE",
+                path.display(),
+                i + 1
+            )
+        })?;
+        let k = k.trim();
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "{} line {}: {k:?} is not a variable name",
+                path.display(),
+                i + 1
+            ));
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(v);
+        if v.contains('\0') {
+            return Err(format!("{} line {}: a NUL byte", path.display(), i + 1));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
 }
 
 fn probe_spec(n: &str, p: &ProbeConfig) -> Result<ProbeSpec> {
@@ -642,6 +709,33 @@ after = []
         assert!(e.contains("after") && e.contains("\"b\""), "{e}");
         let e = err("[[service]]\nname = \"a\"\nexec = [\"true\"]\n[[service]]\nname = \"a\"\nexec = [\"true\"]\n");
         assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn env_files_and_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("app.env");
+        std::fs::write(&f, "# comment\n\nA=1\nexport B=\"two words\"\nC='x=y'\n").unwrap();
+        assert_eq!(
+            read_env_file(&f).unwrap(),
+            [
+                ("A".to_string(), "1".to_string()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x=y".into())
+            ]
+        );
+        std::fs::write(&f, "A=1\nnot a pair\n").unwrap();
+        assert!(read_env_file(&f).unwrap_err().contains("line 2"));
+        let e = err(&format!(
+            "[[service]]\nname = \"a\"\nexec = [\"true\"]\nenv_file = {:?}\n",
+            dir.path().join("missing.env")
+        ));
+        assert!(e.contains("env_file") && e.contains("missing.env"), "{e}");
+        let e = err("[[service]]\nname = \"a\"\nexec = [\"true\"]\nsuccess_exit_codes = [300]\n");
+        assert!(e.contains("success_exit_codes"), "{e}");
+        let s = parse("[[service]]\nname = \"a\"\nexec = [\"true\"]\nrestart_exit_codes = [75]\n")
+            .unwrap();
+        assert_eq!(s[0].restart_exit_codes, [75]);
     }
 
     #[test]

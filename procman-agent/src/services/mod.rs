@@ -687,8 +687,12 @@ impl Supervisor {
         unsafe {
             libc::fcntl(rd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
         }
+        let env_file = match &spec.env_file {
+            Some(p) => config::read_env_file(p)?,
+            None => Vec::new(),
+        };
         let setup = procman_common::spawn::ChildSetup {
-            env: Some(child_env(spec, &self.notify_path(&spec.name))),
+            env: Some(child_env(spec, &env_file, &self.notify_path(&spec.name))),
             cwd: spec.cwd.clone(),
             uid: spec.uid,
             gid: spec.gid,
@@ -726,8 +730,9 @@ fn watch_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
         .map_err(|e| e.into_parts().1)
 }
 
-/// The environment a service starts with: a fixed base (like systemd's), then its `env`.
-fn child_env(spec: &ServiceSpec, notify: &Path) -> Vec<String> {
+/// The environment a service starts with: a fixed base (like systemd's), then its
+/// `env_file`, then its `env`.
+fn child_env(spec: &ServiceSpec, env_file: &[(String, String)], notify: &Path) -> Vec<String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert(
         "PATH".into(),
@@ -744,7 +749,7 @@ fn child_env(spec: &ServiceSpec, notify: &Path) -> Vec<String> {
     }
     env.insert("NOTIFY_SOCKET".into(), notify.display().to_string());
     env.insert("PROCMAN_SERVICE".into(), spec.name.clone());
-    for (k, v) in &spec.env {
+    for (k, v) in env_file.iter().map(|(k, v)| (k, v)).chain(spec.env.iter()) {
         env.insert(k.clone(), v.clone());
     }
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
@@ -795,16 +800,29 @@ fn up_state(spec: &ServiceSpec, ready: bool) -> ServiceState {
     }
 }
 
-/// Whether the restart policy restarts after `st` (`probe_failed`: ended by its probe).
-fn should_restart(policy: RestartPolicy, st: ExitStatus, probe_failed: bool) -> bool {
-    match policy {
+/// Whether the main process ended well: a clean status (exit 0 or HUP/INT/TERM/PIPE), or an
+/// exit code listed in `success_exit_codes`; never after a failed probe.
+fn is_clean(spec: &ServiceSpec, st: ExitStatus, probe_failed: bool) -> bool {
+    !probe_failed
+        && (st.is_clean()
+            || matches!(st, ExitStatus::Exited { code } if spec.success_exit_codes.contains(&code)))
+}
+
+/// Whether the service starts again after `st` (`probe_failed`: ended by its probe): an exit
+/// code in `restart_exit_codes` always does, otherwise the restart policy decides.
+fn should_restart(spec: &ServiceSpec, st: ExitStatus, probe_failed: bool) -> bool {
+    if matches!(st, ExitStatus::Exited { code } if spec.restart_exit_codes.contains(&code)) {
+        return true;
+    }
+    let clean = is_clean(spec, st, probe_failed);
+    match spec.restart {
         RestartPolicy::No => false,
         RestartPolicy::Always => true,
-        RestartPolicy::OnFailure => probe_failed || !st.is_clean(),
+        RestartPolicy::OnFailure => !clean,
         RestartPolicy::OnAbnormal => {
             probe_failed
                 || matches!(st, ExitStatus::Unknown | ExitStatus::OomKilled)
-                || matches!(st, ExitStatus::Killed { .. }) && !st.is_clean()
+                || matches!(st, ExitStatus::Killed { .. }) && !clean
         }
     }
 }
@@ -1075,7 +1093,7 @@ async fn supervise(
                 if ran >= spec.reset_after {
                     fails_in_row = 0;
                 }
-                if should_restart(spec.restart, status, probe_failed) {
+                if should_restart(&spec, status, probe_failed) {
                     fails_in_row += 1;
                     let delay = backoff(spec.backoff_initial, spec.backoff_max, fails_in_row);
                     let next = SystemTime::now() + delay;
@@ -1100,7 +1118,7 @@ async fn supervise(
                     want = false;
                     svc.set(|s| {
                         s.last_exit = Some(status);
-                        if status.is_clean() && !probe_failed {
+                        if is_clean(&spec, status, probe_failed) {
                             s.state = ServiceState::Stopped;
                             s.reason = None;
                         } else {
@@ -1329,17 +1347,55 @@ mod tests {
             signal: s,
             core_dumped: false,
         };
+        let mut spec = config::ServiceConfig {
+            name: "t".into(),
+            exec: vec!["true".into()],
+            cwd: None,
+            user: None,
+            group: None,
+            env: Default::default(),
+            env_file: None,
+            limits: Default::default(),
+            restart: RestartPolicy::No,
+            success_exit_codes: vec![],
+            restart_exit_codes: vec![],
+            backoff: Default::default(),
+            start_limit: Default::default(),
+            stop: Default::default(),
+            ready: Default::default(),
+            probe: None,
+            after: vec![],
+            log: Default::default(),
+            autostart: true,
+        }
+        .validate()
+        .unwrap();
+        let with = |spec: &ServiceSpec, p: RestartPolicy| ServiceSpec {
+            restart: p,
+            ..spec.clone()
+        };
         use RestartPolicy::*;
-        assert!(!should_restart(No, exit(1), true));
-        assert!(should_restart(Always, exit(0), false));
-        assert!(should_restart(OnFailure, exit(3), false));
-        assert!(!should_restart(OnFailure, exit(0), false));
-        assert!(!should_restart(OnFailure, sig(libc::SIGTERM), false));
-        assert!(should_restart(OnFailure, sig(libc::SIGKILL), false));
-        assert!(should_restart(OnFailure, ExitStatus::Unknown, false));
-        assert!(should_restart(OnFailure, exit(0), true));
-        assert!(!should_restart(OnAbnormal, exit(3), false));
-        assert!(should_restart(OnAbnormal, sig(libc::SIGSEGV), false));
-        assert!(should_restart(OnAbnormal, exit(0), true));
+        assert!(!should_restart(&with(&spec, No), exit(1), true));
+        assert!(should_restart(&with(&spec, Always), exit(0), false));
+        let of = with(&spec, OnFailure);
+        assert!(should_restart(&of, exit(3), false));
+        assert!(!should_restart(&of, exit(0), false));
+        assert!(!should_restart(&of, sig(libc::SIGTERM), false));
+        assert!(should_restart(&of, sig(libc::SIGKILL), false));
+        assert!(should_restart(&of, ExitStatus::Unknown, false));
+        assert!(should_restart(&of, ExitStatus::OomKilled, false));
+        assert!(should_restart(&of, exit(0), true));
+        let oa = with(&spec, OnAbnormal);
+        assert!(!should_restart(&oa, exit(3), false));
+        assert!(should_restart(&oa, sig(libc::SIGSEGV), false));
+        assert!(should_restart(&oa, exit(0), true));
+        // success_exit_codes: clean, no restart on failure; restart_exit_codes: always
+        spec.success_exit_codes = vec![2];
+        spec.restart_exit_codes = vec![75];
+        let of = with(&spec, OnFailure);
+        assert!(!should_restart(&of, exit(2), false));
+        assert!(is_clean(&of, exit(2), false));
+        assert!(should_restart(&with(&spec, No), exit(75), false));
+        assert!(!is_clean(&of, exit(75), false));
     }
 }
