@@ -158,7 +158,7 @@ restart = "no"
 }
 
 /// The main process and its children are in the slice from their first instruction; stop
-/// ends the whole tree (a detached grandchild included) even when the main process ignores
+/// ends the whole tree (21 detached, double-forked grandchildren included) even when the main process ignores
 /// the stop signal: the slice is empty afterwards and every process gone.
 #[test]
 #[ignore = "needs root: creates cgroups and starts services in them"]
@@ -171,7 +171,7 @@ fn stop_ends_the_whole_tree() {
         r#"
 [[service]]
 name = "tree"
-exec = ["sh", "-c", "while read l; do case $l in 0::*) cg=$l;; esac; done < /proc/self/cgroup; echo \"main $cg\"; trap '' TERM; (setsid sh -c 'while read l; do case $l in 0::*) cg=$l;; esac; done < /proc/self/cgroup; echo \"grandchild $$ $cg\"; exec sleep 1000' &); sleep 1000 & wait"]
+exec = ["sh", "-c", "while read l; do case $l in 0::*) cg=$l;; esac; done < /proc/self/cgroup; echo \"main $cg\"; trap '' TERM; (setsid sh -c 'while read l; do case $l in 0::*) cg=$l;; esac; done < /proc/self/cgroup; echo \"grandchild $$ $cg\"; exec sleep 1000' &); for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do (setsid sleep 1000 &); done; sleep 1000 & wait"]
 stop = { signal = "TERM", timeout = "1s" }
 "#,
     );
@@ -205,7 +205,7 @@ stop = { signal = "TERM", timeout = "1s" }
     }
     let procs = root.slice("svc-tree").join("cgroup.procs");
     let pids: Vec<u64> = wait_until(
-        "main, sleep and the grandchild",
+        "main, sleep and the 21 detached grandchildren",
         Duration::from_secs(10),
         || {
             let p: Vec<u64> = std::fs::read_to_string(&procs)
@@ -213,7 +213,7 @@ stop = { signal = "TERM", timeout = "1s" }
                 .split_whitespace()
                 .map(|s| s.parse().unwrap())
                 .collect();
-            if p.len() >= 3 {
+            if p.len() >= 23 {
                 Ok(p)
             } else {
                 Err(format!("{p:?}"))
@@ -443,7 +443,7 @@ backoff = {{ initial = "100ms", max = "1s" }}
 }
 
 /// `kill -9` of the agent leaves the service running; the next agent re-adopts it (same pid,
-/// its output still captured) and restarts it when it dies.
+/// still `ready`, its output still captured with no line lost) and restarts it when it dies.
 #[test]
 #[ignore = "needs root: creates cgroups and starts services in them"]
 fn agent_crash_readopts_the_running_service() {
@@ -455,13 +455,22 @@ fn agent_crash_readopts_the_running_service() {
         r#"
 [[service]]
 name = "ticker"
-exec = ["sh", "-c", "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done"]
+ready = "notify"
+exec = ["python3", "-u", "-c", """
+import os, socket, time
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])
+i = 0
+while True:
+    print('tick', i)
+    i += 1
+    time.sleep(0.1)
+"""]
 backoff = { initial = "100ms" }
 "#,
     );
     let mut first = start(&cfg);
-    let v = wait_svc(&first, "ticker", "ticker running", 20, |v| {
-        v["state"] == "running"
+    let v = wait_svc(&first, "ticker", "ticker ready", 20, |v| {
+        v["state"] == "ready"
     });
     let pid = v["pid"].as_u64().unwrap();
     first.kill_hard();
@@ -479,7 +488,7 @@ backoff = { initial = "100ms" }
     });
     assert_eq!(v["pid"].as_u64(), Some(pid), "the same main process: {v}");
     assert_eq!(v["adopted"], true, "{v}");
-    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["state"], "ready", "still ready, as before the crash: {v}");
     assert_eq!(v["restarts"], 0, "{v}");
     // its output is still captured, including what it wrote while no agent read it
     wait_until("new ticks in the log", Duration::from_secs(10), || {
@@ -506,9 +515,9 @@ backoff = { initial = "100ms" }
     let v = wait_svc(&second, "ticker", "ticker restarted", 20, |v| {
         v["pid"].is_u64() && v["pid"].as_u64() != Some(pid) || v["state"] == "failed"
     });
-    assert_eq!(
+    assert_ne!(
         v["state"],
-        "running",
+        "failed",
         "{v}\n{}\n{:#?}",
         second.log(),
         log_lines(dir.path(), "ticker")
@@ -516,6 +525,9 @@ backoff = { initial = "100ms" }
     assert_eq!(v["restarts"], 1, "{v}");
     assert_eq!(v["last_exit"], "exit status unknown (adopted)", "{v}");
     assert_eq!(v["adopted"], false);
+    wait_svc(&second, "ticker", "the new ticker ready", 20, |v| {
+        v["state"] == "ready"
+    });
 }
 
 /// `procman logs -f` follows the log across rotations (several between two polls) without

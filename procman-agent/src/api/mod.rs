@@ -8,6 +8,7 @@
 //! - `GET /api/processes[/{pid}[/tree|/history]]`, `/api/tree`, `/api/system`: the read side
 //!   ([`processes`]).
 //! - slices, limits, freeze/thaw, placement: [`enforce`].
+//! - supervised services, their commands and logs: [`services`].
 //!
 //! A new endpoint goes into the module of its group (or a new one), returns
 //! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, and runs
