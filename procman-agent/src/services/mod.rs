@@ -104,6 +104,8 @@ pub struct Service {
     status: watch::Sender<Status>,
     cmds: mpsc::UnboundedSender<Cmd>,
     log: Arc<Mutex<LogFile>>,
+    /// The log file's path (read without the log's lock, which its writer holds).
+    log_path: PathBuf,
     /// Created through the API (`POST /api/services`), not declared in the config.
     transient: bool,
 }
@@ -128,7 +130,6 @@ impl Service {
     fn info(&self) -> ServiceInfo {
         let spec = self.spec();
         let s = self.status.borrow().clone();
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         ServiceInfo {
             name: self.name.clone(),
             state: s.state,
@@ -144,7 +145,7 @@ impl Service {
             slice: spec.slice(),
             adopted: s.adopted,
             after: spec.after.clone(),
-            log_file: log.path().display().to_string(),
+            log_file: self.log_path.display().to_string(),
             transient: self.transient,
         }
     }
@@ -354,8 +355,9 @@ impl Supervisor {
 
     fn add(self: &Arc<Self>, spec: ServiceSpec, transient: bool) {
         let name = spec.name.clone();
+        let log_path = self.log_dir.join(format!("{name}.log"));
         let log = Arc::new(Mutex::new(LogFile::new(
-            self.log_dir.join(format!("{name}.log")),
+            log_path.clone(),
             spec.log_max_size,
             spec.log_keep,
         )));
@@ -386,6 +388,7 @@ impl Supervisor {
             status: watch::channel(status).0,
             cmds,
             log,
+            log_path,
             transient,
         });
         if let Some(r) = &adopted {
@@ -528,12 +531,7 @@ impl Supervisor {
     pub fn logs(&self, name: &str, n: usize, since: Option<&str>) -> Result<ServiceLogs, SvcError> {
         let svc = self.service(name)?;
         let keep = svc.spec().log_keep;
-        let path = svc
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .path()
-            .to_path_buf();
+        let path = svc.log_path.clone();
         let lines = logs::tail(&path, keep, n, since)
             .map_err(|e| SvcError::Io(format!("reading {}: {e}", path.display())))?;
         Ok(ServiceLogs {
@@ -546,13 +544,7 @@ impl Supervisor {
     /// The log file of a service and how many rotated files it keeps (for following it).
     pub fn log_path(&self, name: &str) -> Result<(PathBuf, u32), SvcError> {
         let svc = self.service(name)?;
-        let p = svc
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .path()
-            .to_path_buf();
-        Ok((p, svc.spec().log_keep))
+        Ok((svc.log_path.clone(), svc.spec().log_keep))
     }
 
     fn manager(&self) -> Result<Arc<Manager>, String> {
@@ -1005,10 +997,7 @@ async fn supervise(
                 }
                 Err(e) => {
                     log::error!("service {name}: cannot start: {e}");
-                    svc.log
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .note(&format!("cannot start: {e}"));
+                    note(&svc, format!("cannot start: {e}")).await;
                     want = false;
                     svc.set(|s| {
                         s.state = ServiceState::Failed;
@@ -1085,10 +1074,7 @@ async fn supervise(
                 } else {
                     status.to_string()
                 };
-                svc.log
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .note(&format!("main process {} {text}", r.pid));
+                note(&svc, format!("main process {} {text}", r.pid)).await;
                 log::info!("service {name}: main process {} {text}", r.pid);
                 if ran >= spec.reset_after {
                     fails_in_row = 0;
@@ -1130,6 +1116,12 @@ async fn supervise(
             }
         }
     }
+}
+
+/// A `[procman]` line in the service's log (on the blocking pool: a file write).
+async fn note(svc: &Service, text: String) {
+    let log = svc.log.clone();
+    blocking(move || log.lock().unwrap_or_else(|p| p.into_inner()).note(&text)).await;
 }
 
 /// Writes the service's state file (on the blocking pool).
