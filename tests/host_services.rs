@@ -37,8 +37,8 @@ fn wait_svc(
     ok: impl Fn(&Value) -> bool,
 ) -> Value {
     wait_until(what, Duration::from_secs(secs), || {
-        let v = svc(agent, name);
-        if ok(&v) {
+        let (code, v) = http_get(&agent.socket, &format!("/api/services/{name}"));
+        if code == 200 && ok(&v) {
             Ok(v)
         } else {
             Err(v.to_string())
@@ -742,4 +742,71 @@ fn transient_services_through_the_api() {
             .any(|r| r["action"] == "service" && r["target"] == "DELETE /api/services/extra"),
         "{audit:#?}"
     );
+}
+
+/// SIGHUP: a config with a bad `[[service]]` is refused with the key named and the running
+/// services stay; a good one starts the new service and stops the removed one.
+#[test]
+#[ignore = "needs root: creates cgroups and starts services in them"]
+fn sighup_adds_and_removes_services() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let root = TestRoot::new("svc-reload");
+    let dir = tempfile::tempdir().unwrap();
+    let one = "[[service]]\nname = \"one\"\nexec = [\"sleep\", \"1000\"]\n";
+    let two = "[[service]]\nname = \"two\"\nexec = [\"sleep\", \"1000\"]\n";
+    let agent = start(&config(&root, dir.path(), one));
+    let v = wait_svc(&agent, "one", "one running", 20, |v| {
+        v["state"] == "running"
+    });
+    let one_pid = v["pid"].as_u64().unwrap();
+    let hup = || kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGHUP).unwrap();
+    let reloads = |result: &str| {
+        agent
+            .audit()
+            .iter()
+            .filter(|r| r["action"] == "reload" && r["result"] == result)
+            .count()
+    };
+    // a user that does not exist: refused, nothing changes
+    agent.rewrite_config(&config(
+        &root,
+        dir.path(),
+        &format!("{two}user = \"no-such-user-pm\"\n"),
+    ));
+    hup();
+    wait_until("the refused reload", Duration::from_secs(10), || {
+        (reloads("error") == 1)
+            .then_some(())
+            .ok_or(format!("{:?}", agent.audit()))
+    });
+    let refused = agent
+        .audit()
+        .into_iter()
+        .find(|r| r["result"] == "error")
+        .unwrap();
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-user-pm"),
+        "{refused}"
+    );
+    assert_eq!(svc(&agent, "one")["pid"].as_u64(), Some(one_pid));
+    let (code, _) = http_get(&agent.socket, "/api/services/two");
+    assert_eq!(code, 404);
+    // good: two starts, one is stopped and forgotten
+    agent.rewrite_config(&config(&root, dir.path(), two));
+    hup();
+    wait_svc(&agent, "two", "two running", 20, |v| {
+        v["state"] == "running"
+    });
+    wait_until("one gone", Duration::from_secs(10), || {
+        let (code, v) = http_get(&agent.socket, "/api/services/one");
+        if code == 404 && !alive(one_pid) {
+            Ok(())
+        } else {
+            Err(format!("{code} {v}"))
+        }
+    });
 }
