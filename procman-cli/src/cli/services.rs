@@ -103,15 +103,7 @@ async fn add(client: &Client, a: AddArgs) -> Result<()> {
         }
     }
     let s: ServiceInfo = client.call(Method::POST, "/api/services", &body).await?;
-    print_one(&s, a.json)?;
-    if s.state == ServiceState::Failed {
-        anyhow::bail!(
-            "service {} failed: {}",
-            s.name,
-            s.reason.as_deref().unwrap_or("no reason given")
-        );
-    }
-    Ok(())
+    print_outcome(&s, a.json)
 }
 
 #[derive(Args)]
@@ -211,7 +203,12 @@ async fn act(client: &Client, n: &NameArg, verb: &str) -> Result<()> {
             &serde_json::json!({}),
         )
         .await?;
-    print_one(&s, n.json)?;
+    print_outcome(&s, n.json)
+}
+
+/// Prints the service after a command; a service that ended `failed` makes it an error.
+fn print_outcome(s: &ServiceInfo, json: bool) -> Result<()> {
+    print_one(s, json)?;
     if s.state == ServiceState::Failed {
         anyhow::bail!(
             "service {} failed: {}",
