@@ -750,10 +750,11 @@ fn child_env(spec: &ServiceSpec, env_file: &[(String, String)], notify: &Path) -
 /// Kills every process of `slice`, waits until it is empty, and removes it (blocking; the
 /// next start creates it afresh with the service's limits).
 ///
-/// Removing it is not tidiness: on Linux 6.14 to at least 6.18, `clone3(CLONE_INTO_CGROUP)`
-/// compares the target cgroup's `cgroup.kill` sequence number with the *caller's* cgroup's
-/// (`cgroup_css_set_fork` reads `kargs->cgrp` before it is set), so every process cloned
-/// into a cgroup that was ever killed is SIGKILLed at birth. A new cgroup starts at zero.
+/// Removing it is not tidiness: on kernels with the `kill_seq` fix of the fork/`cgroup.kill`
+/// race (6.14 and its stable backports; seen on 6.18), `clone3(CLONE_INTO_CGROUP)` compares
+/// the target cgroup's kill counter with the *caller's* cgroup's (`cgroup_css_set_fork`
+/// reads `kargs->cgrp` before it is set), so every process cloned into a cgroup that was
+/// ever killed is SIGKILLed at birth. A new cgroup starts at zero.
 fn kill_slice(m: &Manager, slice: &str) -> Result<(), String> {
     match m.pids(slice) {
         Ok(p) if p.is_empty() => return Ok(()),
