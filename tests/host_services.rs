@@ -810,3 +810,53 @@ fn sighup_adds_and_removes_services() {
         }
     });
 }
+
+/// An exec-time placement rule that matches a service's program leaves the service's process
+/// in its slice (its stop must reach it), while other processes it matches are placed.
+#[test]
+#[ignore = "needs root: loads BPF programs, creates cgroups and starts services in them"]
+fn placement_rules_leave_service_processes_alone() {
+    let root = TestRoot::new("svc-place");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("pmt-svcplace");
+    std::fs::copy("/bin/sleep", &bin).unwrap();
+    let cfg = config(
+        &root,
+        dir.path(),
+        &format!(
+            "[[slice]]\nname = \"placed\"\n[[rule]]\nname = \"t\"\ncomm = \"pmt-svcplace\"\nslice = \"placed\"\n\
+             [[service]]\nname = \"sleeper\"\nexec = [{bin:?}, \"1000\"]\n",
+            bin = bin.display().to_string()
+        ),
+    );
+    let agent = Agent::start(&cfg, &["--source", "bpf"]);
+    let v = wait_svc(&agent, "sleeper", "sleeper running its program", 20, |v| {
+        v["pid"].as_u64().is_some_and(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "pmt-svcplace")
+        })
+    });
+    let pid = v["pid"].as_u64().unwrap() as u32;
+    // a process of the same name started after it: once that one is placed, the service's
+    // exec (earlier in the event stream) has been through placement too
+    let mut other = wait_until("spawning the copy", Duration::from_secs(10), || {
+        std::process::Command::new(&bin)
+            .arg("300")
+            .spawn()
+            .map_err(|e| e.to_string())
+    });
+    let placed = root.cgroup_line("placed");
+    let r =
+        procman_tests::try_wait_until("the other process placed", Duration::from_secs(10), || {
+            let now = cgroup_of(other.id());
+            (now == placed).then_some(()).ok_or(now)
+        });
+    let _ = other.kill();
+    let _ = other.wait();
+    r.unwrap();
+    assert_eq!(
+        cgroup_of(pid),
+        root.cgroup_line("svc-sleeper"),
+        "the service stays in its slice"
+    );
+}

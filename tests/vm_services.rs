@@ -46,7 +46,7 @@ backoff = {{ initial = "500ms" }}
         root.0,
         d = dir.path().display()
     );
-    let agent = Agent::start(&cfg, &[]);
+    let agent = Agent::start(&cfg, &["--source", "netlink"]);
     let v = wait_until(
         "the OOM kill and a restart",
         Duration::from_secs(120),
@@ -77,4 +77,51 @@ backoff = {{ initial = "500ms" }}
         (64u64 << 20).to_string(),
         "the slice has the service's limit"
     );
+}
+
+/// A restart kills the slice (the main process leaves a child behind) and the new main
+/// process lives: no SIGKILL at birth from the killed cgroup (see `services::kill_slice`).
+#[test]
+#[ignore = "needs the cgroup v2 test VM (cargo xtask vm-test)"]
+fn restart_after_a_slice_kill_starts_a_living_process() {
+    require_vm();
+    let root = Root("procman-vm-svc-restart.slice".into());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        r#"[cgroup]
+root = "{}"
+[services]
+log_dir = "{d}/logs"
+state_dir = "{d}/state"
+
+[[service]]
+name = "pair"
+exec = ["sh", "-c", "trap '' TERM; sleep 1000 & wait"]
+stop = {{ timeout = "1s" }}
+"#,
+        root.0,
+        d = dir.path().display()
+    );
+    let agent = Agent::start(&cfg, &["--source", "netlink"]);
+    let first = wait_until("pair running", Duration::from_secs(60), || {
+        let (_, v) = http_get(&agent.socket, "/api/services/pair");
+        v["pid"].as_u64().ok_or(v.to_string())
+    });
+    for round in 0..2 {
+        let out = agent.cli(&["service", "restart", "pair", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["state"], "running", "round {round}: {v}");
+        assert_ne!(v["pid"].as_u64(), Some(first));
+        // still the same process a moment later: not killed at birth
+        let pid = v["pid"].as_u64().unwrap();
+        let (_, again) = http_get(&agent.socket, "/api/services/pair");
+        assert_eq!(again["pid"].as_u64(), Some(pid), "round {round}: {again}");
+        assert_eq!(again["last_exit"], serde_json::Value::Null, "{again}");
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
 }

@@ -227,16 +227,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             cors_origins: cfg.api.cors_origins.clone(),
         },
     );
-    // processes started while the agent was down go to their slices before anything else
-    if agent.enforcer.placement().is_some() {
-        let a = agent.clone();
-        let n = tokio::task::spawn_blocking(move || {
-            a.enforcer.placement().map_or(0, |p| p.sweep(&a.table))
-        })
-        .await?;
-        log::info!("placement sweep at start: {n} running process(es) queued for their slices");
-    }
-    // services: re-adopted from their slices, or started
+    // services: re-adopted from their slices (before the placement sweep, which must leave
+    // their processes where they are), or started
     let services = cfg.service_specs()?;
     let n = services.len();
     let sup = {
@@ -250,6 +242,15 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let _ = agent.services.set(sup);
     if n > 0 {
         log::info!("services: {n} supervised");
+    }
+    // processes started while the agent was down go to their slices before anything else
+    if agent.enforcer.placement().is_some() {
+        let a = agent.clone();
+        let n = tokio::task::spawn_blocking(move || {
+            a.enforcer.placement().map_or(0, |p| p.sweep(&a.table))
+        })
+        .await?;
+        log::info!("placement sweep at start: {n} running process(es) queued for their slices");
     }
     core::trim_heap(); // BTF parsing and the seed scan are done
     log::info!("API listening on {}", cfg.agent.socket.display());

@@ -611,6 +611,7 @@ impl Supervisor {
         if pids.is_empty() {
             return Ok(None);
         }
+        note_service_cgroup(&m, &slice);
         let infos: Vec<procman_cgroup::procs::ProcInfo> = pids
             .iter()
             .filter_map(|&p| procman_cgroup::procs::proc_info(p).ok())
@@ -668,6 +669,7 @@ impl Supervisor {
         let slice = spec.slice();
         m.ensure_slice(&slice, &spec.limits)
             .map_err(|e| format!("slice {slice}: {e}"))?;
+        note_service_cgroup(&m, &slice);
         // what a previous run left (its main process was not ours to watch): gone first
         if !m.pids(&slice).map_err(|e| e.to_string())?.is_empty() {
             kill_slice(&m, &slice)?;
@@ -713,6 +715,55 @@ impl Supervisor {
         let pidfd = child.pidfd.ok_or("clone3 returned no pidfd")?;
         Ok((child.pid as u32, pidfd, oom_kills(&m, &slice)))
     }
+}
+
+/// The cgroups of the services' slices (ids and `/root/svc-NAME` paths), for exec-time
+/// placement: a rule must not move a service's process out of its slice (its stop would no
+/// longer reach it). Updated at each start and adoption; a removed slice's entry stays (its
+/// id is never reused while the agent runs, and the path is the service's for good).
+static SERVICE_CGROUPS: RwLock<
+    Option<(
+        std::collections::HashSet<u64>,
+        std::collections::HashSet<String>,
+    )>,
+> = RwLock::new(None);
+
+fn note_service_cgroup(m: &Manager, slice: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(path) = m.slice_path(slice) else {
+        return;
+    };
+    let Ok(md) = std::fs::metadata(&path) else {
+        return;
+    };
+    let rel = path
+        .strip_prefix(&m.mount().path)
+        .map(|r| format!("/{}", r.display()))
+        .unwrap_or_default();
+    let mut g = SERVICE_CGROUPS.write().unwrap_or_else(|e| e.into_inner());
+    let (ids, paths) = g.get_or_insert_with(Default::default);
+    ids.insert(md.ino());
+    paths.insert(rel);
+}
+
+/// Whether cgroup `id` (an exec event's) is a service's slice.
+pub fn owns_cgroup(id: u64) -> bool {
+    id != 0
+        && SERVICE_CGROUPS
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|(ids, _)| ids.contains(&id))
+}
+
+/// Whether the cgroup path (from /proc/PID/cgroup, e.g. `/procman.slice/svc-web`) is a
+/// service's slice.
+pub fn owns_cgroup_path(path: &str) -> bool {
+    SERVICE_CGROUPS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|(_, paths)| paths.contains(path))
 }
 
 /// Registers a pidfd with the reactor (readable once the process has exited).
