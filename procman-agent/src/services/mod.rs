@@ -1020,8 +1020,17 @@ async fn supervise(
                     let pidfd = match watch_fd(fd) {
                         Ok(f) => f,
                         Err(e) => {
+                            // unwatched, it must not run: end it with its slice
                             log::error!("service {name}: cannot watch pid {pid}: {e}");
+                            if let Ok(m) = sup.manager() {
+                                let s = spec.slice();
+                                blocking(move || kill_slice(&m, &s)).await;
+                            }
                             want = false;
+                            svc.set(|s| {
+                                s.state = ServiceState::Failed;
+                                s.reason = Some(format!("cannot watch its main process: {e}"));
+                            });
                             continue;
                         }
                     };
