@@ -199,12 +199,8 @@ impl Supervisor {
             state_dir: section.state_dir.clone(),
             services: RwLock::new(BTreeMap::new()),
         });
-        if let Err(e) = std::fs::create_dir_all(&sup.state_dir) {
-            log::error!(
-                "services: cannot create state directory {}: {e}",
-                sup.state_dir.display()
-            );
-        }
+        // the state directory is made when a service needs it: an agent without services
+        // creates nothing
         for spec in specs {
             sup.add(spec, false);
         }
@@ -300,7 +296,8 @@ impl Supervisor {
         }
         let body = serde_json::to_vec_pretty(&cfg).map_err(|e| SvcError::Io(e.to_string()))?;
         let path = self.transient_file(&spec.name);
-        std::fs::write(&path, body)
+        std::fs::create_dir_all(&self.state_dir)
+            .and_then(|_| std::fs::write(&path, body))
             .map_err(|e| SvcError::Io(format!("saving {}: {e}", path.display())))?;
         log::info!("transient service {} created", spec.name);
         self.add(spec, true);
@@ -586,8 +583,8 @@ impl Supervisor {
         };
         let path = self.state_file(name);
         let tmp = path.with_extension("json.tmp");
-        let r = serde_json::to_vec(&saved)
-            .map_err(std::io::Error::other)
+        let r = std::fs::create_dir_all(&self.state_dir)
+            .and_then(|_| serde_json::to_vec(&saved).map_err(std::io::Error::other))
             .and_then(|b| std::fs::write(&tmp, b))
             .and_then(|_| std::fs::rename(&tmp, &path));
         if let Err(e) = r {
@@ -903,6 +900,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 fn bind_notify(path: &Path, uid: Option<u32>) -> std::io::Result<tokio::net::UnixDatagram> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let _ = std::fs::remove_file(path);
     let s = std::os::unix::net::UnixDatagram::bind(path)?;
     s.set_nonblocking(true)?;
