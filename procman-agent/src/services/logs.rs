@@ -41,10 +41,6 @@ impl LogFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// New limits (a reload); they apply from the next line.
     pub fn set_limits(&mut self, max_size: u64, keep: u32) {
         self.max_size = max_size;

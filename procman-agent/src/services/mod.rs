@@ -1282,7 +1282,7 @@ async fn watch_run(
     let probe_task = spec.probe.clone().map(|p| {
         let (uid, gid) = (spec.uid, spec.gid);
         tokio::spawn(async move {
-            tokio::time::sleep(probe::first_delay(&p)).await;
+            tokio::time::sleep(p.initial_delay).await;
             let mut tick = tokio::time::interval(p.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

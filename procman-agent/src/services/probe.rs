@@ -5,7 +5,6 @@
 //! status line only, and the workspace has no HTTP client crate (hyper's connection API would
 //! need a body type and an executor for one request).
 use super::config::{ProbeKind, ProbeSpec};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Runs one probe; `Err` says why it failed.
@@ -85,9 +84,4 @@ async fn once(kind: &ProbeKind, uid: Option<u32>, gid: Option<u32>) -> Result<()
 
 fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
-}
-
-/// How long to wait before the first probe.
-pub fn first_delay(p: &ProbeSpec) -> Duration {
-    p.initial_delay
 }
