@@ -691,6 +691,40 @@ fn transient_services_through_the_api() {
             Err(format!("{l:?}"))
         }
     });
+    // seed 000's `service create --health-check`: a probe from the command line
+    let out = first.cli(&[
+        "service",
+        "add",
+        "probed",
+        "--probe",
+        "127.0.0.1:1",
+        "--probe-interval",
+        "200ms",
+        "--probe-failures",
+        "2",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = wait_svc(
+        &first,
+        "probed",
+        "a restart by the failing probe",
+        20,
+        |v| v["restarts"].as_u64() >= Some(1),
+    );
+    assert_eq!(v["probe"]["kind"], "tcp", "{v}");
+    let out = first.cli(&["service", "remove", "probed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let again = first.cli(&["service", "add", "extra", "--", "true"]);
     assert_eq!(
         again.status.code(),

@@ -61,6 +61,15 @@ pub struct AddArgs {
     /// Start it once this service is ready (repeatable).
     #[arg(long)]
     pub after: Vec<String>,
+    /// A liveness probe: http://HOST:PORT/PATH, or HOST:PORT for a TCP connect.
+    #[arg(long, alias = "health-check", value_name = "URL|HOST:PORT")]
+    pub probe: Option<String>,
+    /// How often the probe runs (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub probe_interval: Option<String>,
+    /// Probe failures in a row that restart it (default 3).
+    #[arg(long, value_name = "N")]
+    pub probe_failures: Option<u32>,
     /// Create it without starting it.
     #[arg(long)]
     pub no_start: bool,
@@ -92,6 +101,21 @@ async fn add(client: &Client, a: AddArgs) -> Result<()> {
         "after": a.after,
         "autostart": !a.no_start,
     });
+    if let Some(p) = &a.probe {
+        let kind = if p.starts_with("http://") {
+            "http"
+        } else {
+            "tcp"
+        };
+        let mut probe = serde_json::json!({ kind: p });
+        if let Some(i) = &a.probe_interval {
+            probe["interval"] = serde_json::Value::String(i.clone());
+        }
+        if let Some(n) = a.probe_failures {
+            probe["failure_threshold"] = n.into();
+        }
+        body["probe"] = probe;
+    }
     for (k, v) in [
         ("restart", &a.restart),
         ("ready", &a.ready),
