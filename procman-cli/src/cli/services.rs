@@ -28,7 +28,7 @@ pub enum ServiceCmd {
     /// Stop and start a service.
     Restart(NameArg),
     /// Create a transient service (kept across agent restarts until removed) and start it.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Stop a transient service and forget it.
     Remove(NameArg),
 }
@@ -204,7 +204,7 @@ pub async fn service(client: &Client, a: ServiceArgs) -> Result<()> {
         ServiceCmd::Start(n) => act(client, &n, "start").await,
         ServiceCmd::Stop(n) => act(client, &n, "stop").await,
         ServiceCmd::Restart(n) => act(client, &n, "restart").await,
-        ServiceCmd::Add(a) => add(client, a).await,
+        ServiceCmd::Add(a) => add(client, *a).await,
         ServiceCmd::Remove(n) => {
             let s: ServiceInfo = client
                 .call(Method::DELETE, &path(&n.name), &serde_json::json!({}))
