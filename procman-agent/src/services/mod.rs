@@ -827,6 +827,16 @@ fn oom_kills(m: &Manager, slice: &str) -> Option<u64> {
     cg.memory_events().ok().map(|e| e.oom_kill)
 }
 
+/// A service's probe before its first result.
+fn fresh_probe(spec: &ServiceSpec) -> Option<ProbeStatus> {
+    spec.probe.as_ref().map(|p| ProbeStatus {
+        kind: p.kind.name().into(),
+        target: p.kind.target(),
+        failure_threshold: p.failure_threshold,
+        ..Default::default()
+    })
+}
+
 /// Started: a main process runs, or it waits for the services it comes `after`.
 fn started(s: &Status) -> bool {
     s.state.is_up() && s.pid.is_some() || s.state == ServiceState::Starting && s.reason.is_some()
@@ -1008,7 +1018,7 @@ async fn supervise(
                 s.state = ServiceState::Starting;
                 s.next_attempt = None;
                 s.ready = false;
-                s.probe = None;
+                s.probe = fresh_probe(&spec);
                 s.adopted = false;
             });
             let (sp, lg, s2) = (spec.clone(), svc.log.clone(), sup.clone());
@@ -1303,15 +1313,8 @@ async fn watch_run(
         }
     }
     let _probe = Abort(probe_task);
-    if let Some(p) = &spec.probe {
-        svc.set(|s| {
-            s.probe = Some(ProbeStatus {
-                kind: p.kind.name().into(),
-                target: p.kind.target(),
-                failure_threshold: p.failure_threshold,
-                ..Default::default()
-            })
-        });
+    if spec.probe.is_some() && svc.status.borrow().probe.is_none() {
+        svc.set(|s| s.probe = fresh_probe(&spec));
     }
     let mut buf = vec![0u8; 4096];
     loop {
