@@ -424,3 +424,79 @@ fn tcp_api_needs_the_token_and_is_read_only_by_default() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("api.token") && err.contains("0600"), "{err}");
 }
+
+/// Services and access: a user granted `service` with `only_own` reads every service, creates
+/// transient services that run as itself only, stops its own and not root's; the refusals
+/// are audited.
+#[test]
+#[ignore = "needs root: creates a user and group, creates cgroups and starts services"]
+fn service_grants_cover_the_users_own_services() {
+    let user = TestUser::create("s");
+    let root = TestRoot::new("acl-svc");
+    let dir = tempfile::tempdir().unwrap();
+    let services = format!(
+        "[services]\nlog_dir = \"{d}/logs\"\nstate_dir = \"{d}/state\"\n\
+         [[service]]\nname = \"rootsvc\"\nexec = [\"sleep\", \"1000\"]\n\
+         [[access]]\nusers = [\"{u}\"]\nallow = [\"service\"]\nonly_own = true\n",
+        d = dir.path().display(),
+        u = user.name
+    );
+    let agent = Agent::start(&config(&root, &user, dir.path(), &services), &[]);
+    let procman = open_to(&agent);
+    let run = |args: &[&str]| user.procman(&procman, &agent.socket, args);
+    wait_for("rootsvc running", || {
+        let out = run(&["service", "status", "rootsvc", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["state"] == "running").then_some(())
+    });
+    // its own service: runs as itself
+    let out = run(&["service", "add", "mine", "--json", "--", "sleep", "1000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid = v["pid"].as_u64().expect("a main pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == user.uid.to_string()),
+        "{uid_line}"
+    );
+    // someone else's: refused
+    let out = run(&[
+        "service", "add", "evil", "--user", "root", "--", "sleep", "1000",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["service", "stop", "rootsvc"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runs as uid 0"));
+    // its own: stopped and removed
+    let out = run(&["service", "remove", "mine"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = audit_lines(dir.path());
+    let refused: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["action"] == "service" && l["status"] == 403)
+        .collect();
+    assert_eq!(refused.len(), 2, "{lines:#?}");
+    assert!(refused.iter().all(|l| l["actor"]["uid"] == user.uid));
+}

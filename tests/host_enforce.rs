@@ -436,7 +436,14 @@ fn sighup_reloads_rules_and_refuses_a_bad_config() {
                 .ok_or(format!("{:?}", agent.audit()))
         },
     );
-    assert!(agent.log().contains("MemoryMaxx"), "{}", agent.log());
+    // the refusal is audited before it is logged: wait for the log line
+    wait_until("the refusal in the log", Duration::from_secs(10), || {
+        agent
+            .log()
+            .contains("MemoryMaxx")
+            .then_some(())
+            .ok_or(agent.log())
+    });
     assert!(placed(&old), "the old rule still places");
     assert!(!placed(&new), "the refused rule does not");
 

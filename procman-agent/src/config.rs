@@ -26,6 +26,10 @@ pub struct Config {
     pub api: ApiSection,
     /// `[[policy]]`: rules acting on what the sampler sees (see `policy`).
     pub policy: Vec<crate::policy::config::PolicyConfig>,
+    /// `[[service]]`: programs the agent starts and supervises, each in its own slice.
+    pub service: Vec<crate::services::config::ServiceConfig>,
+    /// `[services]`: where their logs and state go.
+    pub services: crate::services::config::ServicesSection,
 }
 
 /// `[api]`: the optional TCP listener (seed 004's clients use port 8754).
@@ -335,6 +339,7 @@ impl Config {
         cfg.history()?;
         cfg.access_policy()?;
         cfg.api.listen_addr()?;
+        cfg.service_specs()?;
         if !cfg.audit.path.is_absolute() || cfg.audit.max_size.0 < 4096 || cfg.audit.keep > 100 {
             bail!(
                 "[audit] path = {:?}, max_size = \"{}\", keep = {}: the path must be absolute, max_size at least 4K, keep at most 100",
@@ -351,6 +356,20 @@ impl Config {
             );
         }
         Ok(cfg)
+    }
+
+    /// The `[[service]]` entries, validated (commands, users, limits, `after`), and
+    /// `[services]`.
+    pub fn service_specs(&self) -> Result<Vec<crate::services::config::ServiceSpec>> {
+        let s = &self.services;
+        if !s.log_dir.is_absolute() || !s.state_dir.is_absolute() {
+            bail!(
+                "[services] log_dir = {:?}, state_dir = {:?}: both must be absolute paths",
+                s.log_dir,
+                s.state_dir
+            );
+        }
+        crate::services::config::validate_all(&self.service)
     }
 
     /// The `[[access]]` grants and the token's, validated (user and group names resolved).
@@ -607,6 +626,10 @@ mod tests {
             "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen",
             "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen = [\"kill\"]\nmax_actions",
             "[[policy]]\nname = \"p\"\nwhen = \"cpu > 1\"\nthen = [\"kill\"]\nfor",
+            "[[service]]\nname = \"s\"\nexec = [\"true\"]\nbackoff.initial",
+            "[[service]]\nname = \"s\"\nexec = [\"true\"]\nprobe.http",
+            "[[service]]\nname = \"s\"\nexec = [\"true\"]\nlog.max_size",
+            "[[service]]\nname = \"s\"\nexec",
         ];
 
         proptest! {

@@ -51,6 +51,8 @@ pub struct Agent {
     pub api_requests: RequestCounts,
     /// `[[policy]]` rules, evaluated after each sample.
     pub policies: crate::policy::Policies,
+    /// The services' supervisor, set once at start (after the agent exists).
+    pub services: std::sync::OnceLock<Arc<crate::services::Supervisor>>,
 }
 
 /// Requests answered per (method, route pattern, status). The keys are bounded by the
@@ -115,6 +117,7 @@ impl Agent {
             cors_origins: RwLock::new(cors_origins),
             api_requests: RequestCounts::default(),
             policies,
+            services: std::sync::OnceLock::new(),
         })
     }
 

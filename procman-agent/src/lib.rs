@@ -18,5 +18,6 @@ pub mod placement;
 pub mod policy;
 pub mod query;
 pub mod reload;
+pub mod services;
 pub mod systemd;
 pub mod tree;

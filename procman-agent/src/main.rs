@@ -248,6 +248,22 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             agent.policies.len()
         );
     }
+    // services: re-adopted from their slices (before the placement sweep, which must leave
+    // their processes where they are), or started
+    let services = cfg.service_specs()?;
+    let n = services.len();
+    let sup = {
+        let a = agent.clone();
+        let section = cfg.services.clone();
+        // adoption reads cgroupfs and /proc: off the async workers, inside the runtime
+        tokio::task::block_in_place(|| {
+            procman_agent::services::Supervisor::start(&a, &section, services)
+        })
+    };
+    let _ = agent.services.set(sup);
+    if n > 0 {
+        log::info!("services: {n} supervised");
+    }
     // processes started while the agent was down go to their slices before anything else
     if agent.enforcer.placement().is_some() {
         let a = agent.clone();

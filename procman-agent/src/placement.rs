@@ -428,6 +428,12 @@ impl Placement {
             if here.is_some() && here.as_ref() == self.slice_cgpaths.get(&rule.slice) {
                 continue; // already there (placed before a restart)
             }
+            if here
+                .as_deref()
+                .is_some_and(crate::services::owns_cgroup_path)
+            {
+                continue; // a service's process stays in its slice
+            }
             let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
             self.place(
                 exec_identity(&d.exec),
@@ -459,6 +465,9 @@ impl Placement {
         for ev in batch.iter().filter(|e| !e.thread) {
             match ev.kind {
                 EventKind::Exec => {
+                    if crate::services::owns_cgroup(ev.cgroup_id) {
+                        continue; // a service's process stays in its slice
+                    }
                     let candidates: Vec<usize> = (0..self.rules.len())
                         .filter(|&i| self.rules[i].matches_in_memory(ev, table))
                         .collect();

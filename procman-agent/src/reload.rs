@@ -43,6 +43,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
         let rules = new.rules()?;
         let policy = new.access_policy()?;
         let policies = new.policies()?;
+        let services = new.service_specs()?;
         let mut r = Reloaded {
             slices: new.slice.len(),
             rules: rules.len(),
@@ -56,6 +57,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
             ("[monitor]", new.monitor != running.monitor),
             ("[cgroup]", new.cgroup != running.cgroup),
             ("[audit]", new.audit != running.audit),
+            ("[services]", new.services != running.services),
             (
                 "[api]",
                 crate::config::ApiSection {
@@ -76,6 +78,9 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
             .apply(&new, rules)
             .context("applying slices and rules")?;
         *agent.access.write().unwrap_or_else(|e| e.into_inner()) = policy;
+        if let Some(s) = agent.services.get() {
+            s.reload(services);
+        }
         *agent
             .cors_origins
             .write()

@@ -6,6 +6,7 @@
 //!   the caller implements for its rows).
 //! - [`units`]: byte sizes, durations and percentages, parsed and printed in one place.
 //! - [`spawn`]: clone3(2) with `CLONE_INTO_CGROUP` / `set_tid` (std's `Command` offers neither).
+//! - [`service`]: the services API's types and exit-status wording.
 //!
 //! Nothing here does I/O on behalf of the agent or links the agent's dependencies (aya,
 //! tokio, the cgroup library): the CLI depends on this crate and on the API only.
@@ -13,6 +14,7 @@ pub mod abi;
 pub mod api;
 pub mod filter;
 pub mod policy;
+pub mod service;
 pub mod spawn;
 pub mod units;
 

@@ -84,6 +84,8 @@ pub struct Agent {
     pub child: std::process::Child,
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
+    /// Already killed and reaped ([`Agent::kill_hard`]): nothing to stop on drop.
+    pub dead: bool,
 }
 
 impl Agent {
@@ -112,7 +114,12 @@ impl Agent {
             .stderr(log)
             .spawn()
             .expect("start procman-agent");
-        let mut agent = Agent { child, socket, dir };
+        let mut agent = Agent {
+            child,
+            socket,
+            dir,
+            dead: false,
+        };
         // the socket is bound before the event source is attached; the API answers after
         let up = try_wait_until("the agent's API", Duration::from_secs(30), || {
             if api_answers(&agent.socket) {
@@ -212,8 +219,20 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// `kill -9` of the agent (a crash): SIGKILL, then reaped; its directory stays.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dead = true;
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
+        if self.dead {
+            return;
+        }
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,

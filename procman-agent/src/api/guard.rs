@@ -46,6 +46,7 @@ fn actions_of(
         ("DELETE", "/api/slices/{name}") if query_has(uri_query, "kill=true") => {
             vec![Action::Limit, Action::Kill]
         }
+        (_, r) if r.starts_with("/api/services") => vec![Action::Service],
         // a process outside the slices is moved into one of its own first
         ("POST", "/api/processes/{pid}/freeze") => vec![Action::Freeze, Action::Move],
         _ => vec![Action::Limit],

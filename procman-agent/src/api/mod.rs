@@ -10,6 +10,7 @@
 //! - slices, limits, freeze/thaw, placement: [`enforce`].
 //! - `GET /api/openapi.json`: the OpenAPI description of all of them ([`openapi`]).
 //! - `[[policy]]` state, explain and test: [`policy`].
+//! - supervised services, their commands and logs: [`services`].
 //!
 //! A new endpoint goes into the module of its group (or a new one), returns
 //! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, runs
@@ -27,6 +28,7 @@ pub mod openapi;
 pub mod policy;
 pub mod processes;
 pub mod server;
+pub mod services;
 
 use crate::core::Agent;
 use anyhow::{bail, Context, Result};
@@ -59,6 +61,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/openapi.json", get(openapi::document))
         .merge(enforce::routes())
         .merge(policy::routes())
+        .merge(services::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             agent.clone(),
             guard::guard,

@@ -37,7 +37,7 @@ fn redact(terms: &mut [Comparison], scope: &Scope) {
 }
 
 /// Every `[[policy]]` with its state.
-#[utoipa::path(get, path = "/api/policies", tag = "policies",
+#[utoipa::path(get, path = "/api/policies", tag = "policies", operation_id = "policy_list",
     responses((status = 200, description = "Each policy: mode, effective mode (and why), hits, actions, budget left, targets in progress.", body = PolicyList)))]
 pub async fn list(State(agent): State<Arc<Agent>>) -> Json<PolicyList> {
     Json(agent.policies.list())
@@ -45,7 +45,7 @@ pub async fn list(State(agent): State<Arc<Agent>>) -> Json<PolicyList> {
 
 /// Each policy against one process: does it match, each condition's value, how long it held,
 /// what happens next.
-#[utoipa::path(get, path = "/api/policies/explain/{pid}", tag = "policies",
+#[utoipa::path(get, path = "/api/policies/explain/{pid}", tag = "policies", operation_id = "policy_explain",
     params(("pid" = u32, Path, description = "The process.")),
     responses(
         (status = 200, description = "Each policy's verdict on the process.", body = Explain),
@@ -72,7 +72,7 @@ pub async fn explain(
 
 /// Validates `[[policy]]` entries (a TOML body) and shows what they would hit now, acting on
 /// nothing.
-#[utoipa::path(post, path = "/api/policies/test", tag = "policies",
+#[utoipa::path(post, path = "/api/policies/test", tag = "policies", operation_id = "policy_test",
     request_body(content = String, content_type = "application/toml", description = "`[[policy]]` entries, as in the config file."),
     responses(
         (status = 200, description = "Per policy: valid, and the processes it would hit now.", body = PolicyTestReport),

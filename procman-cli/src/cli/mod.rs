@@ -1,6 +1,7 @@
 //! The `procman` command-line client: argument parsing and output formatting.
 pub mod enforce;
 pub mod policy;
+pub mod services;
 pub mod top;
 
 use crate::client::{CliError, Client};
@@ -71,6 +72,10 @@ pub enum Cmd {
     /// test of new rules.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// Supervised services: list, status, start, stop, restart.
+    Service(services::ServiceArgs),
+    /// A service's output (stdout and stderr, time-stamped): the last lines, or follow it.
+    Logs(services::LogsArgs),
 }
 
 #[derive(Args)]
@@ -215,6 +220,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Audit(a) => audit(&client, a).await,
         Cmd::Completions(_) | Cmd::Man => unreachable!("handled above"),
         Cmd::Policy(c) => policy::run(&client, c).await,
+        Cmd::Service(a) => services::service(&client, a).await,
+        Cmd::Logs(a) => services::logs(&client, a).await,
         Cmd::Run(a) => {
             let code = enforce::run(&client, a).await?;
             std::process::exit(code);
