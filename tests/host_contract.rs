@@ -714,6 +714,17 @@ fn live_answers_match_the_served_openapi_schemas() {
             .replace("{name}", "schema");
         let a = unix(&t, "HEAD", &concrete, "");
         let want = if item.get("get").is_some() { 200 } else { 405 };
+        if want == 200 && a.status == 404 {
+            // the handler's own 404 (e.g. no service named "schema"), not the router's
+            let g = unix(&t, "GET", &concrete, "");
+            let e = g.body["error"].as_str().unwrap_or_default();
+            assert!(
+                g.status == 404 && !e.starts_with("no such endpoint"),
+                "GET {concrete} (described as {path}) is not routed: {}",
+                g.text
+            );
+            continue;
+        }
         assert_eq!(a.status, want, "HEAD {concrete} (described as {path})");
     }
     drop(spin);
