@@ -50,9 +50,15 @@ fn promtool(text: &str) -> (bool, String) {
 #[ignore = "needs root: loads BPF programs and creates a cgroup for its slice"]
 fn metrics_pass_promtool_and_follow_the_agent() {
     let root = TestRoot::new("metrics");
+    let state = tempfile::tempdir().unwrap();
     let cfg = format!(
-        "[monitor]\ninterval = \"500ms\"\n[cgroup]\nroot = \"{}\"\n[[slice]]\nname = \"m\"\n[[rule]]\nname = \"t\"\ncomm = \"pmt-metrics\"\nslice = \"m\"\n",
-        root.name
+        "[monitor]\ninterval = \"500ms\"\n[cgroup]\nroot = \"{}\"\n[[slice]]\nname = \"m\"\n[[rule]]\nname = \"t\"\ncomm = \"pmt-metrics\"\nslice = \"m\"\n\
+         [services]\nlog_dir = \"{}\"\nstate_dir = \"{}\"\n\
+         [[service]]\nname = \"msvc\"\nexec = [\"sleep\", \"600\"]\n\
+         [[policy]]\nname = \"quiet\"\nmode = \"dry-run\"\nmatch = 'name == \"pmt-none\"'\nwhen = 'cpu > 90%'\nfor = \"5s\"\nthen = [\"term\"]\n",
+        root.name,
+        state.path().join("logs").display(),
+        state.path().join("state").display()
     );
     let agent = Agent::start(&cfg, &[]);
     // one request of each kind, so the request counter has rows
@@ -104,6 +110,13 @@ fn metrics_pass_promtool_and_follow_the_agent() {
         "procman_placements_total{result=\"placed\"} ",
         "procman_placement_latency_seconds_count ",
         "procman_api_requests_total{method=\"GET\",route=\"/api/status\",status=\"200\"} ",
+        "procman_service_state{service=\"msvc\",state=\"running\"} 1",
+        "procman_service_state{service=\"msvc\",state=\"failed\"} 0",
+        "procman_service_restarts_total{service=\"msvc\"} 0",
+        "procman_policy_hits_total{policy=\"quiet\"} 0",
+        "procman_policy_actions_total{policy=\"quiet\",result=\"dry_run\"} 0",
+        "procman_policy_dry_run{policy=\"quiet\",mode=\"dry-run\"} 1",
+        "procman_policy_budget_left{policy=\"quiet\"} ",
     ] {
         assert!(text.contains(family), "no {family:?} in:\n{text}");
     }

@@ -87,7 +87,7 @@ fn a_spinner_is_reniced_after_for_not_before() {
         }
         let (status, e) = http_get(&agent.socket, &path);
         if status == 200 {
-            if let Some(s) = e["policies"][0]["true_for_s"].as_f64() {
+            if let Some(s) = e["policies"][0]["true_for_seconds"].as_f64() {
                 held_without_renice = held_without_renice.max(s);
             }
         }
@@ -112,7 +112,10 @@ fn a_spinner_is_reniced_after_for_not_before() {
     assert_eq!(r["action"], "renice");
     assert_eq!(r["result"], "ok", "{r}");
     assert_eq!(r["args"]["pid"], pid);
-    assert!(r["args"]["true_for_s"].as_f64().unwrap() >= 3.0, "{r}");
+    assert!(
+        r["args"]["true_for_seconds"].as_f64().unwrap() >= 3.0,
+        "{r}"
+    );
     assert_eq!(r["args"]["conditions"][0]["field"], "cpu");
     assert!(r["target"]
         .as_str()

@@ -113,7 +113,7 @@ fn a_memory_leak_is_limited_then_killed() {
     assert_eq!(steps, vec![("limit", "ok"), ("kill", "ok")], "{recs:?}");
     assert_eq!(recs[0]["args"]["pid"], pid);
     assert_eq!(recs[0]["args"]["conditions"][0]["field"], "mem_growth");
-    assert!(recs[0]["args"]["true_for_s"].as_f64().unwrap() >= 3.0);
+    assert!(recs[0]["args"]["true_for_seconds"].as_f64().unwrap() >= 3.0);
     assert_eq!(
         root.read("policy-leak", "memory.max").trim(),
         (768u64 << 20).to_string(),
@@ -232,7 +232,7 @@ fn spinner_case(mode: &str) {
         let (_, e) =
             procman_tests::http_get(&agent.socket, &format!("/api/policies/explain/{pid}"));
         if nice(pid) == 0 {
-            if let Some(s) = e["policies"][0]["true_for_s"].as_f64() {
+            if let Some(s) = e["policies"][0]["true_for_seconds"].as_f64() {
                 held_before = held_before.max(s);
             }
         }
@@ -243,7 +243,7 @@ fn spinner_case(mode: &str) {
         "held {held_before}s before acting: `for` respected"
     );
     assert!(
-        recs[0]["args"]["true_for_s"].as_f64().unwrap() >= 3.0,
+        recs[0]["args"]["true_for_seconds"].as_f64().unwrap() >= 3.0,
         "{}",
         recs[0]
     );

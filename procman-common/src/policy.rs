@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 pub struct PolicyList {
     pub policies: Vec<PolicyStatus>,
     /// The last evaluation: rows (processes and slices) it saw, the time spent copying them
-    /// out of the table (and reading fds or slice stats), and the engine's time, ms.
+    /// out of the table (and reading fds or slice stats), and the engine's time, seconds.
     pub last_rows: usize,
-    pub last_build_ms: f64,
-    pub last_eval_ms: f64,
+    pub last_build_seconds: f64,
+    pub last_eval_seconds: f64,
 }
 
 /// One `[[policy]]` and what it has done.
@@ -35,10 +35,10 @@ pub struct PolicyStatus {
     #[serde(rename = "match")]
     pub match_: String,
     pub when: String,
-    pub for_s: f64,
+    pub for_seconds: f64,
     pub then: Vec<String>,
-    pub recheck_s: f64,
-    pub cooldown_s: f64,
+    pub recheck_seconds: f64,
+    pub cooldown_seconds: f64,
     /// `10/h`.
     pub max_actions: String,
     /// Actions the budget still allows in its current window.
@@ -67,16 +67,16 @@ pub struct TargetStatus {
     pub state: String,
     /// How long the condition has held, seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub true_for_s: Option<f64>,
+    pub true_for_seconds: Option<f64>,
     /// Chain steps already taken.
     pub steps_taken: usize,
     /// The next action and in how many seconds it is due (if the condition still holds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_action: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_in_s: Option<f64>,
+    pub next_in_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cooldown_left_s: Option<f64>,
+    pub cooldown_left_seconds: Option<f64>,
 }
 
 /// `GET /api/policies/explain/{pid}`.
@@ -113,15 +113,15 @@ pub struct RuleExplain {
     pub holds: bool,
     /// How long they have held (as of the last evaluation), seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub true_for_s: Option<f64>,
-    pub for_s: f64,
+    pub true_for_seconds: Option<f64>,
+    pub for_seconds: f64,
     pub steps_taken: usize,
     /// What would happen next and when, in words.
     pub next: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_action: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_in_s: Option<f64>,
+    pub next_in_seconds: Option<f64>,
 }
 
 /// `POST /api/policies/test` (body: TOML with `[[policy]]` entries).

@@ -30,6 +30,17 @@ pub enum ServiceState {
 }
 
 impl ServiceState {
+    pub const ALL: [ServiceState; 8] = [
+        ServiceState::Starting,
+        ServiceState::Running,
+        ServiceState::Ready,
+        ServiceState::Unhealthy,
+        ServiceState::BackingOff,
+        ServiceState::Stopping,
+        ServiceState::Stopped,
+        ServiceState::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceState::Starting => "starting",

@@ -105,6 +105,8 @@ struct Snapshot {
     placement: Option<PlacementReport>,
     slices: Vec<SliceInfo>,
     requests: Vec<((String, String, u16), u64)>,
+    services: Vec<procman_common::service::ServiceInfo>,
+    policies: procman_common::policy::PolicyList,
 }
 
 impl Snapshot {
@@ -129,6 +131,8 @@ impl Snapshot {
                 .then(|| a.enforcer.placement_report()),
             slices: a.enforcer.open_slices(),
             requests: a.api_requests.snapshot(),
+            services: a.services.get().map(|s| s.list()).unwrap_or_default(),
+            policies: a.policies.list(),
         }
     }
 }
@@ -457,11 +461,125 @@ impl Collector for Snapshot {
             .into_iter()
             .filter_map(|(r, v)| Some(([("resource", r)], gauge(v? / 100.0)))),
         )?;
-        self.encode_slices(&mut e)
+        self.encode_slices(&mut e)?;
+        self.encode_services(&mut e)?;
+        self.encode_policies(&mut e)
     }
 }
 
 impl Snapshot {
+    fn encode_services(&self, e: &mut DescriptorEncoder) -> Result<(), Error> {
+        use procman_common::service::ServiceState;
+        let with = |n: &str| [("service", n.to_string())];
+        family(
+            e,
+            "service_state",
+            "1 for the service's current state (starting, running, ready, unhealthy, backing-off, stopping, stopped, failed).",
+            None,
+            MetricType::Gauge,
+            self.services.iter().flat_map(|svc| {
+                ServiceState::ALL.iter().map(move |st| {
+                    (
+                        [
+                            ("service", svc.name.clone()),
+                            ("state", st.as_str().to_string()),
+                        ],
+                        ConstGauge::new(i64::from(svc.state == *st)),
+                    )
+                })
+            }),
+        )?;
+        family(
+            e,
+            "service_ready",
+            "1 when the service is ready (started, READY=1, or its probe succeeded).",
+            None,
+            MetricType::Gauge,
+            self.services
+                .iter()
+                .map(|svc| (with(&svc.name), ConstGauge::new(i64::from(svc.ready)))),
+        )?;
+        family(
+            e,
+            "service_restarts",
+            "Starts after the first.",
+            None,
+            MetricType::Counter,
+            self.services
+                .iter()
+                .map(|svc| (with(&svc.name), counter(u64::from(svc.restarts)))),
+        )
+    }
+
+    fn encode_policies(&self, e: &mut DescriptorEncoder) -> Result<(), Error> {
+        let p = &self.policies.policies;
+        let with = |n: &str| [("policy", n.to_string())];
+        family(
+            e,
+            "policy_hits",
+            "Times a target's condition held for `for` (each starts the chain).",
+            None,
+            MetricType::Counter,
+            p.iter().map(|x| (with(&x.name), counter(x.hits))),
+        )?;
+        family(
+            e,
+            "policy_actions",
+            "Actions taken (result ok or failed) and would-be actions logged in dry-run.",
+            None,
+            MetricType::Counter,
+            p.iter().flat_map(|x| {
+                let ok = x
+                    .actions_taken
+                    .saturating_sub(x.actions_failed)
+                    .saturating_sub(x.dry_run_actions);
+                [
+                    ("ok", ok),
+                    ("failed", x.actions_failed),
+                    ("dry_run", x.dry_run_actions),
+                ]
+                .map(|(r, n)| {
+                    (
+                        [("policy", x.name.clone()), ("result", r.to_string())],
+                        counter(n),
+                    )
+                })
+            }),
+        )?;
+        family(
+            e,
+            "policy_budget_left",
+            "Actions the policy's budget still allows in its window.",
+            None,
+            MetricType::Gauge,
+            p.iter()
+                .map(|x| (with(&x.name), ConstGauge::new(i64::from(x.budget_left)))),
+        )?;
+        family(
+            e,
+            "policy_dry_run",
+            "1 when the policy only logs: configured dry-run, or an enforcing policy whose budget is spent.",
+            None,
+            MetricType::Gauge,
+            p.iter().map(|x| {
+                (
+                    [("policy", x.name.clone()), ("mode", x.mode.clone())],
+                    ConstGauge::new(i64::from(x.effective_mode == "dry-run")),
+                )
+            }),
+        )?;
+        if !p.is_empty() {
+            one(
+                e,
+                "policy_last_evaluation",
+                "CPU time of the last evaluation of every policy (copying rows and the engine).",
+                Some(&Unit::Seconds),
+                gauge(self.policies.last_build_seconds + self.policies.last_eval_seconds),
+            )?;
+        }
+        Ok(())
+    }
+
     fn encode_slices(&self, e: &mut DescriptorEncoder) -> Result<(), Error> {
         let sec = Some(&Unit::Seconds);
         let bytes = Some(&Unit::Bytes);

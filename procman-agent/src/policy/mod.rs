@@ -462,8 +462,8 @@ impl Policies {
         } = &mut *e;
         PolicyList {
             last_rows: cost.rows,
-            last_build_ms: cost.build_ms,
-            last_eval_ms: cost.eval_ms,
+            last_build_seconds: cost.build_ms / 1e3,
+            last_eval_seconds: cost.eval_ms / 1e3,
             policies: policies
                 .iter()
                 .zip(state.iter_mut())
@@ -496,10 +496,10 @@ impl Policies {
                         note,
                         match_: p.match_.as_ref().map_or("", |m| m.source()).into(),
                         when: p.when.source().into(),
-                        for_s: p.for_.as_secs_f64(),
+                        for_seconds: p.for_.as_secs_f64(),
                         then: p.then_text.clone(),
-                        recheck_s: p.recheck.as_secs_f64(),
-                        cooldown_s: p.cooldown.as_secs_f64(),
+                        recheck_seconds: p.recheck.as_secs_f64(),
+                        cooldown_seconds: p.cooldown.as_secs_f64(),
                         max_actions: p.budget.to_string(),
                         budget_left,
                         hits: st.hits,
@@ -617,7 +617,7 @@ fn secs(d: Duration) -> f64 {
 
 fn target_status(p: &Policy, key: &TargetKey, t: &engine::Tracked, now: Now) -> TargetStatus {
     let cooling = t.cooldown_until.filter(|c| now < *c);
-    let (next_action, next_in_s) = match (cooling, t.first_true) {
+    let (next_action, next_in_seconds) = match (cooling, t.first_true) {
         (None, Some(first)) => {
             let due = if t.step == 0 {
                 first + p.for_
@@ -645,11 +645,11 @@ fn target_status(p: &Policy, key: &TargetKey, t: &engine::Tracked, now: Now) -> 
             "pending"
         }
         .into(),
-        true_for_s: t.first_true.map(|f| secs(now.saturating_sub(f))),
+        true_for_seconds: t.first_true.map(|f| secs(now.saturating_sub(f))),
         steps_taken: t.step,
         next_action,
-        next_in_s,
-        cooldown_left_s: cooling.map(|c| secs(c - now)),
+        next_in_seconds,
+        cooldown_left_seconds: cooling.map(|c| secs(c - now)),
     }
 }
 
@@ -666,7 +666,7 @@ fn explain_one(
         effective_mode: effective.as_str().into(),
         match_: p.match_.as_ref().map_or("", |m| m.source()).into(),
         when: p.when.source().into(),
-        for_s: p.for_.as_secs_f64(),
+        for_seconds: p.for_.as_secs_f64(),
         ..Default::default()
     };
     if p.scope == Scope::Slice {
@@ -704,11 +704,11 @@ fn explain_one(
             "nothing: cooling down for {} more (then `for` starts over)",
             procman_common::units::fmt_duration(c - now)
         );
-        r.next_in_s = Some(secs(c - now));
+        r.next_in_seconds = Some(secs(c - now));
         return r;
     }
     let first = t.and_then(|t| t.first_true);
-    r.true_for_s = first.map(|f| secs(now.saturating_sub(f)));
+    r.true_for_seconds = first.map(|f| secs(now.saturating_sub(f)));
     let step = r.steps_taken;
     let action = &p.then_text[step];
     r.next_action = Some(action.clone());
@@ -727,7 +727,7 @@ fn explain_one(
                 verb(action),
                 procman_common::units::fmt_duration(p.for_)
             );
-            r.next_in_s = Some(secs(p.for_));
+            r.next_in_seconds = Some(secs(p.for_));
         }
         (true, Some(first)) => {
             let due = if step == 0 {
@@ -743,7 +743,7 @@ fn explain_one(
                 step + 1,
                 p.then.len()
             );
-            r.next_in_s = Some(secs(left));
+            r.next_in_seconds = Some(secs(left));
         }
     }
     r
@@ -809,7 +809,7 @@ fn execute(agent: &Agent, act: &dyn Actuator, p: Planned) {
         "why_dry_run": p.why_dry,
         "conditions": p.conditions,
         "when": p.policy.when.source(),
-        "true_for_s": secs(p.true_for),
+        "true_for_seconds": secs(p.true_for),
         "time": now_epoch(),
     });
     let result = perform(act, &p, &event.to_string());

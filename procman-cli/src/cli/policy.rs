@@ -86,19 +86,21 @@ async fn list(client: &Client, a: ListArgs) -> Result<()> {
     }
     println!(
         "(last evaluation: {} rows, {:.2} ms to copy them, {:.2} ms to evaluate)",
-        l.last_rows, l.last_build_ms, l.last_eval_ms
+        l.last_rows,
+        l.last_build_seconds * 1e3,
+        l.last_eval_seconds * 1e3
     );
     for p in &l.policies {
         println!();
-        println!("{}: when {} for {}", p.name, p.when, secs(p.for_s));
+        println!("{}: when {} for {}", p.name, p.when, secs(p.for_seconds));
         if !p.match_.is_empty() {
             println!("  match   {}", p.match_);
         }
         println!(
             "  then    {}  (recheck {}, cooldown {}, max {})",
             p.then.join(" -> "),
-            secs(p.recheck_s),
-            secs(p.cooldown_s),
+            secs(p.recheck_seconds),
+            secs(p.cooldown_seconds),
             p.max_actions
         );
         if let Some(n) = &p.note {
@@ -106,14 +108,14 @@ async fn list(client: &Client, a: ListArgs) -> Result<()> {
         }
         for t in &p.targets {
             let mut line = format!("  {:<26} {:<10}", t.target, t.state);
-            if let Some(s) = t.true_for_s {
+            if let Some(s) = t.true_for_seconds {
                 line.push_str(&format!(" true for {}", secs(s)));
             }
             line.push_str(&format!(", {} step(s) taken", t.steps_taken));
-            if let (Some(a), Some(s)) = (&t.next_action, t.next_in_s) {
+            if let (Some(a), Some(s)) = (&t.next_action, t.next_in_seconds) {
                 line.push_str(&format!(", next `{a}` in {}", secs(s)));
             }
-            if let Some(c) = t.cooldown_left_s {
+            if let Some(c) = t.cooldown_left_seconds {
                 line.push_str(&format!(", cooldown {} left", secs(c)));
             }
             println!("{line}");
@@ -177,9 +179,13 @@ async fn explain(client: &Client, a: ExplainArgs) -> Result<()> {
         for t in &r.conditions {
             println!("           {}", term(t));
         }
-        match r.true_for_s {
-            Some(s) => println!("  held   for {} of the {} required", secs(s), secs(r.for_s)),
-            None => println!("  held   not now ({} required)", secs(r.for_s)),
+        match r.true_for_seconds {
+            Some(s) => println!(
+                "  held   for {} of the {} required",
+                secs(s),
+                secs(r.for_seconds)
+            ),
+            None => println!("  held   not now ({} required)", secs(r.for_seconds)),
         }
         if r.steps_taken > 0 {
             println!("  steps  {} taken", r.steps_taken);
