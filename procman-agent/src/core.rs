@@ -44,6 +44,8 @@ pub struct Agent {
     pub audit: crate::audit::Audit,
     /// The bearer token TCP clients must send (`[api] token_file`), when TCP is on.
     pub api_token: Option<String>,
+    /// Kill, renice, ionice: their settings and the `/api/actions` stream.
+    pub actions: crate::actions::Actions,
 }
 
 /// What the agent is made of, besides its event source (see [`Agent::new`]).
@@ -54,6 +56,7 @@ pub struct Parts {
     pub access: crate::access::Policy,
     pub audit: crate::audit::Audit,
     pub api_token: Option<String>,
+    pub actions: crate::actions::Actions,
 }
 
 impl Agent {
@@ -65,6 +68,7 @@ impl Agent {
             access,
             audit,
             api_token,
+            actions,
         } = parts;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
@@ -83,6 +87,7 @@ impl Agent {
             access: RwLock::new(access),
             audit,
             api_token,
+            actions,
         })
     }
 

@@ -212,6 +212,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     );
     let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules)?;
     let access = cfg.access_policy()?;
+    let actions = procman_agent::actions::Actions::new(cfg.action_settings()?);
     let audit =
         procman_agent::audit::Audit::new(&cfg.audit.path, cfg.audit.max_size.0, cfg.audit.keep);
     let agent = core::Agent::new(
@@ -224,6 +225,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             access,
             audit,
             api_token,
+            actions,
         },
     );
     // processes started while the agent was down go to their slices before anything else

@@ -1,6 +1,6 @@
 //! Reloading the configuration (SIGHUP, `systemctl reload`): the file is read and validated
 //! as a whole first; an invalid one is refused, logged and audited, and the running
-//! configuration stays. A valid one replaces the access grants, re-applies every declared
+//! configuration stays. A valid one replaces the access grants and the `[actions]` settings, re-applies every declared
 //! slice's limits and restarts placement with the new rules. Settings that only take effect
 //! at start (the socket, the event source, sampling, the managed root, the audit log) are
 //! named in the log when they differ.
@@ -40,6 +40,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
         new.events.threads = running.events.threads;
         let rules = new.rules()?;
         let policy = new.access_policy()?;
+        let actions = new.action_settings()?;
         let mut r = Reloaded {
             slices: new.slice.len(),
             rules: rules.len(),
@@ -62,6 +63,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
             .apply(&new, rules)
             .context("applying slices and rules")?;
         *agent.access.write().unwrap_or_else(|e| e.into_inner()) = policy;
+        agent.actions.set(actions);
         Ok((new, r))
     })();
     let shown = path.map_or("(defaults)".into(), |p| p.display().to_string());

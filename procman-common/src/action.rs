@@ -293,8 +293,8 @@ impl IoPrio {
             3 => IoClass::Idle,
             _ => IoClass::None,
         };
-        let level = matches!(class, IoClass::Realtime | IoClass::BestEffort)
-            .then_some((v & 0x7) as u8);
+        let level =
+            matches!(class, IoClass::Realtime | IoClass::BestEffort).then_some((v & 0x7) as u8);
         IoPrio { class, level }
     }
 }
@@ -396,7 +396,7 @@ pub struct ActionRecord {
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(untagged)]
 pub enum ActionStreamItem {
-    Action(ActionRecord),
+    Action(Box<ActionRecord>),
     Lagged { lagged: u64 },
 }
 
@@ -524,7 +524,11 @@ mod tests {
 
     #[test]
     fn nice_values() {
-        let r = |j: &str| serde_json::from_str::<ReniceRequest>(j).unwrap().target_nice();
+        let r = |j: &str| {
+            serde_json::from_str::<ReniceRequest>(j)
+                .unwrap()
+                .target_nice()
+        };
         assert_eq!(r(r#"{"nice": 5}"#), Ok(5));
         assert_eq!(r(r#"{"level": "low"}"#), Ok(10));
         assert_eq!(r(r#"{"level": "high"}"#), Ok(-5));

@@ -8,10 +8,12 @@
 //! - `GET /api/processes[/{pid}[/tree|/history]]`, `/api/tree`, `/api/system`: the read side
 //!   ([`processes`]).
 //! - slices, limits, freeze/thaw, placement: [`enforce`].
+//! - kill, renice, ionice, slice kill and the `/api/actions` stream: [`actions`].
 //!
 //! A new endpoint goes into the module of its group (or a new one), returns
 //! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, and runs
 //! anything blocking through [`processes::blocking`].
+pub mod actions;
 pub mod enforce;
 pub mod error;
 pub mod events;
@@ -47,6 +49,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/system", get(processes::system))
         .route("/api/audit", get(audit_log))
         .merge(enforce::routes())
+        .merge(actions::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             agent.clone(),
             guard::guard,
