@@ -1,4 +1,5 @@
 //! The `procman` command-line client: argument parsing and output formatting.
+pub mod actions;
 pub mod enforce;
 pub mod top;
 
@@ -61,6 +62,14 @@ pub enum Cmd {
     Run(enforce::RunArgs),
     /// Show the audit log: every change made through the agent and every refused attempt.
     Audit(AuditArgs),
+    /// End a process (SIGTERM, then SIGKILL after a grace), its subtree, or a slice's processes.
+    Kill(actions::KillArgs),
+    /// Change the nice value of every thread of a process.
+    Renice(actions::ReniceArgs),
+    /// Change the IO priority of every thread of a process: CLASS[:LEVEL].
+    Ionice(actions::IoniceArgs),
+    /// Follow the actions taken (kill, renice, ionice, slice kill) live.
+    Actions(actions::ActionsArgs),
 }
 
 #[derive(Args)]
@@ -181,6 +190,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Freeze(a) => enforce::freeze(&client, a, true).await,
         Cmd::Thaw(a) => enforce::freeze(&client, a, false).await,
         Cmd::Audit(a) => audit(&client, a).await,
+        Cmd::Kill(a) => actions::kill(&client, a).await,
+        Cmd::Renice(a) => actions::renice(&client, a).await,
+        Cmd::Ionice(a) => actions::ionice(&client, a).await,
+        Cmd::Actions(a) => actions::actions(&client, a).await,
         Cmd::Run(a) => {
             let code = enforce::run(&client, a).await?;
             std::process::exit(code);
