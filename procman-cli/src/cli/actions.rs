@@ -5,9 +5,9 @@ use anyhow::Result;
 use clap::Args;
 use hyper::Method;
 use procman_common::action::{
-    parse_grace, parse_signal, signal_name, ActionRecord, ActionStreamItem, IoPrio,
-    IoniceAnswer, IoniceRequest, KillAnswer, KillRequest, NiceLevel, ReniceAnswer,
-    ReniceRequest, SliceKillAnswer,
+    parse_grace, parse_signal, signal_name, ActionRecord, ActionStreamItem, IoPrio, IoniceAnswer,
+    IoniceRequest, KillAnswer, KillRequest, NiceLevel, ReniceAnswer, ReniceRequest,
+    SliceKillAnswer,
 };
 use std::io::Write;
 
@@ -113,7 +113,11 @@ pub async fn renice(client: &Client, a: ReniceArgs) -> Result<()> {
     };
     req.target_nice().map_err(bad_value)?;
     let ans: ReniceAnswer = client
-        .call(Method::POST, &format!("/api/processes/{}/renice", a.pid), &req)
+        .call(
+            Method::POST,
+            &format!("/api/processes/{}/renice", a.pid),
+            &req,
+        )
         .await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&ans)?);
@@ -143,7 +147,11 @@ pub async fn ionice(client: &Client, a: IoniceArgs) -> Result<()> {
         start_ns: None,
     };
     let ans: IoniceAnswer = client
-        .call(Method::POST, &format!("/api/processes/{}/ionice", a.pid), &req)
+        .call(
+            Method::POST,
+            &format!("/api/processes/{}/ionice", a.pid),
+            &req,
+        )
         .await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&ans)?);
@@ -167,7 +175,10 @@ fn format_action(r: &ActionRecord) -> String {
     let target = match (&r.pid, &r.slice) {
         (Some(p), _) => format!(
             "pid {p}{}",
-            r.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+            r.name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
         ),
         (None, Some(s)) => format!("slice {s}"),
         (None, None) => "-".into(),
