@@ -738,21 +738,43 @@ fn access_audit_and_the_action_stream() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("may not kill"));
     assert!(alive(&mut mine));
 
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(agent.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+    let reloads = |result: &str| {
+        agent
+            .audit()
+            .iter()
+            .filter(|l| l["action"] == "reload" && l["result"] == result)
+            .count()
+    };
+    // an invalid [actions] section is refused on reload; the running settings stay
+    agent.rewrite_config(&config("[actions]\nprotect = 'cpu >'\n"));
+    hup();
+    wait_until("the refused reload", Duration::from_secs(10), || {
+        (reloads("error") == 1)
+            .then_some(())
+            .ok_or_else(|| "no refused reload yet".to_string())
+    });
+    let refused = agent.audit();
+    let line = refused.iter().find(|l| l["action"] == "reload").unwrap();
+    assert!(
+        line["detail"].as_str().unwrap().contains("protect"),
+        "{line}"
+    );
+
     // a grant to kill its own processes (reloaded)
     agent.rewrite_config(&config(&format!(
         "[[access]]\nusers = [\"{}\"]\nallow = [\"kill\"]\nonly_own = true\n",
         user.name
     )));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent.child.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    hup();
     wait_until("the reload", Duration::from_secs(10), || {
-        agent
-            .audit()
-            .iter()
-            .any(|l| l["action"] == "reload" && l["result"] == "ok")
+        (reloads("ok") == 1)
             .then_some(())
             .ok_or_else(|| "no reload line yet".to_string())
     });
