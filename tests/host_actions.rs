@@ -4,7 +4,7 @@
 //! thread, access control, the `/api/actions` stream and the audit log.
 //!
 //! Every process signalled here was started by the test itself.
-use procman_tests::{bin, wait_until, Agent};
+use procman_tests::{bin, wait_until, Agent, TestRoot};
 use std::{
     os::unix::{
         fs::PermissionsExt,
@@ -430,7 +430,8 @@ fn protected_targets_are_refused() {
 #[test]
 #[ignore = "needs root: loads BPF programs, signals through pidfds"]
 fn a_tree_kill_ends_every_descendant() {
-    let agent = Agent::start("", &[]);
+    let root = TestRoot::new("acttree");
+    let agent = Agent::start(&format!("[cgroup]\nroot = \"{}\"\n", root.name), &[]);
     // sh -> (sh -> sleep) + sleep
     let mut top = Command::new("sh")
         .args(["-c", "sh -c 'sleep 600 & wait' & sleep 600 & wait"])
@@ -470,6 +471,47 @@ fn a_tree_kill_ends_every_descendant() {
             },
         );
     }
+
+    // a tree alone in a procman slice is SIGKILLed through cgroup.kill: no fork escapes
+    let mut run = Command::new(bin("procman"))
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args([
+            "run",
+            "--slice",
+            "tree",
+            "--",
+            "sh",
+            "-c",
+            "sleep 600 & sleep 600 & wait",
+        ])
+        .spawn()
+        .unwrap();
+    let procs = root.slice("tree").join("cgroup.procs");
+    let sh = wait_until(
+        "the shell and its two sleeps in the slice",
+        Duration::from_secs(10),
+        || {
+            let pids: Vec<u32> = std::fs::read_to_string(&procs)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            let sh = pids.iter().copied().find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sh\n")
+            });
+            match sh {
+                Some(sh) if pids.len() == 3 => Ok(sh),
+                _ => Err(format!("{pids:?}")),
+            }
+        },
+    );
+    let (code, v) = kill(&agent, sh, Some(r#"{"force": true, "tree": true}"#));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["method"], "cgroup.kill of slice tree", "{v}");
+    assert_eq!(v["tree_killed"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(std::fs::read_to_string(&procs).unwrap().trim(), "");
+    assert_eq!(run.wait().unwrap().code(), Some(128 + libc::SIGKILL));
 }
 
 /// The descendants of `pid` (from /proc's children lists).
