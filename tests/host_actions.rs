@@ -374,14 +374,15 @@ fn protected_targets_are_refused() {
         .arg(format!("{} 600 & wait", protected_bin.display()))
         .spawn()
         .unwrap();
-    wait_until(
+    let grandchild: u32 = wait_until(
         "the shell's protected child",
         Duration::from_secs(10),
         || {
             let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", parent.id()))
                 .map_err(|e| e.to_string())?;
-            (!kids.trim().is_empty())
-                .then_some(())
+            kids.split_whitespace()
+                .next()
+                .and_then(|k| k.parse().ok())
                 .ok_or_else(|| "no child yet".to_string())
         },
     );
@@ -423,6 +424,11 @@ fn protected_targets_are_refused() {
     let (code, v) = kill(&agent, parent.id(), Some(r#"{"force": true}"#));
     assert_eq!(code, 200, "{v}");
     assert_eq!(killed_by(&mut parent), Some(libc::SIGKILL));
+    // its child (started by this test, now an orphan) goes too
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(grandchild as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     stop(&mut guarded);
 }
 
