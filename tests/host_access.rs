@@ -1,90 +1,12 @@
 //! Access control and the audit log, through the real socket as a real non-root user: a
 //! throwaway user and group are created for the test and removed afterwards.
-use procman_tests::{bin, cgroup_of, wait_until, Agent, TestRoot};
+use procman_tests::{bin, cgroup_of, tcp_request, wait_until, Agent, TestRoot, TestUser};
 use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     time::Duration,
 };
-
-/// A system user in its own group, removed (with the group) on drop.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    /// `tag` keeps the names of tests running in parallel apart.
-    fn create(tag: &str) -> TestUser {
-        let name = format!("pmacl{}{tag}", std::process::id());
-        let ok = |c: &mut Command| {
-            let o = c.output().expect("run useradd/groupadd");
-            assert!(
-                o.status.success(),
-                "{c:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        };
-        ok(Command::new("groupadd").args(["--system", &name]));
-        ok(Command::new("useradd").args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--gid",
-            &name,
-            &name,
-        ]));
-        let u = nix::unistd::User::from_name(&name)
-            .unwrap()
-            .expect("the new user");
-        TestUser {
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-            name,
-        }
-    }
-
-    /// Runs `procman` (a copy the user can execute) as this user.
-    fn procman(&self, procman: &Path, socket: &Path, args: &[&str]) -> Output {
-        Command::new(procman)
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .uid(self.uid)
-            .gid(self.gid)
-            .output()
-            .expect("run procman as the test user")
-    }
-
-    /// A `sleep` owned by this user.
-    fn sleeper(&self) -> std::process::Child {
-        Command::new("sleep")
-            .arg("300")
-            .uid(self.uid)
-            .gid(self.gid)
-            .spawn()
-            .unwrap()
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        // --force: even if a process of the user is still exiting
-        let out = Command::new("userdel")
-            .args(["--force", &self.name])
-            .output();
-        if !out.is_ok_and(|o| o.status.success()) {
-            eprintln!("could not remove the test user {}", self.name);
-        }
-        // userdel removes the user's private group; remove it if it stayed
-        if nix::unistd::Group::from_name(&self.name).is_ok_and(|g| g.is_some()) {
-            let _ = Command::new("groupdel").arg(&self.name).output();
-        }
-    }
-}
 
 /// The agent's directory (socket, audit log) opened to the user, and a copy of `procman` in it.
 fn open_to(agent: &Agent) -> PathBuf {
@@ -329,30 +251,6 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     wait_until(what, Duration::from_secs(10), || {
         probe().ok_or_else(|| "not yet".to_string())
     })
-}
-
-/// `(status, JSON body)` of one HTTP/1.0 request over TCP.
-fn tcp_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the TCP API");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or_default())
 }
 
 /// The TCP listener answers only requests carrying the token, is read-only unless the config

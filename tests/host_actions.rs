@@ -4,14 +4,11 @@
 //! thread, access control, the `/api/actions` stream and the audit log.
 //!
 //! Every process signalled here was started by the test itself.
-use procman_tests::{bin, wait_until, Agent, TestRoot};
+use procman_tests::{bin, tcp_request, wait_until, Agent, TestRoot, TestUser};
 use std::{
-    os::unix::{
-        fs::PermissionsExt,
-        process::{CommandExt, ExitStatusExt},
-    },
+    os::unix::{fs::PermissionsExt, process::ExitStatusExt},
     path::Path,
-    process::{Child, Command, Output},
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -248,6 +245,7 @@ fn term_ignoring_process_is_escalated_to_sigkill_after_the_grace() {
     let mut c = stubborn();
     let (code, v) = tcp_request(
         &addr,
+        "POST",
         &format!("/api/processes/{}/kill", c.id()),
         Some(token),
         r#"{"force": false}"#,
@@ -260,6 +258,7 @@ fn term_ignoring_process_is_escalated_to_sigkill_after_the_grace() {
     let mut c = sleeper();
     let (code, v) = tcp_request(
         &addr,
+        "POST",
         &format!("/api/processes/{}/kill", c.id()),
         None,
         r#"{"force": true}"#,
@@ -267,28 +266,6 @@ fn term_ignoring_process_is_escalated_to_sigkill_after_the_grace() {
     assert_eq!(code, 401, "{v}");
     assert!(alive(&mut c));
     stop(&mut c);
-}
-
-fn tcp_request(
-    addr: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the TCP API");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or_default())
 }
 
 /// A start time other than the process's own (what a caller saw before the pid was reused)
@@ -661,80 +638,13 @@ fn renice_and_ionice_set_every_thread() {
     stop(&mut c);
 }
 
-/// A system user in its own group, removed (with the group) on drop.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn create() -> TestUser {
-        let name = format!("pmact{}", std::process::id());
-        for c in [
-            Command::new("groupadd").args(["--system", &name]).output(),
-            Command::new("useradd")
-                .args([
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                ])
-                .args(["--gid", &name, &name])
-                .output(),
-        ] {
-            let o = c.expect("run useradd/groupadd");
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        }
-        let u = nix::unistd::User::from_name(&name)
-            .unwrap()
-            .expect("the new user");
-        TestUser {
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-            name,
-        }
-    }
-
-    fn procman(&self, procman: &Path, socket: &Path, args: &[&str]) -> Output {
-        Command::new(procman)
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .uid(self.uid)
-            .gid(self.gid)
-            .output()
-            .expect("run procman as the test user")
-    }
-
-    fn sleeper(&self) -> Child {
-        Command::new("sleep")
-            .arg("600")
-            .uid(self.uid)
-            .gid(self.gid)
-            .spawn()
-            .unwrap()
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel")
-            .args(["--force", &self.name])
-            .output();
-        if nix::unistd::Group::from_name(&self.name).is_ok_and(|g| g.is_some()) {
-            let _ = Command::new("groupdel").arg(&self.name).output();
-        }
-    }
-}
-
 /// A non-root user without a kill grant is refused (403, exit code 4); with a `kill` grant
 /// limited to its own processes it may end its own, never root's. Each attempt is audited and
 /// streamed on `/api/actions`; the audit line of a kill says which signal ended it.
 #[test]
 #[ignore = "needs root: creates a user and group, loads BPF programs"]
 fn access_audit_and_the_action_stream() {
-    let user = TestUser::create();
+    let user = TestUser::create("k");
     let config = |grant: &str| format!("[agent]\nsocket_group = \"{}\"\n{grant}", user.name);
     let agent = Agent::start(&config(""), &[]);
     std::fs::set_permissions(agent.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
