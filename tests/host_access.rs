@@ -1,90 +1,12 @@
 //! Access control and the audit log, through the real socket as a real non-root user: a
 //! throwaway user and group are created for the test and removed afterwards.
-use procman_tests::{bin, cgroup_of, wait_until, Agent, TestRoot};
+use procman_tests::{bin, cgroup_of, tcp_api, wait_until, Agent, TestRoot, TestUser};
 use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     time::Duration,
 };
-
-/// A system user in its own group, removed (with the group) on drop.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    /// `tag` keeps the names of tests running in parallel apart.
-    fn create(tag: &str) -> TestUser {
-        let name = format!("pmacl{}{tag}", std::process::id());
-        let ok = |c: &mut Command| {
-            let o = c.output().expect("run useradd/groupadd");
-            assert!(
-                o.status.success(),
-                "{c:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        };
-        ok(Command::new("groupadd").args(["--system", &name]));
-        ok(Command::new("useradd").args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--gid",
-            &name,
-            &name,
-        ]));
-        let u = nix::unistd::User::from_name(&name)
-            .unwrap()
-            .expect("the new user");
-        TestUser {
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-            name,
-        }
-    }
-
-    /// Runs `procman` (a copy the user can execute) as this user.
-    fn procman(&self, procman: &Path, socket: &Path, args: &[&str]) -> Output {
-        Command::new(procman)
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .uid(self.uid)
-            .gid(self.gid)
-            .output()
-            .expect("run procman as the test user")
-    }
-
-    /// A `sleep` owned by this user.
-    fn sleeper(&self) -> std::process::Child {
-        Command::new("sleep")
-            .arg("300")
-            .uid(self.uid)
-            .gid(self.gid)
-            .spawn()
-            .unwrap()
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        // --force: even if a process of the user is still exiting
-        let out = Command::new("userdel")
-            .args(["--force", &self.name])
-            .output();
-        if !out.is_ok_and(|o| o.status.success()) {
-            eprintln!("could not remove the test user {}", self.name);
-        }
-        // userdel removes the user's private group; remove it if it stayed
-        if nix::unistd::Group::from_name(&self.name).is_ok_and(|g| g.is_some()) {
-            let _ = Command::new("groupdel").arg(&self.name).output();
-        }
-    }
-}
 
 /// The agent's directory (socket, audit log) opened to the user, and a copy of `procman` in it.
 fn open_to(agent: &Agent) -> PathBuf {
@@ -331,23 +253,6 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     })
 }
 
-/// `(status, JSON body)` of one request to the TCP listener.
-fn tcp_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, serde_json::Value) {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a));
-    }
-    let a = procman_tests::tcp_request(addr, method, path, &headers, body);
-    (a.status, a.body)
-}
-
 /// The TCP listener answers only requests carrying the token, is read-only unless the config
 /// grants the token actions, and audits every refusal; a token file others could read stops
 /// the agent from starting.
@@ -371,10 +276,10 @@ fn tcp_api_needs_the_token_and_is_read_only_by_default() {
     );
     let agent = Agent::start(&cfg, &[]);
 
-    let (code, v) = tcp_request(&addr, "GET", "/api/status", None, "");
+    let (code, v) = tcp_api(&addr, "GET", "/api/status", None, "");
     assert_eq!(code, 401, "{v}");
     assert!(v["error"].as_str().unwrap().contains("Bearer"), "{v}");
-    let (code, _) = tcp_request(
+    let (code, _) = tcp_api(
         &addr,
         "GET",
         "/api/status",
@@ -382,10 +287,10 @@ fn tcp_api_needs_the_token_and_is_read_only_by_default() {
         "",
     );
     assert_eq!(code, 401);
-    let (code, v) = tcp_request(&addr, "GET", "/api/status", Some(token), "");
+    let (code, v) = tcp_api(&addr, "GET", "/api/status", Some(token), "");
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["pid"], agent.child.id());
-    let (code, v) = tcp_request(
+    let (code, v) = tcp_api(
         &addr,
         "GET",
         "/api/processes?sort=pid&limit=3",
@@ -393,7 +298,7 @@ fn tcp_api_needs_the_token_and_is_read_only_by_default() {
         "",
     );
     assert_eq!(code, 200, "{v}");
-    let (code, v) = tcp_request(&addr, "POST", "/api/limit", Some(token), r#"{"pids": [1]}"#);
+    let (code, v) = tcp_api(&addr, "POST", "/api/limit", Some(token), r#"{"pids": [1]}"#);
     assert_eq!(code, 403, "{v}");
     assert!(v["error"].as_str().unwrap().contains("token_allow"), "{v}");
 

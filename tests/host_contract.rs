@@ -347,7 +347,7 @@ fn the_process_endpoints_answer_with_the_documents_shapes() {
 #[test]
 #[ignore = "needs root: loads BPF programs; the token file must be owned by root"]
 fn the_documents_curl_examples_work() {
-    let t = Tcp::start(&[]);
+    let t = Tcp::start_with(&[], "token_allow = [\"kill\"]\n");
     let pid = std::process::id();
     wait_until(
         "the test process in the table",
@@ -364,7 +364,7 @@ fn the_documents_curl_examples_work() {
     let commands: Vec<String> = script
         .replace("\\\n", " ")
         .lines()
-        .filter(|l| l.starts_with("curl ") && !l.contains("-X POST"))
+        .filter(|l| l.starts_with("curl "))
         .map(|l| {
             l.replacen(
                 "curl ",
@@ -372,11 +372,21 @@ fn the_documents_curl_examples_work() {
                 1,
             )
             .replace("http://localhost:8754", &format!("http://{}", t.addr))
-            .replace("/processes/1234", &format!("/processes/{pid}"))
         })
         .collect();
-    assert_eq!(commands.len(), 4, "{commands:?}");
+    assert_eq!(commands.len(), 6, "{commands:?}");
     for c in commands {
+        // the reads look at the test process; each kill gets a process of its own
+        let mut victim = None;
+        let target = if c.contains("-X POST") {
+            let v = KillOnDrop(Command::new("sleep").arg("600").spawn().unwrap());
+            let p = v.0.id();
+            victim = Some(v);
+            p
+        } else {
+            pid
+        };
+        let c = c.replace("/processes/1234", &format!("/processes/{target}"));
         let out = Command::new("bash")
             .args(["-o", "pipefail", "-c", &c])
             .output()
@@ -388,6 +398,28 @@ fn the_documents_curl_examples_work() {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(mut v) = victim {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert_conforms(&fixture("kill_200.json"), &answer, "POST .../kill");
+            assert_eq!(answer["success"], true, "{answer}");
+            assert_eq!(
+                answer["forced"],
+                c.contains("\"force\": true"),
+                "{c}: {answer}"
+            );
+            assert_eq!(
+                answer["message"],
+                format!("Process sleep (PID: {target}) terminated successfully")
+            );
+            let st = v.0.wait().unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            let want = if c.contains("\"force\": true") {
+                libc::SIGKILL
+            } else {
+                libc::SIGTERM
+            };
+            assert_eq!(st.signal(), Some(want), "{c}: {answer}");
+        }
     }
 }
 

@@ -30,6 +30,28 @@ pub struct Config {
     pub service: Vec<crate::services::config::ServiceConfig>,
     /// `[services]`: where their logs and state go.
     pub services: crate::services::config::ServicesSection,
+    pub actions: ActionsSection,
+}
+
+/// `[actions]`: kill, renice and ionice.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsSection {
+    /// A filter (the `procman ps --filter` language) of processes never acted on, besides pid 1,
+    /// kernel threads and the agent, which always are protected. Empty: none.
+    pub protect: String,
+    /// How long a kill waits after SIGTERM before SIGKILL, when the request gives no grace
+    /// (at most 5m).
+    pub kill_grace: HumanDuration,
+}
+
+impl Default for ActionsSection {
+    fn default() -> Self {
+        ActionsSection {
+            protect: String::new(),
+            kill_grace: HumanDuration(Duration::from_secs(5)),
+        }
+    }
 }
 
 /// `[api]`: the optional TCP listener (seed 004's clients use port 8754).
@@ -340,6 +362,7 @@ impl Config {
         cfg.access_policy()?;
         cfg.api.listen_addr()?;
         cfg.service_specs()?;
+        cfg.action_settings()?;
         if !cfg.audit.path.is_absolute() || cfg.audit.max_size.0 < 4096 || cfg.audit.keep > 100 {
             bail!(
                 "[audit] path = {:?}, max_size = \"{}\", keep = {}: the path must be absolute, max_size at least 4K, keep at most 100",
@@ -370,6 +393,11 @@ impl Config {
             );
         }
         crate::services::config::validate_all(&self.service)
+    }
+
+    /// The `[actions]` settings, validated (the protect filter compiled).
+    pub fn action_settings(&self) -> Result<crate::actions::Settings> {
+        crate::actions::settings_of(&self.actions.protect, self.actions.kill_grace)
     }
 
     /// The `[[access]]` grants and the token's, validated (user and group names resolved).
@@ -581,6 +609,38 @@ mod tests {
     }
 
     #[test]
+    fn actions_section() {
+        let c = Config::parse(
+            "[actions]\nprotect = 'name == sshd or user == postgres'\nkill_grace = \"10s\"\n",
+        )
+        .unwrap();
+        let s = c.action_settings().unwrap();
+        assert!(s.protect.is_some());
+        assert_eq!(s.kill_grace, Duration::from_secs(10));
+        assert!(Config::parse("")
+            .unwrap()
+            .action_settings()
+            .unwrap()
+            .protect
+            .is_none());
+        let e = format!(
+            "{:#}",
+            Config::parse("[actions]\nprotect = 'cpu >'").unwrap_err()
+        );
+        assert!(e.contains("protect") && e.contains("cpu >"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[actions]\nkill_grace = \"1h\"").unwrap_err()
+        );
+        assert!(e.contains("kill_grace"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[actions]\nprotekt = 'x'").unwrap_err()
+        );
+        assert!(e.contains("protekt"), "{e}");
+    }
+
+    #[test]
     fn units_are_typed_at_parse_time() {
         let c = Config::parse(
             "[events]\nring_size = \"8MiB\"\npoll_interval = \"20ms\"\n[monitor]\ninterval = \"5s\"\n",
@@ -630,6 +690,8 @@ mod tests {
             "[[service]]\nname = \"s\"\nexec = [\"true\"]\nprobe.http",
             "[[service]]\nname = \"s\"\nexec = [\"true\"]\nlog.max_size",
             "[[service]]\nname = \"s\"\nexec",
+            "[actions]\nprotect",
+            "[actions]\nkill_grace",
         ];
 
         proptest! {

@@ -53,6 +53,8 @@ pub struct Agent {
     pub policies: crate::policy::Policies,
     /// The services' supervisor, set once at start (after the agent exists).
     pub services: std::sync::OnceLock<Arc<crate::services::Supervisor>>,
+    /// Kill, renice, ionice: their settings and the `/api/actions` stream.
+    pub actions: crate::actions::Actions,
 }
 
 /// Requests answered per (method, route pattern, status). The keys are bounded by the
@@ -83,6 +85,7 @@ pub struct Parts {
     pub api_token: Option<String>,
     pub cors_origins: Vec<crate::config::Origin>,
     pub policies: crate::policy::Policies,
+    pub actions: crate::actions::Actions,
 }
 
 impl Agent {
@@ -96,6 +99,7 @@ impl Agent {
             api_token,
             cors_origins,
             policies,
+            actions,
         } = parts;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Agent {
@@ -118,6 +122,7 @@ impl Agent {
             api_requests: RequestCounts::default(),
             policies,
             services: std::sync::OnceLock::new(),
+            actions,
         })
     }
 

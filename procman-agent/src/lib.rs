@@ -4,8 +4,10 @@
 //! `core` (the dispatcher: table, placement, fan-out, counters) -> `api` (HTTP/JSON on a
 //! Unix socket). `monitor` samples usage for the table's processes; `query` joins both for
 //! the read API; `enforce` owns every cgroup decision (limits, moves, freeze, placement) on
-//! top of the `procman-cgroup` library.
+//! top of the `procman-cgroup` library; `actions` acts on single processes (kill, renice,
+//! ionice) through pidfds.
 pub mod access;
+pub mod actions;
 pub mod api;
 pub mod audit;
 pub mod config;

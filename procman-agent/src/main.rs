@@ -219,6 +219,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     );
     let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules)?;
     let access = cfg.access_policy()?;
+    let actions = procman_agent::actions::Actions::new(cfg.action_settings()?);
     let audit =
         procman_agent::audit::Audit::new(&cfg.audit.path, cfg.audit.max_size.0, cfg.audit.keep);
     let policies = procman_agent::policy::Policies::new(cfg.policies()?);
@@ -234,6 +235,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             api_token,
             cors_origins: cfg.api.cors_origins.clone(),
             policies,
+            actions,
         },
     );
     agent.policies.start(

@@ -910,4 +910,15 @@ impl Monitor {
     pub fn get(&self, pid: u32) -> Option<Usage> {
         self.usage.read().ok()?.get(&pid).cloned()
     }
+
+    /// One process's usage read from /proc now (no rates), for a process the sampler has not
+    /// seen yet; `None` when it is gone or `start_ticks` no longer matches.
+    pub fn read_now(&self, pid: u32, start_ticks: u64) -> Option<Usage> {
+        let mem_total = self
+            .system
+            .read()
+            .map(|s| s.info.memory_total_bytes)
+            .unwrap_or(0);
+        sample_process(pid, start_ticks, None, mem_total, None)
+    }
 }

@@ -16,6 +16,12 @@ fn boot_time() -> f64 {
     *BT.get_or_init(|| procfs::boot_time_secs().map(|s| s as f64).unwrap_or(0.0))
 }
 
+/// A start time in clock ticks since boot as Unix seconds (what `ProcessInfo::start_time`
+/// shows).
+pub fn start_epoch(start_ticks: u64) -> f64 {
+    boot_time() + start_ticks as f64 / procfs::ticks_per_second() as f64
+}
+
 fn now_epoch() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -51,7 +57,7 @@ pub fn uid_of(name: &str) -> Option<u32> {
 const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn process_info(e: &ProcEntry, u: Option<&Usage>) -> ProcessInfo {
-    let start = boot_time() + e.start_ticks as f64 / procfs::ticks_per_second() as f64;
+    let start = start_epoch(e.start_ticks);
     let mut p = ProcessInfo {
         pid: e.pid,
         parent_pid: e.ppid,

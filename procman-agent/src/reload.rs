@@ -1,6 +1,6 @@
 //! Reloading the configuration (SIGHUP, `systemctl reload`): the file is read and validated
 //! as a whole first; an invalid one is refused, logged and audited, and the running
-//! configuration stays. A valid one replaces the access grants, re-applies every declared
+//! configuration stays. A valid one replaces the access grants and the `[actions]` settings, re-applies every declared
 //! slice's limits, restarts placement with the new rules and replaces the `[[policy]]` rules
 //! (a policy whose entry is unchanged keeps its state and budget). Settings that only take effect
 //! at start (the socket, the event source, sampling, the managed root, the audit log) are
@@ -44,6 +44,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
         let policy = new.access_policy()?;
         let policies = new.policies()?;
         let services = new.service_specs()?;
+        let actions = new.action_settings()?;
         let mut r = Reloaded {
             slices: new.slice.len(),
             rules: rules.len(),
@@ -86,6 +87,7 @@ pub fn reload(agent: &Agent, path: Option<&Path>, running: &mut Config) -> Resul
             .write()
             .unwrap_or_else(|e| e.into_inner()) = new.api.cors_origins.clone();
         agent.policies.replace(policies);
+        agent.actions.set(actions);
         Ok((new, r))
     })();
     let shown = path.map_or("(defaults)".into(), |p| p.display().to_string());

@@ -439,6 +439,68 @@ impl Manager {
         cg.kill()
     }
 
+    /// Kills every process of slice `name` and waits until it is empty: `cgroup.kill` where the
+    /// kernel has it (5.14+), else [`Manager::kill_by_signals`]. Refuses a slice holding pid 1
+    /// or the agent. Returns how it was done (`cgroup.kill` or `freeze+SIGKILL`).
+    pub fn kill_all(&self, name: &str, timeout: Duration) -> Result<&'static str> {
+        let cg = self.slice(name)?;
+        self.guard_members("kill", name, &cg)?;
+        if cg.has("cgroup.kill") {
+            cg.kill()?;
+            self.wait_empty(name, timeout)?;
+            return Ok("cgroup.kill");
+        }
+        self.kill_by_signals(name, timeout)
+    }
+
+    /// The sweep for kernels without `cgroup.kill` (before 5.14): freeze the slice (so nobody
+    /// in it can fork), SIGKILL every pid in `cgroup.procs` (through pidfds), thaw, and again
+    /// until the slice is empty or `timeout` passes. Frozen processes cannot fork or exit on
+    /// their own, so the list read while frozen is complete and no pid in it can be reused
+    /// before its signal. Without `cgroup.freeze` (before 5.2) it signals and rescans.
+    pub fn kill_by_signals(&self, name: &str, timeout: Duration) -> Result<&'static str> {
+        let cg = self.slice(name)?;
+        let can_freeze = cg.has("cgroup.freeze");
+        let start = std::time::Instant::now();
+        loop {
+            self.guard_members("kill", name, &cg)?;
+            if can_freeze {
+                cg.freeze(true)?;
+                let left = timeout.saturating_sub(start.elapsed());
+                // frozen, or already empty; a frozen-wait timeout still signals what is there
+                cg.wait_events(left.min(Duration::from_secs(1)), |e| {
+                    e.frozen || !e.populated
+                })?;
+            }
+            let pids = cg.procs()?;
+            for &pid in &pids {
+                procs::sigkill(pid).map_err(|e| {
+                    CgroupError::io(
+                        "sending SIGKILL to a process of",
+                        cg.file("cgroup.procs"),
+                        e,
+                    )
+                })?;
+            }
+            if can_freeze {
+                cg.freeze(false)?;
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            let drained = pids.is_empty()
+                || cg.wait_events(left.min(Duration::from_millis(200)), |e| !e.populated)?;
+            if drained && cg.procs()?.is_empty() {
+                return Ok(if can_freeze {
+                    "freeze+SIGKILL"
+                } else {
+                    "SIGKILL sweep"
+                });
+            }
+            if start.elapsed() >= timeout {
+                return Err(self.busy(name, &cg));
+            }
+        }
+    }
+
     /// Waits until `cgroup.events` shows `frozen` = `want`.
     pub fn wait_frozen(&self, name: &str, want: bool, timeout: Duration) -> Result<()> {
         let cg = self.slice(name)?;

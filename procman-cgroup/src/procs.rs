@@ -154,6 +154,50 @@ fn guard(info: ProcInfo, start_time: Option<u64>) -> Result<ProcInfo> {
     }
 }
 
+/// Sends SIGKILL to `pid` through a pidfd (so a pid reused meanwhile is never hit), or with
+/// kill(2) on kernels without pidfds (before 5.3). `Ok` also when the process is already gone.
+pub fn sigkill(pid: u32) -> io::Result<()> {
+    let gone = |e: io::Error| {
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    };
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return Ok(());
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p, 0 as libc::c_uint) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return gone(e);
+        }
+        // SAFETY: kill(2) has no pointers.
+        if unsafe { libc::kill(p, libc::SIGKILL) } < 0 {
+            return gone(io::Error::last_os_error());
+        }
+        return Ok(());
+    }
+    // SAFETY: the fd was just returned by the kernel and is owned here.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    // SAFETY: a valid pidfd, a signal, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return gone(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The cgroup2 path of `pid` as /proc/PID/cgroup shows it (relative to the cgroup namespace
 /// root, which is the mount root for the agent).
 pub fn cgroup_of(pid: u32) -> Result<String> {

@@ -1,6 +1,8 @@
 //! procman's shared vocabulary, used by the agent, the CLI and the tests alike.
 //!
 //! - [`abi`]: the `#[repr(C)]` mirror of `include/procman_event.h`, the ring-buffer record.
+//! - [`action`]: the wire types of process actions (kill, renice, ionice, the action stream)
+//!   and the parsers of their values (signals, nice levels, IO priorities).
 //! - [`api`]: the JSON types of the agent's HTTP API (what `procman --json` prints).
 //! - [`filter`]: the filter expression language (parser and AST; evaluation through a trait
 //!   the caller implements for its rows).
@@ -11,6 +13,7 @@
 //! Nothing here does I/O on behalf of the agent or links the agent's dependencies (aya,
 //! tokio, the cgroup library): the CLI depends on this crate and on the API only.
 pub mod abi;
+pub mod action;
 pub mod api;
 pub mod filter;
 pub mod policy;

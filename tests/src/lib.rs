@@ -10,7 +10,9 @@
 //!   with `--include-ignored`). They are `#[ignore = "needs the cgroup v2 test VM ..."]`, so a
 //!   host `cargo test` lists them as ignored with that reason; `require_vm()` fails them if
 //!   someone runs `--ignored` on the host.
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// True inside the test VM (`cargo xtask vm-test` sets VMTEST=1).
@@ -542,4 +544,100 @@ pub fn cgroup_of(pid: u32) -> String {
         .find(|l| l.starts_with("0::"))
         .unwrap_or("")
         .to_string()
+}
+
+/// A throwaway system user in its own group (for access tests as a real non-root caller),
+/// removed (with the group) on drop.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    /// `tag` keeps the names of tests running in parallel apart.
+    pub fn create(tag: &str) -> TestUser {
+        let name = format!("pmacl{}{tag}", std::process::id());
+        let ok = |c: &mut Command| {
+            let o = c.output().expect("run useradd/groupadd");
+            assert!(
+                o.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        ok(Command::new("groupadd").args(["--system", &name]));
+        ok(Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--gid",
+            &name,
+            &name,
+        ]));
+        let u = nix::unistd::User::from_name(&name)
+            .unwrap()
+            .expect("the new user");
+        TestUser {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            name,
+        }
+    }
+
+    /// Runs `procman` (a copy the user can execute) as this user.
+    pub fn procman(&self, procman: &Path, socket: &Path, args: &[&str]) -> Output {
+        Command::new(procman)
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .uid(self.uid)
+            .gid(self.gid)
+            .output()
+            .expect("run procman as the test user")
+    }
+
+    /// A `sleep` owned by this user.
+    pub fn sleeper(&self) -> std::process::Child {
+        Command::new("sleep")
+            .arg("300")
+            .uid(self.uid)
+            .gid(self.gid)
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // --force: even if a process of the user is still exiting
+        let out = Command::new("userdel")
+            .args(["--force", &self.name])
+            .output();
+        if !out.is_ok_and(|o| o.status.success()) {
+            eprintln!("could not remove the test user {}", self.name);
+        }
+        // userdel removes the user's private group; remove it if it stayed
+        if nix::unistd::Group::from_name(&self.name).is_ok_and(|g| g.is_some()) {
+            let _ = Command::new("groupdel").arg(&self.name).output();
+        }
+    }
+}
+
+/// `(status, JSON body)` of one JSON request to the TCP listener, with the token if given.
+pub fn tcp_api(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let a = tcp_request(addr, method, path, &headers, body);
+    (a.status, a.body)
 }

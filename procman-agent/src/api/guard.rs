@@ -17,6 +17,11 @@ use axum::{
 };
 use std::sync::Arc;
 
+/// The message of a successful mutation, for its audit line (e.g. which signal ended a
+/// process); handlers put it in the response's extensions.
+#[derive(Debug, Clone)]
+pub struct AuditDetail(pub String);
+
 /// Largest request body accepted (a limit request is a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -39,6 +44,13 @@ fn actions_of(
                 a.push(Action::Limit);
             }
             a
+        }
+        ("POST", "/api/processes/{pid}/kill") | ("POST", "/api/slices/{name}/kill") => {
+            vec![Action::Kill]
+        }
+        // a share of CPU or disk, as limits are
+        ("POST", "/api/processes/{pid}/renice") | ("POST", "/api/processes/{pid}/ionice") => {
+            vec![Action::Limit]
         }
         ("POST", "/api/slices/{name}/freeze")
         | ("POST", "/api/slices/{name}/thaw")
@@ -152,7 +164,11 @@ async fn check_and_run(agent: Arc<Agent>, peer: Peer, req: Request, next: Next) 
     req.extensions_mut().insert(scope);
     let resp = next.run(req).await;
     let status = resp.status();
-    let detail = resp.extensions().get::<ErrorMessage>().map(|m| m.0.clone());
+    let detail = resp
+        .extensions()
+        .get::<ErrorMessage>()
+        .map(|m| m.0.clone())
+        .or_else(|| resp.extensions().get::<AuditDetail>().map(|m| m.0.clone()));
     agent.audit.record(Record {
         time: Default::default(),
         seq: 0,

@@ -11,11 +11,13 @@
 //! - `GET /api/openapi.json`: the OpenAPI description of all of them ([`openapi`]).
 //! - `[[policy]]` state, explain and test: [`policy`].
 //! - supervised services, their commands and logs: [`services`].
+//! - kill, renice, ionice, slice kill and the `/api/actions` stream: [`actions`].
 //!
 //! A new endpoint goes into the module of its group (or a new one), returns
 //! `Result<Json<T>, ApiErr>` with `T` a wire type from `procman_common::api`, runs
 //! anything blocking through [`processes::blocking`], and is described with
 //! `#[utoipa::path(...)]`, listed in [`openapi::ApiDoc`].
+pub mod actions;
 pub mod cors;
 pub mod dashboard;
 pub mod enforce;
@@ -62,6 +64,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(enforce::routes())
         .merge(policy::routes())
         .merge(services::routes())
+        .merge(actions::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             agent.clone(),
             guard::guard,

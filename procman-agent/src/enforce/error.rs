@@ -30,6 +30,12 @@ pub enum EnforceError {
     NotFound(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The process named is no longer the one meant (its pid was reused).
+    #[error("{0}")]
+    Conflict(String),
+    /// The kernel refused or did not finish (e.g. a process SIGKILLed that does not exit).
+    #[error("{0}")]
+    Failed(String),
     #[error(transparent)]
     Limit(#[from] LimitError),
     #[error(transparent)]
@@ -43,6 +49,8 @@ impl EnforceError {
             EnforceError::Invalid(_) | EnforceError::Limit(_) => ErrorKind::Invalid,
             EnforceError::NotFound(_) => ErrorKind::NotFound,
             EnforceError::Forbidden(_) => ErrorKind::Forbidden,
+            EnforceError::Conflict(_) => ErrorKind::Conflict,
+            EnforceError::Failed(_) => ErrorKind::Internal,
             EnforceError::Cgroup(e) => match e {
                 CgroupError::InvalidName { .. }
                 | CgroupError::Unenforceable { .. }

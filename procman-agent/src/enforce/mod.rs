@@ -462,9 +462,31 @@ impl Enforcer {
         })
     }
 
+    /// Kills every process of a slice and keeps the slice: `cgroup.kill` (no child escapes by
+    /// forking), or on kernels before 5.14 a freeze-then-SIGKILL sweep until it is empty.
+    /// Returns the pids that were in it and how it was done.
+    pub fn kill_slice(
+        &self,
+        name: &str,
+        only_uid: Option<u32>,
+    ) -> Result<(Vec<u32>, &'static str)> {
+        let m = self.manager()?;
+        procman_cgroup::validate_name("slice", name).map_err(CgroupError::from)?;
+        self.with_slice(name, || {
+            if !m.list_slices()?.iter().any(|s| s == name) {
+                return Err(EnforceError::NotFound(format!("no slice {name:?}")));
+            }
+            self.check_slice_owned(&m, name, only_uid)?;
+            let pids = m.pids(name)?;
+            let how = m.kill_all(name, FREEZE_TIMEOUT)?;
+            Ok((pids, how))
+        })
+    }
+
     /// Removes a slice. One with processes is refused unless `kill`: then every process in
-    /// it is killed at once through `cgroup.kill` (no child escapes by forking) and the slice
-    /// removed once empty. Returns the pids that were in it.
+    /// it is killed at once through `cgroup.kill` (no child escapes by forking; on kernels
+    /// before 5.14 a freeze-then-SIGKILL sweep) and the slice removed once empty. Returns the
+    /// pids that were in it.
     pub fn remove_slice(&self, name: &str, kill: bool, only_uid: Option<u32>) -> Result<Vec<u32>> {
         let m = self.manager()?;
         procman_cgroup::validate_name("slice", name).map_err(CgroupError::from)?;
@@ -483,8 +505,7 @@ impl Enforcer {
                         pids.iter().take(5).map(u32::to_string).collect::<Vec<_>>().join(", ")
                     )));
                 }
-                m.kill(name)?;
-                m.wait_empty(name, FREEZE_TIMEOUT)?;
+                m.kill_all(name, FREEZE_TIMEOUT)?;
             }
             m.remove_slice(name)?;
             if self.declared.read().unwrap_or_else(|e| e.into_inner()).contains(name) {

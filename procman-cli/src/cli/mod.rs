@@ -1,4 +1,5 @@
 //! The `procman` command-line client: argument parsing and output formatting.
+pub mod actions;
 pub mod enforce;
 pub mod policy;
 pub mod services;
@@ -76,6 +77,14 @@ pub enum Cmd {
     Service(services::ServiceArgs),
     /// A service's output (stdout and stderr, time-stamped): the last lines, or follow it.
     Logs(services::LogsArgs),
+    /// End a process (SIGTERM, then SIGKILL after a grace), its subtree, or a slice's processes.
+    Kill(actions::KillArgs),
+    /// Change the nice value of every thread of a process.
+    Renice(actions::ReniceArgs),
+    /// Change the IO priority of every thread of a process: CLASS[:LEVEL].
+    Ionice(actions::IoniceArgs),
+    /// Follow the actions taken (kill, renice, ionice, slice kill) live.
+    Actions(actions::ActionsArgs),
 }
 
 #[derive(Args)]
@@ -222,6 +231,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Policy(c) => policy::run(&client, c).await,
         Cmd::Service(a) => services::service(&client, a).await,
         Cmd::Logs(a) => services::logs(&client, a).await,
+        Cmd::Kill(a) => actions::kill(&client, a).await,
+        Cmd::Renice(a) => actions::renice(&client, a).await,
+        Cmd::Ionice(a) => actions::ionice(&client, a).await,
+        Cmd::Actions(a) => actions::actions(&client, a).await,
         Cmd::Run(a) => {
             let code = enforce::run(&client, a).await?;
             std::process::exit(code);
