@@ -10,7 +10,7 @@ use procman_common::{
 use serde::Deserialize;
 use std::{collections::BTreeMap, time::Duration};
 
-use super::actuator::{IoClass, Signal};
+use super::actuator::{IoPrio, Signal};
 
 /// `[[policy]]` as written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -92,7 +92,7 @@ impl Scope {
 pub enum Action {
     Notify(Vec<String>),
     Renice(i32),
-    Ionice(IoClass),
+    Ionice(IoPrio),
     /// Limits for the per-policy slice (`policy-<name>`, or the slice itself at slice scope).
     Limit(Box<Limits>),
     Freeze,
@@ -288,7 +288,7 @@ pub fn parse_action(
         }
         "ionice" => {
             process_only("ionice")?;
-            IoClass::parse(&arg)
+            arg.parse::<IoPrio>()
                 .map(Action::Ionice)
                 .map_err(|e| format!("{text:?}: {e}"))
         }
@@ -530,11 +530,11 @@ mode = "enforce"
         let s = Scope::Process;
         assert_eq!(
             parse_action("ionice idle", s, None).unwrap(),
-            Action::Ionice(IoClass::Idle)
+            Action::Ionice("idle".parse().unwrap())
         );
         assert_eq!(
             parse_action("ionice best-effort:7", s, None).unwrap(),
-            Action::Ionice(IoClass::BestEffort(7))
+            Action::Ionice("best-effort:7".parse().unwrap())
         );
         assert!(parse_action("ionice realtime:9", s, None).is_err());
         assert_eq!(
@@ -573,7 +573,7 @@ mode = "enforce"
                 }
             }
             let _ = parse_budget(&s);
-            let _ = IoClass::parse(&s);
+            let _ = s.parse::<IoPrio>();
         }
 
         #[test]

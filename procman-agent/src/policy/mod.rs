@@ -879,7 +879,7 @@ fn bump_failed(agent: &Agent, policy: &Arc<Policy>) {
 
 #[cfg(test)]
 mod tests {
-    use super::actuator::{IoClass, Signal};
+    use super::actuator::{IoPrio, Signal};
     use super::*;
     use procman_cgroup::Limits;
 
@@ -898,7 +898,7 @@ mod tests {
         fn renice(&self, t: Target, nice: i32) -> Result<String, String> {
             self.log(format!("renice {} {} {nice}", t.pid, t.start_ticks))
         }
-        fn ionice(&self, t: Target, c: IoClass) -> Result<String, String> {
+        fn ionice(&self, t: Target, c: IoPrio) -> Result<String, String> {
             self.log(format!("ionice {} {c}", t.pid))
         }
         fn signal(&self, t: Target, s: Signal) -> Result<String, String> {
