@@ -3,10 +3,9 @@
 //! process left behind, and the freeze-then-SIGKILL sweep that kernels without `cgroup.kill`
 //! (before 5.14) get is exercised directly through `procman-cgroup`.
 use procman_cgroup::{Cgroup2Mount, Limits, Manager};
-use procman_tests::{bin, require_vm, try_wait_until, wait_until, Agent};
+use procman_tests::{bin, require_vm, wait_until, Agent};
 use std::{
     os::unix::process::ExitStatusExt,
-    path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -15,56 +14,7 @@ use std::{
 /// orphaned `sleep` behind, and failed forks are retried forever (quietly).
 const BOMB: &str = "exec 2>/dev/null; while :; do (sleep 600 &); done";
 
-struct Root {
-    name: String,
-}
-
-impl Root {
-    fn new(tag: &str) -> Root {
-        Root {
-            name: format!("procman-vm-{tag}.slice"),
-        }
-    }
-    fn path(&self) -> PathBuf {
-        PathBuf::from("/sys/fs/cgroup").join(&self.name)
-    }
-    fn read(&self, slice: &str, file: &str) -> String {
-        std::fs::read_to_string(self.path().join(slice).join(file)).unwrap_or_default()
-    }
-    fn procs(&self, slice: &str) -> Vec<u32> {
-        self.read(slice, "cgroup.procs")
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    }
-    fn keyed(&self, slice: &str, file: &str, key: &str) -> u64 {
-        self.read(slice, file)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(self.path()) {
-            for e in rd.flatten().filter(|e| e.path().is_dir()) {
-                let _ = std::fs::write(e.path().join("cgroup.freeze"), "0");
-                let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
-                let removed =
-                    try_wait_until("the killed slice's removal", Duration::from_secs(5), || {
-                        std::fs::remove_dir(e.path()).map_err(|e| e.to_string())
-                    });
-                if let Err(err) = removed {
-                    eprintln!("warning: {}: {err}", e.path().display());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(self.path());
-    }
-}
+use procman_tests::VmRoot as Root;
 
 /// Waits until the bomb has filled its slice up to the limit (forks refused).
 fn wait_for_the_bomb(root: &Root, slice: &str, at_least: usize) {

@@ -1,9 +1,8 @@
 //! Enforcement through the product's own commands, on a real cgroup v2 kernel (the test VM):
 //! the real `procman-agent` and `procman` binaries set each limit kind and the kernel enforces
 //! it. Each test runs its own agent with its own managed root; budgets are loose (TCG).
-use procman_tests::{http_get, require_vm, try_wait_until, wait_until, Agent};
+use procman_tests::{http_get, require_vm, wait_until, Agent};
 use std::{
-    path::PathBuf,
     process::Command,
     sync::Mutex,
     time::{Duration, Instant},
@@ -12,54 +11,7 @@ use std::{
 /// One at a time: they measure CPU and IO shares.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-struct Root {
-    name: String,
-}
-
-impl Root {
-    fn new(tag: &str) -> Root {
-        Root {
-            name: format!("procman-vm-{tag}.slice"),
-        }
-    }
-    fn path(&self) -> PathBuf {
-        PathBuf::from("/sys/fs/cgroup").join(&self.name)
-    }
-    fn config(&self) -> String {
-        format!("[cgroup]\nroot = \"{}\"\n", self.name)
-    }
-    fn read(&self, slice: &str, file: &str) -> String {
-        std::fs::read_to_string(self.path().join(slice).join(file)).unwrap_or_default()
-    }
-    fn keyed(&self, slice: &str, file: &str, key: &str) -> u64 {
-        self.read(slice, file)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(self.path()) {
-            for e in rd.flatten().filter(|e| e.path().is_dir()) {
-                let _ = std::fs::write(e.path().join("cgroup.freeze"), "0");
-                let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
-                // rmdir succeeds once the killed processes are gone
-                let removed =
-                    try_wait_until("the killed slice's removal", Duration::from_secs(5), || {
-                        std::fs::remove_dir(e.path()).map_err(|e| e.to_string())
-                    });
-                if let Err(err) = removed {
-                    eprintln!("warning: {}: {err}", e.path().display());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(self.path());
-    }
-}
+use procman_tests::VmRoot as Root;
 
 fn procman(agent: &Agent, args: &[&str]) -> std::process::Output {
     let out = agent.cli(args);

@@ -1,9 +1,8 @@
 //! The policy engine on a real cgroup v2 kernel (the test VM): a memory-growing process is
 //! limited, then killed; a slice-scope rule fires on memory pressure in a slice with a tight
 //! MemoryHigh. Each test runs its own agent with its own managed root.
-use procman_tests::{require_vm, try_wait_until, wait_until, Agent};
+use procman_tests::{require_vm, wait_until, Agent};
 use std::{
-    path::PathBuf,
     process::{Child, Command},
     sync::Mutex,
     time::Duration,
@@ -12,47 +11,11 @@ use std::{
 /// One at a time: they measure memory growth and pressure.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-struct Root {
-    name: String,
-}
+use procman_tests::VmRoot as Root;
 
-impl Root {
-    fn new(tag: &str) -> Root {
-        Root {
-            name: format!("procman-vm-policy-{tag}.slice"),
-        }
-    }
-    fn path(&self) -> PathBuf {
-        PathBuf::from("/sys/fs/cgroup").join(&self.name)
-    }
-    fn config(&self) -> String {
-        format!(
-            "[cgroup]\nroot = \"{}\"\n[monitor]\ninterval = \"1s\"\n",
-            self.name
-        )
-    }
-    fn read(&self, slice: &str, file: &str) -> String {
-        std::fs::read_to_string(self.path().join(slice).join(file)).unwrap_or_default()
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(self.path()) {
-            for e in rd.flatten().filter(|e| e.path().is_dir()) {
-                let _ = std::fs::write(e.path().join("cgroup.freeze"), "0");
-                let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
-                let removed =
-                    try_wait_until("the killed slice's removal", Duration::from_secs(5), || {
-                        std::fs::remove_dir(e.path()).map_err(|e| e.to_string())
-                    });
-                if let Err(err) = removed {
-                    eprintln!("warning: {}: {err}", e.path().display());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(self.path());
-    }
+/// The root's config, sampling every second.
+fn config(root: &Root) -> String {
+    format!("{}[monitor]\ninterval = \"1s\"\n", root.config())
 }
 
 /// A child killed when dropped.
@@ -78,10 +41,10 @@ fn policy_records(agent: &Agent, name: &str) -> Vec<serde_json::Value> {
 fn a_memory_leak_is_limited_then_killed() {
     require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let root = Root::new("leak");
+    let root = Root::new("policy-leak");
     let cfg = format!(
         "{}\n[[policy]]\nname = \"leak\"\nmatch = 'cmdline ~ \"vm-policy-leak\"'\nwhen = 'mem_growth > 20MiB/s'\nfor = \"3s\"\nthen = [\"limit MemoryMax=768M\", \"kill\"]\nrecheck = \"2s\"\n",
-        root.config()
+        config(&root)
     );
     let agent = Agent::start(&cfg, &[]);
     // grows by 12 MiB (touched) every 0.2 s: ~50 MiB/s (less under TCG)
@@ -136,11 +99,11 @@ fn a_memory_leak_is_limited_then_killed() {
 fn a_slice_rule_fires_on_memory_pressure() {
     require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let root = Root::new("psi");
+    let root = Root::new("policy-psi");
     let event_file = tempfile::NamedTempFile::new().unwrap();
     let cfg = format!(
         "{}\n[[slice]]\nname = \"squeeze\"\nlimits = {{ MemoryHigh = \"16M\" }}\n\n[[policy]]\nname = \"pressure\"\nscope = \"slice\"\nmatch = 'slice == squeeze'\nwhen = 'psi_memory > 1'\nfor = \"2s\"\nthen = [\"notify\", \"kill\"]\nrecheck = \"1s\"\nnotify = [\"/bin/sh\", \"-c\", \"cat > {}\"]\n",
-        root.config(),
+        config(&root),
         event_file.path().display()
     );
     let agent = Agent::start(&cfg, &[]);
@@ -211,11 +174,11 @@ fn nice(pid: u32) -> i32 {
 fn spinner_case(mode: &str) {
     require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let root = Root::new(&format!("spin-{mode}"));
+    let root = Root::new(&format!("policy-spin-{mode}"));
     let marker = format!("vm-policy-spin-{mode}");
     let cfg = format!(
         "{}\n[[policy]]\nname = \"spin\"\nmatch = 'cmdline ~ \"{marker}\"'\nwhen = 'cpu > 30%'\nfor = \"3s\"\nthen = [\"renice 10\"]\nmode = \"{mode}\"\n",
-        root.config()
+        config(&root)
     );
     let agent = Agent::start(&cfg, &[]);
     let spin = Kid(Command::new("/bin/sh")
@@ -276,10 +239,10 @@ fn dry_run_logs_the_would_be_action_and_changes_nothing() {
 fn a_spent_budget_flips_the_policy_to_dry_run() {
     require_vm();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let root = Root::new("budget");
+    let root = Root::new("policy-budget");
     let cfg = format!(
         "{}\n[[policy]]\nname = \"budget\"\nmatch = 'cmdline ~ \"vm-policy-budget\"'\nwhen = 'threads >= 1'\nthen = [\"limit CPUWeight=10\"]\nmax_actions = \"1/h\"\n",
-        root.config()
+        config(&root)
     );
     let agent = Agent::start(&cfg, &[]);
     let kids: Vec<Kid> = (0..2)

@@ -483,6 +483,72 @@ pub fn chromium_screenshot(url: &str, to: &std::path::Path) {
     );
 }
 
+/// A managed root of its own for one VM test (`/sys/fs/cgroup/procman-vm-TAG.slice`): the
+/// agent's `[cgroup] root`; on drop every slice below it is thawed, killed and removed.
+pub struct VmRoot {
+    pub name: String,
+}
+
+impl VmRoot {
+    pub fn new(tag: &str) -> VmRoot {
+        VmRoot {
+            name: format!("procman-vm-{tag}.slice"),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/sys/fs/cgroup").join(&self.name)
+    }
+
+    /// The config naming it as the managed root.
+    pub fn config(&self) -> String {
+        format!("[cgroup]\nroot = \"{}\"\n", self.name)
+    }
+
+    /// A file of a slice below it ("" when unreadable).
+    pub fn read(&self, slice: &str, file: &str) -> String {
+        std::fs::read_to_string(self.path().join(slice).join(file)).unwrap_or_default()
+    }
+
+    /// The pids in a slice's cgroup.procs.
+    pub fn procs(&self, slice: &str) -> Vec<u32> {
+        self.read(slice, "cgroup.procs")
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// One key of a flat-keyed file (`memory.events`, `pids.events`, ...); 0 when absent.
+    pub fn keyed(&self, slice: &str, file: &str, key: &str) -> u64 {
+        self.read(slice, file)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for VmRoot {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir(self.path()) {
+            for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::write(e.path().join("cgroup.freeze"), "0");
+                let _ = std::fs::write(e.path().join("cgroup.kill"), "1");
+                // rmdir succeeds once the killed processes are gone
+                let removed =
+                    try_wait_until("the killed slice's removal", Duration::from_secs(5), || {
+                        std::fs::remove_dir(e.path()).map_err(|e| e.to_string())
+                    });
+                if let Err(err) = removed {
+                    eprintln!("warning: {}: {err}", e.path().display());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(self.path());
+    }
+}
+
 /// The cgroup2 mount of this host (`/sys/fs/cgroup/unified` on hybrid hosts).
 pub fn cgroup2_mount() -> PathBuf {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
