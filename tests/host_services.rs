@@ -894,3 +894,40 @@ fn placement_rules_leave_service_processes_alone() {
         "the service stays in its slice"
     );
 }
+
+/// A policy's `restart` step restarts the service its target runs in: the service's restart
+/// count goes up, its main pid changes, and the audit log has the policy's record.
+#[test]
+#[ignore = "needs root: starts services in cgroups under a private root"]
+fn a_policy_restarts_the_service_of_its_target() {
+    let root = TestRoot::new("svc-policy");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        &root,
+        dir.path(),
+        "[monitor]\ninterval = \"500ms\"\n\
+         [[service]]\nname = \"rst\"\nexec = [\"sleep\", \"600\"]\n\
+         [[policy]]\nname = \"recycle\"\nmatch = 'slice == \"svc-rst\"'\nwhen = 'age > 1s'\nfor = \"1s\"\n\
+         then = [\"restart\"]\nmax_actions = \"1/h\"\n",
+    );
+    let agent = start(&cfg);
+    let first = wait_svc(&agent, "rst", "the service running", 10, |v| {
+        v["state"] == "running"
+    })["pid"]
+        .as_u64()
+        .unwrap();
+    let v = wait_svc(&agent, "rst", "the policy's restart", 30, |v| {
+        v["restarts"] == 1 && v["state"] == "running" && v["pid"].as_u64() != Some(first)
+    });
+    assert_ne!(v["pid"].as_u64(), Some(first), "{v}");
+    let audit = agent.audit();
+    assert!(
+        audit.iter().any(|r| r["actor"]["via"] == "policy:recycle"
+            && r["action"].as_str().is_some_and(|a| a.contains("restart"))
+            && r["result"] == "ok"),
+        "{audit:?}"
+    );
+    // the budget (1/h) is spent: no second restart
+    let v = svc(&agent, "rst");
+    assert_eq!(v["restarts"], 1, "{v}");
+}

@@ -242,6 +242,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         &agent,
         std::sync::Arc::new(procman_agent::policy::actuator::SysActuator {
             agent: std::sync::Arc::downgrade(&agent),
+            runtime: tokio::runtime::Handle::current(),
         }),
     );
     if !agent.policies.is_empty() {

@@ -64,11 +64,18 @@ pub trait Actuator: Send + Sync {
     fn freeze_slice(&self, slice: &str) -> Result<String, String>;
     /// Kills every process in the slice at once (`cgroup.kill`).
     fn kill_slice(&self, slice: &str) -> Result<String, String>;
+    /// Restarts the service whose slice (`svc-NAME`) the process is in.
+    fn restart(&self, t: Target) -> Result<String, String>;
+    /// Slice scope: restarts the service of a `svc-NAME` slice.
+    fn restart_slice(&self, slice: &str) -> Result<String, String>;
 }
 
 /// The real actuator, acting for the agent.
 pub struct SysActuator {
     pub agent: Weak<Agent>,
+    /// The agent's runtime, for the supervisor's async commands (`restart`): actions run on
+    /// a thread of their own, outside it.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl SysActuator {
@@ -77,6 +84,29 @@ impl SysActuator {
             .upgrade()
             .ok_or_else(|| "the agent is shutting down".to_string())
     }
+
+    /// Restarts service `name` through the supervisor (as `procman service restart`).
+    fn restart_service(&self, agent: &Agent, name: &str) -> Result<String, String> {
+        let sup = agent
+            .services
+            .get()
+            .ok_or("services are not started yet")?
+            .clone();
+        let cmd = sup.command(name, crate::services::Cmd::Restart);
+        let info = self.runtime.block_on(cmd).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "service {name} restarted ({}, restart #{})",
+            info.state, info.restarts
+        ))
+    }
+}
+
+/// The service a `svc-NAME` slice belongs to.
+fn service_of_slice(slice: &str) -> Result<&str, String> {
+    slice
+        .strip_prefix("svc-")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("slice {slice} is not a service's (svc-NAME): nothing to restart"))
 }
 
 impl Actuator for SysActuator {
@@ -169,6 +199,30 @@ impl Actuator for SysActuator {
             .freeze(slice, None)
             .map_err(|e| e.to_string())?;
         Ok(format!("slice {slice} frozen"))
+    }
+
+    fn restart(&self, t: Target) -> Result<String, String> {
+        let agent = self.agent()?;
+        let _held = t.open(&agent)?;
+        let text = std::fs::read_to_string(format!("/proc/{}/cgroup", t.pid))
+            .map_err(|e| format!("/proc/{}/cgroup: {e}", t.pid))?;
+        let cgroup = procman_cgroup::parse_proc_cgroup(&text)
+            .ok_or_else(|| format!("process {} has no cgroup v2 path", t.pid))?;
+        let slice =
+            crate::query::slice_of_cgroup(&cgroup, agent.enforcer.root()).ok_or_else(|| {
+                format!(
+                    "process {} is in no procman slice ({cgroup}): not a service's",
+                    t.pid
+                )
+            })?;
+        let name = service_of_slice(slice)?.to_string();
+        self.restart_service(&agent, &name)
+    }
+
+    fn restart_slice(&self, slice: &str) -> Result<String, String> {
+        let agent = self.agent()?;
+        let name = service_of_slice(slice)?.to_string();
+        self.restart_service(&agent, &name)
     }
 
     fn kill_slice(&self, slice: &str) -> Result<String, String> {

@@ -97,6 +97,8 @@ pub enum Action {
     Limit(Box<Limits>),
     Freeze,
     Signal(Signal),
+    /// Restarts the service the process (or the `svc-NAME` slice) belongs to.
+    Restart,
 }
 
 impl Action {
@@ -110,6 +112,7 @@ impl Action {
             Action::Freeze => "freeze",
             Action::Signal(Signal::Term) => "term",
             Action::Signal(Signal::Kill) => "kill",
+            Action::Restart => "restart",
         }
     }
 }
@@ -315,12 +318,10 @@ pub fn parse_action(
             no_arg(Action::Signal(Signal::Term))
         }
         "kill" => no_arg(Action::Signal(Signal::Kill)),
-        "restart" => Err(format!(
-            "{text:?}: `restart` is for services, and services are not implemented yet; use `term` or `kill`"
-        )),
+        "restart" => no_arg(Action::Restart),
         "" => Err("an empty step".into()),
         other => Err(format!(
-            "{text:?}: unknown action `{other}`; actions: notify, renice N, ionice CLASS[:LEVEL], limit KEY=VALUE[,...], freeze, term, kill"
+            "{text:?}: unknown action `{other}`; actions: notify, renice N, ionice CLASS[:LEVEL], limit KEY=VALUE[,...], freeze, term, kill, restart"
         )),
     }
 }
@@ -481,8 +482,10 @@ mode = "enforce"
             "{base}when = \"cpu > 90\"\nthen = [\"renice 99\"]"
         ));
         assert!(e.contains("then") && e.contains("-20 to 19"), "{e}");
-        let e = err(&format!("{base}when = \"cpu > 90\"\nthen = [\"restart\"]"));
-        assert!(e.contains("services are not implemented yet"), "{e}");
+        let e = err(&format!(
+            "{base}when = \"cpu > 90\"\nthen = [\"restart now\"]"
+        ));
+        assert!(e.contains("restart"), "{e}");
         let e = err(&format!(
             "{base}when = \"cpu > 90\"\nthen = [\"limit CPUQuota=abc\"]"
         ));

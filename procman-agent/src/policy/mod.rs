@@ -776,6 +776,7 @@ pub fn perform(act: &dyn Actuator, p: &Planned, event_json: &str) -> Result<Stri
                 Action::Signal(s) => act.signal(t, *s),
                 Action::Limit(l) => act.limit(t, &policy.slice_name(), l),
                 Action::Freeze => act.freeze(t),
+                Action::Restart => act.restart(t),
                 Action::Notify(_) => unreachable!("handled above"),
             }
         }
@@ -783,6 +784,7 @@ pub fn perform(act: &dyn Actuator, p: &Planned, event_json: &str) -> Result<Stri
             Action::Limit(l) => act.limit_slice(name, l),
             Action::Freeze => act.freeze_slice(name),
             Action::Signal(actuator::Signal::Kill) => act.kill_slice(name),
+            Action::Restart => act.restart_slice(name),
             other => Err(format!("`{}` does not apply to slices", other.verb())),
         },
     }
@@ -921,6 +923,12 @@ mod tests {
         }
         fn kill_slice(&self, s: &str) -> Result<String, String> {
             self.log(format!("kill_slice {s}"))
+        }
+        fn restart(&self, t: Target) -> Result<String, String> {
+            self.log(format!("restart {}", t.pid))
+        }
+        fn restart_slice(&self, s: &str) -> Result<String, String> {
+            self.log(format!("restart_slice {s}"))
         }
     }
 
