@@ -326,7 +326,7 @@ fn a_bad_policy_is_refused_at_start_and_on_reload_the_running_one_stays() {
     let cfg = dir.path().join("bad.toml");
     std::fs::write(
         &cfg,
-        "[[policy]]\nname = \"x\"\nwhen = 'cpu > 1'\nthen = [\"restart\"]\n",
+        "[[policy]]\nname = \"x\"\nwhen = 'cpu > 1'\nthen = [\"reboot\"]\n",
     )
     .unwrap();
     let out = Command::new(procman_tests::bin("procman-agent"))
@@ -336,7 +336,7 @@ fn a_bad_policy_is_refused_at_start_and_on_reload_the_running_one_stays() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("services are not implemented yet") && err.contains("then"),
+        err.contains("unknown action `reboot`") && err.contains("then"),
         "{err}"
     );
 
