@@ -2,7 +2,9 @@
 //! page itself needs no token and sends a strict CSP; with the token (given in the address's
 //! fragment) it shows the process table, a process page with its history chart and tree, and
 //! action buttons only when the caller may act; without it, it asks for the token.
-use procman_tests::{chromium_dom, free_port, tcp_request, token_file, wait_until, Agent};
+use procman_tests::{
+    chromium_dom, free_port, tcp_request, token_file, wait_until, Agent, TestRoot,
+};
 use std::{process::Command, time::Duration};
 
 struct Dash {
@@ -13,11 +15,16 @@ struct Dash {
 }
 
 fn start(token_allow: &str) -> Dash {
+    start_with(token_allow, "")
+}
+
+/// With `extra` (TOML) after the `[api]` table.
+fn start_with(token_allow: &str, extra: &str) -> Dash {
     let dir = tempfile::tempdir().unwrap();
     let (file, token) = token_file(dir.path());
     let addr = format!("127.0.0.1:{}", free_port());
     let cfg = format!(
-        "[monitor]\ninterval = \"500ms\"\n[api]\nlisten = \"{addr}\"\ntoken_file = \"{}\"\ntoken_allow = [{token_allow}]\n",
+        "[monitor]\ninterval = \"500ms\"\n[api]\nlisten = \"{addr}\"\ntoken_file = \"{}\"\ntoken_allow = [{token_allow}]\n{extra}",
         file.display()
     );
     Dash {
@@ -136,4 +143,45 @@ fn without_the_token_the_page_asks_for_it_and_with_a_grant_offers_actions() {
         dom.contains(">Freeze<"),
         "the freeze grant shows its button: {dom}"
     );
+}
+
+/// The services and policies tabs show their state; the service buttons appear with the
+/// `service` grant.
+#[test]
+#[ignore = "needs root: loads BPF programs, starts a service in a cgroup under a private root"]
+fn the_services_and_policies_tabs_show_their_state() {
+    let root = TestRoot::new("dash-svc");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[cgroup]\nroot = \"{}\"\n[services]\nlog_dir = \"{}\"\nstate_dir = \"{}\"\n\
+         [[service]]\nname = \"dsvc\"\nexec = [\"sleep\", \"600\"]\n\
+         [[policy]]\nname = \"dpol\"\nmode = \"dry-run\"\nmatch = 'name == \"pmt-none\"'\nwhen = 'cpu > 90%'\nfor = \"5s\"\nthen = [\"term\"]\n",
+        root.name,
+        dir.path().join("logs").display(),
+        dir.path().join("state").display()
+    );
+    let d = start_with("\"service\"", &extra);
+    let dom = chromium_dom(&format!(
+        "http://{}/#token={}&tab=services",
+        d.addr, d.token
+    ));
+    assert!(
+        dom.contains("data-service=\"dsvc\""),
+        "the service's row: {dom}"
+    );
+    assert!(dom.contains("<td>running</td>"), "its state: {dom}");
+    assert!(
+        dom.contains(">restart<"),
+        "the service grant shows its buttons: {dom}"
+    );
+    let dom = chromium_dom(&format!(
+        "http://{}/#token={}&tab=policies",
+        d.addr, d.token
+    ));
+    assert!(
+        dom.contains("data-policy=\"dpol\""),
+        "the policy's row: {dom}"
+    );
+    assert!(dom.contains("<td>dry-run</td>"), "its mode: {dom}");
+    drop(d);
 }

@@ -8,6 +8,7 @@ const $ = (s) => document.querySelector(s);
 let token = sessionStorage.getItem('procman-token') || '';
 let caller = { allowed: ['read'] };
 let selected = null;
+let startTab = null;
 
 (function tokenFromFragment() {
   const h = new URLSearchParams(location.hash.slice(1));
@@ -16,7 +17,8 @@ let selected = null;
     sessionStorage.setItem('procman-token', token);
   }
   if (h.get('pid')) selected = Number(h.get('pid'));
-  if (h.get('token') || h.get('pid')) history.replaceState(null, '', location.pathname);
+  if (h.get('tab')) startTab = h.get('tab');
+  if (h.get('token') || h.get('pid') || h.get('tab')) history.replaceState(null, '', location.pathname);
 })();
 
 function showError(msg) {
@@ -199,6 +201,45 @@ async function refreshSlices() {
   }));
 }
 
+async function refreshServices() {
+  const list = await api('/api/services').catch((e) => { showError('services: ' + e.message); return []; });
+  $('#service-table tbody').replaceChildren(...list.map((s) => {
+    const tr = el('tr');
+    tr.dataset.service = s.name;
+    const detail = s.reason || (s.last_exit ? 'last: ' + s.last_exit : '') || '-';
+    const buttons = el('td', null, 'actions');
+    if (allowed('service')) {
+      for (const cmd of ['start', 'stop', 'restart']) {
+        const b = el('button', cmd);
+        b.addEventListener('click', async () => {
+          if (!window.confirm(`${cmd} service ${s.name}?`)) return;
+          try {
+            await api(`/api/services/${encodeURIComponent(s.name)}/${cmd}`, { method: 'POST' });
+          } catch (e) { showError(`${cmd} ${s.name}: ${e.message}`); }
+          refreshServices();
+        });
+        buttons.append(b);
+      }
+    }
+    tr.append(el('td', s.name), el('td', s.state), el('td', s.pid ?? '-', 'num'),
+      el('td', s.since), el('td', s.restarts, 'num'), el('td', detail), buttons);
+    return tr;
+  }));
+}
+
+async function refreshPolicies() {
+  const list = await api('/api/policies').catch((e) => { showError('policies: ' + e.message); return { policies: [] }; });
+  $('#policy-table tbody').replaceChildren(...list.policies.map((p) => {
+    const tr = el('tr');
+    tr.dataset.policy = p.name;
+    tr.append(el('td', p.name), el('td', p.scope), el('td', p.mode),
+      el('td', p.note ? `${p.effective_mode} (${p.note})` : p.effective_mode),
+      el('td', p.hits, 'num'), el('td', p.actions_taken, 'num'), el('td', p.budget_left, 'num'),
+      el('td', `when ${p.when} for ${p.for_seconds}s: ${p.then.join(' → ')}`, 'cmd'));
+    return tr;
+  }));
+}
+
 let follow = null;
 async function followEvents() {
   if (follow) { follow.abort(); follow = null; $('#follow').textContent = 'Follow'; return; }
@@ -233,6 +274,8 @@ function tab(name) {
   for (const b of document.querySelectorAll('nav button')) b.classList.toggle('active', b.dataset.tab === name);
   for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== name;
   if (name === 'slices') refreshSlices();
+  if (name === 'services') refreshServices();
+  if (name === 'policies') refreshPolicies();
 }
 
 async function tick() {
@@ -252,6 +295,7 @@ async function connect() {
   $('#login').hidden = true;
   await tick();
   if (selected !== null) await refreshDetail();
+  if (startTab) tab(startTab);
   if (!ticking) ticking = setInterval(tick, 2000);
 }
 
