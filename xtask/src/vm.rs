@@ -169,7 +169,22 @@ pub fn test(a: VmTestArgs) -> Result<()> {
             k.release,
             bins.len()
         );
-        let o = qemu::run_job(k, &body, &run_dir(&k.series), &opts)?;
+        let mut o = qemu::run_job(k, &body, &run_dir(&k.series), &opts)?;
+        if !a.guest_panic && o.failed == 0 && tcg_int3_oops(&o) {
+            // QEMU's multi-threaded TCG does not serialise the kernel's cross-CPU text
+            // patching (text_poke_bp's int3): the guest hits its own breakpoint as an
+            // "Oops: int3" under load, on 6.12 mostly. Not the code under test: boot again,
+            // once, and say so.
+            eprintln!(
+                "vm-test: {}: the guest kernel oopsed on a text-patching int3 (a QEMU TCG \
+                 race, see xtask/src/vm.rs); console log kept as {}.int3; running this \
+                 kernel's tests again, once",
+                k.series,
+                o.console.display()
+            );
+            let _ = std::fs::copy(&o.console, o.console.with_extension("log.int3"));
+            o = qemu::run_job(k, &body, &run_dir(&k.series), &opts)?;
+        }
         if let Some(p) = o.problem() {
             eprintln!(
                 "vm-test: {}: FAILED: {p}; console log: {}",
@@ -206,6 +221,12 @@ pub fn test(a: VmTestArgs) -> Result<()> {
         bail!("vm-test failed on {bad} of {} kernel(s)", results.len());
     }
     Ok(())
+}
+
+/// Whether a run ended in the guest kernel's panic after an `Oops: int3` (QEMU TCG's
+/// text-patching race) rather than anything the tests did.
+fn tcg_int3_oops(o: &qemu::Outcome) -> bool {
+    o.kernel_panic && std::fs::read_to_string(&o.console).is_ok_and(|c| c.contains("Oops: int3"))
 }
 
 pub use qemu::quote_all;
