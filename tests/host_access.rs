@@ -259,17 +259,10 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 #[test]
 #[ignore = "needs root: loads BPF programs; the token file must be owned by root"]
 fn tcp_api_needs_the_token_and_is_read_only_by_default() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", procman_tests::free_port());
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("api.token");
-    let token = "0123456789abcdef0123456789abcdef";
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (token_file, token) = procman_tests::token_file(dir.path());
+    let token = token.as_str();
     let cfg = format!(
         "[api]\nlisten = \"{addr}\"\ntoken_file = \"{}\"\n",
         token_file.display()

@@ -192,17 +192,10 @@ fn sig_caught(pid: u32, sig: i32) -> Result<(), String> {
 #[test]
 #[ignore = "needs root: loads BPF programs; the token file must be owned by root"]
 fn term_ignoring_process_is_escalated_to_sigkill_after_the_grace() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", procman_tests::free_port());
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("api.token");
-    let token = "0123456789abcdef0123456789abcdef";
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (token_file, token) = procman_tests::token_file(dir.path());
+    let token = token.as_str();
     let agent = Agent::start(
         &format!(
             "[actions]\nkill_grace = \"1s\"\n[api]\nlisten = \"{addr}\"\ntoken_file = \"{}\"\ntoken_allow = [\"kill\"]\n",
