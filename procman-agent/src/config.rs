@@ -516,6 +516,21 @@ impl Config {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Any text is an origin or refused; an accepted one is a bounded, normalised
+        /// `scheme://host[:port]` that parses to itself.
+        #[test]
+        fn any_text_is_an_origin_or_refused(s in "\\PC{0,300}") {
+            if let Ok(o) = s.parse::<Origin>() {
+                proptest::prop_assert!(o.as_str().len() <= 270);
+                proptest::prop_assert!(o.as_str().starts_with("http"));
+                proptest::prop_assert_eq!(o.as_str().parse::<Origin>().unwrap(), o.clone());
+            }
+        }
+    }
+
     #[test]
     fn cors_origins_are_validated_and_normalised() {
         let ok = [

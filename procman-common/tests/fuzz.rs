@@ -3,7 +3,7 @@
 //! change; `tests/corpus/*.txt` keeps the inputs that once mattered, one per line.
 use procman_common::{
     filter::{Filter, MAX_DEPTH, MAX_LEN},
-    units::{fmt_bytes, parse_bytes, parse_duration, Percent},
+    units::{fmt_bytes, parse_bytes, parse_duration, Percent, Timestamp},
 };
 use proptest::prelude::*;
 
@@ -29,6 +29,7 @@ fn corpus_inputs_are_refused_or_parsed_in_range() {
             assert!(d.as_secs() <= 100 * 366 * 86_400, "{line:?}");
         }
         let _ = Percent::parse(&line);
+        let _ = line.parse::<Timestamp>();
         if let Err(e) = Filter::parse(&line) {
             assert!(e.column >= 1, "{line:?}: {e:?}");
             let _ = e.render(&line);
@@ -96,6 +97,11 @@ proptest! {
         let _ = parse_duration(&s);
         let _ = Percent::parse(&s);
         let _ = Percent::parse_optional_sign(&s);
+        // a time that parses prints back as one that parses to the same millisecond
+        if let Ok(t) = s.parse::<Timestamp>() {
+            let back: Timestamp = t.to_string().parse().unwrap();
+            prop_assert!((back.unix() - t.unix()).abs() < 0.001);
+        }
     }
 
     #[test]
