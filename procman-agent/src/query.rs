@@ -157,21 +157,23 @@ pub fn all(table: &ProcTable, mon: &Monitor) -> Vec<ProcessInfo> {
 
 /// The overview: counts, and the `top` biggest by CPU and by memory.
 pub fn overview(table: &ProcTable, mon: &Monitor, top: usize) -> ProcessList {
-    let zombie_count = {
-        let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
-        table
-            .iter()
-            .filter(|e| e.exited || usage_of(&usage, e).is_some_and(|u| u.state == 'Z'))
-            .count()
-    };
     ProcessList {
         timestamp: Timestamp::now(),
         total_processes: table.len(),
-        zombie_count,
+        zombie_count: zombie_count(table, mon),
         top_cpu: select(table, mon, SortKey::Cpu, Some(top), |_, _| true),
         top_ram: select(table, mon, SortKey::Mem, Some(top), |_, _| true),
         processes: None,
     }
+}
+
+/// Processes that exited and are not reaped yet.
+pub fn zombie_count(table: &ProcTable, mon: &Monitor) -> usize {
+    let usage = mon.usage.read().unwrap_or_else(|e| e.into_inner());
+    table
+        .iter()
+        .filter(|e| e.exited || usage_of(&usage, e).is_some_and(|u| u.state == 'Z'))
+        .count()
 }
 
 /// The subtree under `root` (all processes when `root` is None: one tree per process whose
