@@ -247,6 +247,11 @@ pub async fn run(agent: Arc<Agent>, mut rx: mpsc::Receiver<SourceMsg>) {
             if !deferred.is_empty() {
                 tokio::task::block_in_place(|| p.finish(deferred));
             }
+        } else if let Some(h) = agent.enforcer.holds() {
+            // held just before a reload removed every rule: nothing to place, resume them
+            for ev in events.iter().filter(|e| e.held) {
+                h.release(ev.pid, ev.start_ns);
+            }
         }
         // 3. subscribers (the API's event streams; an error only means nobody listens)
         agent

@@ -15,6 +15,7 @@ pub mod core;
 pub mod enforce;
 pub mod events;
 pub mod history;
+pub mod hold;
 pub mod monitor;
 pub mod placement;
 pub mod policy;

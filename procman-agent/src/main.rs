@@ -217,7 +217,16 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         sampler,
         sched,
     );
-    let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules)?;
+    match &source.hold {
+        procman_agent::hold::Support::Active(h) => log::info!(
+            "hold-at-exec: available (held tasks pinned at {})",
+            h.pin().display()
+        ),
+        procman_agent::hold::Support::Off(why) => {
+            log::info!("hold-at-exec: off ({why}); matched programs are placed while they run")
+        }
+    }
+    let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules, source.hold.clone())?;
     let access = cfg.access_policy()?;
     let actions = procman_agent::actions::Actions::new(cfg.action_settings()?);
     let audit =
@@ -276,6 +285,15 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         .await?;
         log::info!("placement sweep at start: {n} running process(es) queued for their slices");
     }
+    // tasks a killed agent left held: resumed once the sweep has placed them
+    if let Some(h) = agent.enforcer.holds() {
+        for (pid, hold) in h.take_orphans() {
+            match agent.enforcer.placement() {
+                Some(p) => p.release_after_moves(pid, hold),
+                None => h.release_orphan(pid, hold),
+            }
+        }
+    }
     core::trim_heap(); // BTF parsing and the seed scan are done
     log::info!("API listening on {}", cfg.agent.socket.display());
     procman_agent::systemd::ready(&format!(
@@ -309,6 +327,9 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         _ = term.recv() => { log::info!("terminated; exiting"); Ok(()) }
     };
     procman_agent::systemd::stopping();
+    if let Some(h) = agent.enforcer.holds() {
+        h.shutdown();
+    }
     r
 }
 

@@ -8,10 +8,12 @@
 //! likewise. Moves run on a dedicated thread fed by a channel, so cgroup writes never stall
 //! the event loop; each placement's latency (kernel exec timestamp to move completed) goes
 //! into the stats the API reports.
+use crate::hold::{self, Holds};
 use crate::tree::ProcTable;
 use anyhow::{bail, Context, Result};
 use procman_cgroup::{CgroupError, Manager, ProcsFile};
-use procman_common::api::{EventKind, LatencySummary, PlacementReport, ProcEvent};
+use procman_common::abi::PmHold;
+use procman_common::api::{EventKind, HoldReport, LatencySummary, PlacementReport, ProcEvent};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::{
@@ -47,6 +49,20 @@ pub struct RuleConfig {
     pub cgroup: Option<String>,
     /// The slice to place matching processes in (a `[[slice]]` name).
     pub slice: String,
+    /// Hold-at-exec (see the `hold` module): `auto` (default) stops a matched program before
+    /// its first instruction until it is placed, where the kernel and the rule allow it (a
+    /// `comm` condition, the in-kernel prefilter); `never` places it while it runs.
+    #[serde(default)]
+    pub hold: HoldMode,
+}
+
+/// `hold` of a `[[rule]]`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldMode {
+    #[default]
+    Auto,
+    Never,
 }
 
 /// A validated rule.
@@ -61,6 +77,8 @@ pub struct Rule {
     ancestor: Option<String>,
     cgroup: Option<Regex>,
     pub slice: String,
+    /// Execs it matches are held (`hold = "auto"` and a `comm` condition).
+    pub hold: bool,
 }
 
 impl Rule {
@@ -130,6 +148,7 @@ impl Rule {
             ancestor: r.ancestor.clone(),
             cgroup,
             slice: r.slice.clone(),
+            hold: r.hold == HoldMode::Auto && r.comm.is_some(),
         })
     }
 
@@ -235,6 +254,8 @@ pub struct Stats {
     latency: Window,
     /// Kernel move times (µs, the write to cgroup.procs alone) of placed processes.
     moves: Window,
+    /// How long held execs stayed stopped (µs, exec to resumed).
+    held: Window,
 }
 
 /// Latencies in µs, as an HDR histogram (2 significant digits, 1 µs to 1 h): recording is
@@ -303,9 +324,22 @@ impl Deferred {
 struct Job {
     pid: u32,
     start_ticks: u64,
-    slice: Arc<str>,
+    /// Where to move it (None: only release it).
+    slice: Option<Arc<str>>,
     /// CLOCK_MONOTONIC ns of the exec event (None for followers).
     exec_ts_ns: Option<u64>,
+    /// Resume it once moved: it was held at exec.
+    release: Release,
+}
+
+/// What the mover does after a job's move.
+#[derive(Clone, Copy)]
+enum Release {
+    No,
+    /// Held at exec (its start time, as the held map has it).
+    Held(u64),
+    /// Left held by a previous agent.
+    Orphan(PmHold),
 }
 
 /// How long a placed process's forks are followed.
@@ -321,6 +355,8 @@ pub struct Placement {
     slice_cgpaths: HashMap<String, String>,
     /// Recently placed processes whose forks are followed: tgid -> (slice, placed at).
     watched: Mutex<HashMap<u32, (Arc<str>, Instant)>>,
+    /// Hold-at-exec, where available.
+    hold: hold::Support,
 }
 
 /// (pid, start ticks) of the process an exec event is about.
@@ -341,6 +377,7 @@ impl Placement {
         rules: Vec<Rule>,
         manager: Arc<Manager>,
         stats: Option<Arc<Stats>>,
+        hold: hold::Support,
     ) -> Result<Placement> {
         let mut slice_ids = HashMap::new();
         let mut slice_cgpaths = HashMap::new();
@@ -356,10 +393,14 @@ impl Placement {
         }
         let stats = stats.unwrap_or_default();
         let (tx, rx) = mpsc::channel::<Job>();
+        if let Some(h) = hold.holds() {
+            h.set_comms(&Self::hold_comms(&rules))?;
+        }
         let st = stats.clone();
+        let holds = hold.holds().cloned();
         std::thread::Builder::new()
             .name("placement".into())
-            .spawn(move || mover(rx, manager, st))?;
+            .spawn(move || mover(rx, manager, st, holds))?;
         Ok(Placement {
             rules,
             stats,
@@ -367,6 +408,7 @@ impl Placement {
             slice_ids,
             slice_cgpaths,
             watched: Mutex::new(HashMap::new()),
+            hold,
         })
     }
 
@@ -398,6 +440,7 @@ impl Placement {
                         exit_code: None,
                         exit_signal: None,
                         thread: false,
+                        held: false,
                     };
                     let candidates: Vec<usize> = (0..self.rules.len())
                         .filter(|&i| self.rules[i].matches_in_memory(&exec, &table))
@@ -438,6 +481,7 @@ impl Placement {
             self.place(
                 exec_identity(&d.exec),
                 None,
+                None,
                 rule,
                 d.descendants,
                 &mut watched,
@@ -453,6 +497,40 @@ impl Placement {
         rules.iter().filter_map(|r| r.comm.clone()).collect()
     }
 
+    /// comm names whose exec the BPF side holds until placed (rules with `hold`).
+    pub fn hold_comms(rules: &[Rule]) -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| r.hold)
+            .filter_map(|r| r.comm.clone())
+            .collect()
+    }
+
+    /// Resumes, after the moves queued so far, a process a previous agent left held.
+    pub fn release_after_moves(&self, pid: u32, hold: PmHold) {
+        self.queue(Job {
+            pid,
+            start_ticks: crate::tree::ns_to_ticks(hold.start_ns),
+            slice: None,
+            exec_ts_ns: None,
+            release: Release::Orphan(hold),
+        });
+    }
+
+    /// Resumes a held exec that is not placed (no rule matched in the end).
+    fn release_unplaced(&self, ev: &ProcEvent) {
+        if ev.held {
+            let (pid, start_ticks) = exec_identity(ev);
+            self.queue(Job {
+                pid,
+                start_ticks,
+                slice: None,
+                exec_ts_ns: None,
+                release: Release::Held(ev.start_ns),
+            });
+        }
+    }
+
     /// First half of a batch (already applied to `table`), under the table's read lock and
     /// without I/O: execs whose first matching rule is decided in memory are queued to the
     /// mover at once; forks of placed processes are followed; execs that need /proc to decide
@@ -466,12 +544,14 @@ impl Placement {
             match ev.kind {
                 EventKind::Exec => {
                     if crate::services::owns_cgroup(ev.cgroup_id) {
+                        self.release_unplaced(ev);
                         continue; // a service's process stays in its slice
                     }
                     let candidates: Vec<usize> = (0..self.rules.len())
                         .filter(|&i| self.rules[i].matches_in_memory(ev, table))
                         .collect();
                     let Some(&first) = candidates.first() else {
+                        self.release_unplaced(ev);
                         continue;
                     };
                     let descendants = table
@@ -483,6 +563,7 @@ impl Placement {
                         self.place(
                             exec_identity(ev),
                             Some(ev.ts_ns),
+                            ev.held.then_some(ev.start_ns),
                             &self.rules[first],
                             descendants,
                             &mut watched,
@@ -521,12 +602,14 @@ impl Placement {
     pub fn finish(&self, deferred: Vec<Deferred>) {
         for d in deferred {
             let Some(rule) = d.decide(&self.rules) else {
+                self.release_unplaced(&d.exec);
                 continue;
             };
             let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
             self.place(
                 exec_identity(&d.exec),
                 Some(d.exec.ts_ns),
+                d.exec.held.then_some(d.exec.start_ns),
                 rule,
                 d.descendants,
                 &mut watched,
@@ -550,11 +633,13 @@ impl Placement {
     }
 
     /// Queues the move of a process (`exec_ts_ns`: the exec it is placed for; `None` for a
-    /// sweep) and of the descendants it forked before, and watches them all.
+    /// sweep; `held`: its start time when it was held at exec, to resume it once moved) and of
+    /// the descendants it forked before, and watches them all.
     fn place(
         &self,
         (pid, start_ticks): (u32, u64),
         exec_ts_ns: Option<u64>,
+        held: Option<u64>,
         rule: &Rule,
         descendants: Vec<(u32, u64)>,
         watched: &mut HashMap<u32, (Arc<str>, Instant)>,
@@ -563,16 +648,18 @@ impl Placement {
         self.queue(Job {
             pid,
             start_ticks,
-            slice: slice.clone(),
+            slice: Some(slice.clone()),
             exec_ts_ns,
+            release: held.map_or(Release::No, Release::Held),
         });
         watched.insert(pid, (slice.clone(), Instant::now()));
         for (d, start_ticks) in descendants {
             self.queue(Job {
                 pid: d,
                 start_ticks,
-                slice: slice.clone(),
+                slice: Some(slice.clone()),
                 exec_ts_ns: None,
+                release: Release::No,
             });
             self.stats.followers.fetch_add(1, Ordering::Relaxed);
             watched.insert(d, (slice.clone(), Instant::now()));
@@ -594,8 +681,9 @@ impl Placement {
             self.queue(Job {
                 pid: ev.pid,
                 start_ticks: crate::tree::ns_to_ticks(ev.start_ns),
-                slice,
+                slice: Some(slice),
                 exec_ts_ns: None,
+                release: Release::No,
             });
             self.stats.followers.fetch_add(1, Ordering::Relaxed);
         }
@@ -616,6 +704,49 @@ impl Placement {
             swept: s.swept.load(Ordering::Relaxed),
             latency_us: s.latency.summary(),
             move_us: s.moves.summary(),
+            hold: self.hold_report(),
+        }
+    }
+
+    fn hold_report(&self) -> HoldReport {
+        let rules = self
+            .rules
+            .iter()
+            .filter(|r| r.hold)
+            .map(|r| r.label.clone())
+            .collect();
+        hold_report(&self.hold, rules, Some(&self.stats))
+    }
+}
+
+/// The hold part of the placement report (`stats`: the running placement's, if any).
+pub fn hold_report(
+    support: &hold::Support,
+    rules: Vec<String>,
+    stats: Option<&Stats>,
+) -> HoldReport {
+    let held_us = stats.map(|s| s.held.summary()).unwrap_or_default();
+    match support {
+        hold::Support::Off(reason) => HoldReport {
+            active: false,
+            reason: Some(reason.clone()),
+            rules,
+            held_us,
+            ..HoldReport::default()
+        },
+        hold::Support::Active(h) => {
+            let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            HoldReport {
+                active: true,
+                reason: None,
+                rules,
+                held_now: h.count() as u64,
+                released: n(&h.stats.released),
+                timed_out: n(&h.stats.timed_out),
+                orphans: n(&h.stats.orphans),
+                gone: n(&h.stats.gone),
+                held_us,
+            }
         }
     }
 }
@@ -633,16 +764,22 @@ fn move_cached(
     open: &mut HashMap<Arc<str>, ProcsFile>,
     manager: &Manager,
     job: &Job,
+    slice: &Arc<str>,
 ) -> std::result::Result<Duration, CgroupError> {
-    let procs = match open.entry(job.slice.clone()) {
+    let procs = match open.entry(slice.clone()) {
         Entry::Occupied(o) => o.into_mut(),
-        Entry::Vacant(v) => v.insert(manager.procs_file(&job.slice)?),
+        Entry::Vacant(v) => v.insert(manager.procs_file(slice)?),
     };
     let start = (job.start_ticks != 0).then_some(job.start_ticks);
     manager.move_with(procs, job.pid, start)
 }
 
-fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
+fn mover(
+    rx: mpsc::Receiver<Job>,
+    manager: Arc<Manager>,
+    stats: Arc<Stats>,
+    holds: Option<Arc<Holds>>,
+) {
     // A placement is a short burst after a long sleep: at nice -10 the woken mover preempts
     // whatever runs on the CPU instead of queueing behind it (the hop from the event loop
     // went from ~340 to ~90 µs at p90 on the 2-core host). It sleeps otherwise.
@@ -651,47 +788,69 @@ fn mover(rx: mpsc::Receiver<Job>, manager: Arc<Manager>, stats: Arc<Stats>) {
     // each slice's cgroup.procs stays open: no path walk and open per move
     let mut open: HashMap<Arc<str>, ProcsFile> = HashMap::new();
     for job in rx {
-        let mut result = move_cached(&mut open, &manager, &job);
-        // a slice removed and made again behind our back: open it afresh, once
-        if matches!(result, Err(CgroupError::Write { .. })) {
-            open.remove(&job.slice);
-            result = move_cached(&mut open, &manager, &job);
+        if let Some(slice) = &job.slice {
+            move_one(&mut open, &manager, &stats, &job, slice);
         }
-        let result = result.map(|took| {
+        match (job.release, &holds) {
+            (Release::No, _) | (_, None) => {}
+            (Release::Held(start_ns), Some(h)) => {
+                if let Some(took) = h.release(job.pid, start_ns) {
+                    stats.held.record(took.as_micros() as u64);
+                }
+            }
+            (Release::Orphan(hold), Some(h)) => h.release_orphan(job.pid, hold),
+        }
+    }
+}
+
+/// One job's move, counted in `stats`.
+fn move_one(
+    open: &mut HashMap<Arc<str>, ProcsFile>,
+    manager: &Manager,
+    stats: &Stats,
+    job: &Job,
+    slice: &Arc<str>,
+) {
+    let mut result = move_cached(open, manager, job, slice);
+    // a slice removed and made again behind our back: open it afresh, once
+    if matches!(result, Err(CgroupError::Write { .. })) {
+        open.remove(slice);
+        result = move_cached(open, manager, job, slice);
+    }
+    let result = result.map(|took| {
+        if job.exec_ts_ns.is_some() {
+            stats.moves.record(took.as_micros() as u64);
+        }
+    });
+    match result {
+        Ok(()) => {
+            if let Some(ts) = job.exec_ts_ns {
+                stats.placed.fetch_add(1, Ordering::Relaxed);
+                let us = now_monotonic_ns().saturating_sub(ts) / 1000;
+                stats.latency.record(us);
+            }
+        }
+        Err(CgroupError::NoSuchProcess { .. }) | Err(CgroupError::PidReused { .. }) => {
             if job.exec_ts_ns.is_some() {
-                stats.moves.record(took.as_micros() as u64);
+                stats
+                    .exited_before_placement
+                    .fetch_add(1, Ordering::Relaxed);
             }
-        });
-        match result {
-            Ok(()) => {
-                if let Some(ts) = job.exec_ts_ns {
-                    stats.placed.fetch_add(1, Ordering::Relaxed);
-                    let us = now_monotonic_ns().saturating_sub(ts) / 1000;
-                    stats.latency.record(us);
-                }
-            }
-            Err(CgroupError::NoSuchProcess { .. }) | Err(CgroupError::PidReused { .. }) => {
-                if job.exec_ts_ns.is_some() {
-                    stats
-                        .exited_before_placement
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Err(CgroupError::PidReusedDuringMove { .. }) => {
+        }
+        Err(CgroupError::PidReusedDuringMove { .. }) => {
+            stats
+                .exited_before_placement
+                .fetch_add(u64::from(job.exec_ts_ns.is_some()), Ordering::Relaxed);
+        }
+        Err(e) => {
+            // a zombie (exited, not reaped) cannot be moved either: count it as exited
+            if gone_or_zombie(job.pid) {
                 stats
                     .exited_before_placement
                     .fetch_add(u64::from(job.exec_ts_ns.is_some()), Ordering::Relaxed);
-            }
-            Err(e) => {
-                // a zombie (exited, not reaped) cannot be moved either: count it as exited
-                if gone_or_zombie(job.pid) {
-                    stats
-                        .exited_before_placement
-                        .fetch_add(u64::from(job.exec_ts_ns.is_some()), Ordering::Relaxed);
-                } else {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    log::warn!("placing pid {} into slice {}: {e}", job.pid, job.slice);
-                }
+            } else {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                log::warn!("placing pid {} into slice {slice}: {e}", job.pid);
             }
         }
     }

@@ -381,6 +381,7 @@ mod tests {
             exit_code: None,
             exit_signal: None,
             thread: false,
+            held: false,
         }
     }
 

@@ -22,11 +22,14 @@
 #define PM_F_THREAD 1u    /* the record is about a thread, not a whole process */
 #define PM_F_URGENT 2u    /* exec matched the urgent map: the reader was woken at once */
 #define PM_F_TRUNCATED 4u /* filename did not fit into PM_FILENAME_LEN */
+#define PM_F_HELD 8u      /* exec: the task was stopped before running (hold-at-exec, "held" map) */
 
 /* indexes into the per-CPU "counters" array */
 #define PM_CNT_SUBMITTED 0 /* records written into the ring */
 #define PM_CNT_DROPPED 1   /* records that did not fit into the ring */
-#define PM_CNT_MAX 2
+#define PM_CNT_HELD 2      /* execs stopped for hold-at-exec placement */
+#define PM_CNT_HOLD_FULL 3 /* execs not held because the "held" map was full */
+#define PM_CNT_MAX 4
 
 struct pm_event {
 	__u32 kind;       /* PM_EV_* */
@@ -42,6 +45,16 @@ struct pm_event {
 	__u64 start_ns;   /* task start, ns since boot (start_boottime; /proc/PID/stat field 22) */
 	char comm[PM_COMM_LEN];
 	char filename[PM_FILENAME_LEN]; /* exec: bprm->filename, NUL-terminated */
+};
+
+/*
+ * value of the "held" map (key: tgid): a task stopped at exec (SIGSTOP from the exec
+ * tracepoint) until the agent has placed it and sends SIGCONT. The map is pinned, so an agent
+ * that was killed meanwhile is replaced by one that finds and releases the task.
+ */
+struct pm_hold {
+	__u64 start_ns;   /* the process's start_boottime (its identity with the pid) */
+	__u64 held_ns;    /* bpf_ktime_get_ns() when stopped (CLOCK_MONOTONIC) */
 };
 
 /* value of the "sched_stats" map (key: tgid): scheduling totals of a process's threads */

@@ -13,10 +13,13 @@ pub const PM_EV_EXIT: u32 = 3;
 pub const PM_F_THREAD: u32 = 1;
 pub const PM_F_URGENT: u32 = 2;
 pub const PM_F_TRUNCATED: u32 = 4;
+pub const PM_F_HELD: u32 = 8;
 
 pub const PM_CNT_SUBMITTED: u32 = 0;
 pub const PM_CNT_DROPPED: u32 = 1;
-pub const PM_CNT_MAX: u32 = 2;
+pub const PM_CNT_HELD: u32 = 2;
+pub const PM_CNT_HOLD_FULL: u32 = 3;
+pub const PM_CNT_MAX: u32 = 4;
 
 /// `struct pm_event`.
 #[repr(C)]
@@ -35,6 +38,14 @@ pub struct PmEvent {
     pub start_ns: u64,
     pub comm: [u8; PM_COMM_LEN],
     pub filename: [u8; PM_FILENAME_LEN],
+}
+
+/// `struct pm_hold`: value of the pinned `held` map (key: tgid), a task stopped at exec.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmHold {
+    pub start_ns: u64,
+    pub held_ns: u64,
 }
 
 /// `struct pm_sched_stat`: value of the `sched_stats` map (key: tgid).
@@ -248,7 +259,7 @@ mod tests {
                 format!("pm_task_sample.{name}: size differs from Rust ({size})"),
             );
         }
-        let consts: [(&str, u64); 17] = [
+        let consts: [(&str, u64); 20] = [
             ("PM_COMM_LEN", PM_COMM_LEN as u64),
             ("PM_FILENAME_LEN", PM_FILENAME_LEN as u64),
             ("PM_EV_FORK", PM_EV_FORK as u64),
@@ -257,8 +268,11 @@ mod tests {
             ("PM_F_THREAD", PM_F_THREAD as u64),
             ("PM_F_URGENT", PM_F_URGENT as u64),
             ("PM_F_TRUNCATED", PM_F_TRUNCATED as u64),
+            ("PM_F_HELD", PM_F_HELD as u64),
             ("PM_CNT_SUBMITTED", PM_CNT_SUBMITTED as u64),
             ("PM_CNT_DROPPED", PM_CNT_DROPPED as u64),
+            ("PM_CNT_HELD", PM_CNT_HELD as u64),
+            ("PM_CNT_HOLD_FULL", PM_CNT_HOLD_FULL as u64),
             ("PM_CNT_MAX", PM_CNT_MAX as u64),
             ("PM_TS_SCHED_INFO", PM_TS_SCHED_INFO as u64),
             ("PM_TS_MAX_DELAY", PM_TS_MAX_DELAY as u64),
@@ -285,6 +299,20 @@ mod tests {
         line(
             format!("sizeof(struct pm_sched_stat) == {size}"),
             format!("sizeof(struct pm_sched_stat) != {size} (Rust)"),
+        );
+        for (name, off) in [
+            ("start_ns", std::mem::offset_of!(PmHold, start_ns)),
+            ("held_ns", std::mem::offset_of!(PmHold, held_ns)),
+        ] {
+            line(
+                format!("offsetof(struct pm_hold, {name}) == {off}"),
+                format!("pm_hold.{name}: offset differs from Rust ({off})"),
+            );
+        }
+        let size = std::mem::size_of::<PmHold>();
+        line(
+            format!("sizeof(struct pm_hold) == {size}"),
+            format!("sizeof(struct pm_hold) != {size} (Rust)"),
         );
         for (name, v) in consts {
             line(

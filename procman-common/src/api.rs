@@ -207,6 +207,9 @@ pub struct ProcEvent {
     /// The event concerns a thread (only reported when thread events are enabled).
     #[serde(default)]
     pub thread: bool,
+    /// exec: the process was stopped before running (hold-at-exec) until placed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl ProcEvent {
@@ -1058,6 +1061,42 @@ pub struct PlacementReport {
     /// migration waits for an RCU grace period (no `favordynmods`), this dominates.
     #[serde(default)]
     pub move_us: LatencySummary,
+    /// Hold-at-exec: whether matched execs are stopped until placed, and its counters.
+    #[serde(default)]
+    pub hold: HoldReport,
+}
+
+/// Hold-at-exec (see the agent's `hold` module): a matched program is stopped before its first
+/// instruction, moved, and resumed.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HoldReport {
+    /// Whether execs can be held here.
+    pub active: bool,
+    /// Why not, when not active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Rules whose execs are held (`hold = "auto"` with a `comm` condition).
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Tasks held right now.
+    #[serde(default)]
+    pub held_now: u64,
+    /// Held tasks resumed after their placement (or after no rule matched).
+    #[serde(default)]
+    pub released: u64,
+    /// Held tasks the watchdog resumed unplaced after the hold timeout.
+    #[serde(default)]
+    pub timed_out: u64,
+    /// Tasks a previous (killed) agent left held, resumed at start.
+    #[serde(default)]
+    pub orphans: u64,
+    /// Held tasks that exited (were killed) before their release.
+    #[serde(default)]
+    pub gone: u64,
+    /// How long tasks stayed stopped, microseconds (exec to resumed).
+    #[serde(default)]
+    pub held_us: LatencySummary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -6,6 +6,12 @@
  * Wakeups are batched: a record is committed with BPF_RB_NO_WAKEUP until `wakeup_batch` bytes'
  * worth of records are pending (the agent also polls on a timer), except exec records whose comm
  * is in the `urgent_comms` map (placement rules need them now).
+ *
+ * Hold-at-exec: an exec whose comm is in `hold_comms` is stopped (SIGSTOP, taken on the way
+ * back to user space, so the new program runs no instruction) and recorded in the pinned `held`
+ * map; the agent moves it into its slice and resumes it through a pidfd (SIGCONT). Never held:
+ * pid 1, the agent, traced tasks (the tracer would see the stop) and tasks with a controlling
+ * terminal (their shell's job control would report it). See procman-agent/src/hold.rs.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -18,6 +24,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 /* set by the agent at load time (EbpfLoader::override_global) */
 const volatile __u8 emit_threads = 0;      /* 1: also report thread fork/exit */
 const volatile __u64 wakeup_bytes = 64 * sizeof(struct pm_event); /* batch size */
+const volatile __u32 agent_tgid = 0;       /* never held */
+
+#define PM_SIGSTOP 19
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -38,6 +47,22 @@ struct {
 	__type(key, char[PM_COMM_LEN]);
 	__type(value, __u8);
 } urgent_comms SEC(".maps");
+
+/* comm names whose exec is held until the agent has placed it (filled by the agent) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[PM_COMM_LEN]);
+	__type(value, __u8);
+} hold_comms SEC(".maps");
+
+/* tasks stopped at exec and not yet released (key: tgid); pinned by the agent */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pm_hold);
+} held SEC(".maps");
 
 static __always_inline void count(__u32 idx)
 {
@@ -92,6 +117,18 @@ static __always_inline void fill_task(struct pm_event *e, struct task_struct *ta
 	bpf_probe_read_kernel(&e->comm, sizeof(e->comm), thread ? task->comm : leader->comm);
 }
 
+/* whether an exec may be held: see the top of this file */
+static __always_inline bool may_hold(struct task_struct *task)
+{
+	if (task->tgid == 1 || task->tgid == agent_tgid)
+		return false;
+	if (task->ptrace)
+		return false;
+	if (task->signal->tty)
+		return false;
+	return true;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -128,6 +165,20 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	char comm[PM_COMM_LEN];
 	__builtin_memcpy(comm, e->comm, sizeof(comm));
 	bool urgent = bpf_map_lookup_elem(&urgent_comms, comm) != NULL;
+	if (bpf_map_lookup_elem(&hold_comms, comm) && may_hold(task)) {
+		/* held only with its record reserved: the agent is sure to hear of it */
+		struct pm_hold h = { .start_ns = e->start_ns, .held_ns = e->ts_ns };
+		__u32 tgid = task->tgid;
+		if (bpf_map_update_elem(&held, &tgid, &h, BPF_ANY) != 0) {
+			count(PM_CNT_HOLD_FULL);
+		} else if (bpf_send_signal(PM_SIGSTOP) == 0) {
+			e->flags |= PM_F_HELD;
+			count(PM_CNT_HELD);
+			urgent = true;
+		} else {
+			bpf_map_delete_elem(&held, &tgid);
+		}
+	}
 	if (urgent)
 		e->flags |= PM_F_URGENT;
 	submit(e, urgent);

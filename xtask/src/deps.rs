@@ -60,8 +60,8 @@ pub fn validators() -> Result<std::path::PathBuf> {
     Ok(bin)
 }
 
-/// Packages the test VM needs.
-pub const VM: &[&str] = &["qemu-system-x86", "busybox-static"];
+/// Packages the test VM needs (strace: a traced program must never be held, `vm_hold`).
+pub const VM: &[&str] = &["qemu-system-x86", "busybox-static", "strace"];
 /// What `cargo xtask bench placement` compares procman against in the VM: libcgroup's
 /// cgrulesengd. The package only installs programs (no service is started).
 pub const BENCH_VM: &[&str] = &["cgroup-tools"];

@@ -394,6 +394,35 @@ impl Collector for Snapshot {
                 sec,
                 histogram(&p.move_us),
             )?;
+            let h = &p.hold;
+            one(
+                &mut e,
+                "placement_hold_active",
+                "Whether matched execs are held (stopped before their first instruction) until placed.",
+                None,
+                ConstGauge::new(i64::from(h.active)),
+            )?;
+            family(
+                &mut e,
+                "placement_holds",
+                "Held execs by how their hold ended.",
+                None,
+                MetricType::Counter,
+                [
+                    ("released", h.released),
+                    ("timed_out", h.timed_out),
+                    ("orphan", h.orphans),
+                    ("gone", h.gone),
+                ]
+                .map(|(r, n)| ([("result", r)], counter(n))),
+            )?;
+            one(
+                &mut e,
+                "placement_hold_duration",
+                "How long held execs stayed stopped (exec to resumed).",
+                sec,
+                histogram(&h.held_us),
+            )?;
         }
         // the host
         let y = &self.system;

@@ -46,6 +46,8 @@ pub struct Enforcer {
     /// One lock per slice: requests on the same slice (two `limit`s, a freeze and the
     /// janitor) run one after the other; different slices do not wait for each other.
     slice_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
+    /// Hold-at-exec (from the event source), handed to each placement.
+    hold: crate::hold::Support,
 }
 
 /// Whether a slice is one the agent made for a request (`procman limit --pid/--name`,
@@ -72,7 +74,11 @@ impl Enforcer {
     /// Sets up what the config asks for: opens the managed subtree, creates or re-adopts the
     /// declared slices (a slice whose limits cannot be enforced here is refused loudly and its
     /// rules disabled; the agent still starts) and starts placement.
-    pub fn start(cfg: &Config, rules: Vec<Rule>) -> anyhow::Result<Enforcer> {
+    pub fn start(
+        cfg: &Config,
+        rules: Vec<Rule>,
+        hold: crate::hold::Support,
+    ) -> anyhow::Result<Enforcer> {
         let e = Enforcer {
             root: cfg.cgroup.root.clone(),
             manager: OnceLock::new(),
@@ -80,6 +86,7 @@ impl Enforcer {
             declared: RwLock::new(HashSet::new()),
             seen_empty: Default::default(),
             slice_locks: Default::default(),
+            hold,
         };
         e.apply(cfg, rules)?;
         Ok(e)
@@ -93,13 +100,14 @@ impl Enforcer {
         *self.declared.write().unwrap_or_else(|e| e.into_inner()) =
             cfg.slice.iter().map(|s| s.name.clone()).collect();
         if cfg.slice.is_empty() && rules.is_empty() {
-            *self.placement.write().unwrap_or_else(|e| e.into_inner()) = None;
+            self.stop_placement();
             return Ok(());
         }
         let m = match self.manager() {
             Ok(m) => m,
             Err(err) => {
                 log::error!("{err}; slices and placement rules are disabled");
+                self.stop_placement();
                 return Ok(());
             }
         };
@@ -126,17 +134,32 @@ impl Enforcer {
             .into_iter()
             .filter(|r| ok.contains(&r.slice))
             .collect();
+        if rules.is_empty() {
+            self.stop_placement();
+            return Ok(());
+        }
         let mut current = self.placement.write().unwrap_or_else(|e| e.into_inner());
-        *current = if rules.is_empty() {
-            None
-        } else {
-            use anyhow::Context;
-            let stats = current.as_ref().map(|p| p.stats.clone());
-            Some(Arc::new(
-                Placement::start(rules, m, stats).context("starting placement")?,
-            ))
-        };
+        use anyhow::Context;
+        let stats = current.as_ref().map(|p| p.stats.clone());
+        *current = Some(Arc::new(
+            Placement::start(rules, m, stats, self.hold.clone()).context("starting placement")?,
+        ));
         Ok(())
+    }
+
+    /// No placement: nothing is held any more either.
+    fn stop_placement(&self) {
+        *self.placement.write().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(h) = self.hold.holds() {
+            if let Err(e) = h.set_comms(&[]) {
+                log::warn!("clearing the hold list: {e:#}");
+            }
+        }
+    }
+
+    /// Hold-at-exec, if this machine has it.
+    pub fn holds(&self) -> Option<&Arc<crate::hold::Holds>> {
+        self.hold.holds()
     }
 
     /// Removes transient slices that were empty at the previous pass and still are (so each
@@ -588,7 +611,12 @@ impl Enforcer {
 
     /// Placement rules, counters and latencies (empty when no rule is active).
     pub fn placement_report(&self) -> PlacementReport {
-        self.placement().map(|p| p.report()).unwrap_or_default()
+        self.placement()
+            .map(|p| p.report())
+            .unwrap_or_else(|| PlacementReport {
+                hold: crate::placement::hold_report(&self.hold, Vec::new(), None),
+                ..PlacementReport::default()
+            })
     }
 }
 

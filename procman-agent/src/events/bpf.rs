@@ -6,6 +6,7 @@
 //! it reads the per-CPU counters; any increase of the drop counter is reported as
 //! [`SourceMsg::Lost`] so the consumer resynchronises.
 use super::{SourceCounters, SourceInfo, SourceMsg, SourceOptions};
+use crate::hold::{self, Holds};
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
@@ -53,6 +54,7 @@ pub fn decode(e: &PmEvent) -> Option<ProcEvent> {
         exit_code,
         exit_signal,
         thread: e.flags & abi::PM_F_THREAD != 0,
+        held: e.flags & abi::PM_F_HELD != 0,
     })
 }
 
@@ -107,6 +109,7 @@ fn load(opts: &SourceOptions) -> Result<(Ebpf, Btf)> {
         .btf(Some(&btf))
         .override_global("emit_threads", &threads, true)
         .override_global("wakeup_bytes", &wakeup_bytes, true)
+        .override_global("agent_tgid", &std::process::id(), true)
         .map_max_entries("events", opts.ring_bytes)
         .load(procman_ebpf::OBJECT)
         .context("loading the BPF object")?;
@@ -123,14 +126,19 @@ pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<Source
                 .context("map urgent_comms missing")?,
         )?;
         for name in &opts.urgent_comms {
-            let mut key = [0u8; 16];
-            let n = name.len().min(15);
-            key[..n].copy_from_slice(&name.as_bytes()[..n]);
             urgent
-                .insert(key, 1, 0)
+                .insert(crate::hold::comm_key(name), 1, 0)
                 .with_context(|| format!("adding {name:?} to urgent_comms"))?;
         }
     }
+    let hold = match Holds::attach(&mut ebpf, &opts.instance) {
+        Ok(h) => {
+            let h = Arc::new(h);
+            h.start_watchdog()?;
+            hold::Support::Active(h)
+        }
+        Err(e) => hold::Support::Off(format!("{e:#}")),
+    };
     let ring = RingBuf::try_from(ebpf.take_map("events").context("map events missing")?)?;
     let counters_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(ebpf.take_map("counters").context("map counters missing")?)?;
@@ -152,11 +160,13 @@ pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<Source
         tx,
     ));
     // The Ebpf object owns the program links: keep it alive as long as the source is.
-    Ok(SourceInfo::new(
+    let mut info = SourceInfo::new(
         SourceKind::Bpf,
         counters,
         Box::new(std::sync::Mutex::new(ebpf)),
-    ))
+    );
+    info.hold = hold;
+    Ok(info)
 }
 
 fn sum_counter(map: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {

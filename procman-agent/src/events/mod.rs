@@ -49,6 +49,9 @@ pub struct SourceOptions {
     pub urgent_comms: Vec<String>,
     /// Attach the scheduling tracer (sched_switch/sched_wakeup; see [`sched`]).
     pub sched_stats: bool,
+    /// Which agent this is (its cgroup root): names the pin of its held-task map, so agents
+    /// managing different roots never release each other's holds.
+    pub instance: String,
 }
 
 impl Default for SourceOptions {
@@ -60,6 +63,7 @@ impl Default for SourceOptions {
             poll_interval: std::time::Duration::from_millis(50),
             urgent_comms: Vec::new(),
             sched_stats: false,
+            instance: procman_cgroup::DEFAULT_ROOT.to_string(),
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct SourceInfo {
     /// Why BPF is not in use (set when the netlink fallback is active).
     pub fallback_reason: Option<String>,
     pub counters: Arc<SourceCounters>,
+    /// Hold-at-exec (BPF only): the held tasks, or why execs cannot be held.
+    pub hold: crate::hold::Support,
     /// Keeps the source alive (BPF links, sockets); dropping it detaches.
     _guard: Box<dyn Send + Sync>,
 }
@@ -102,6 +108,9 @@ impl SourceInfo {
             kind,
             fallback_reason: None,
             counters,
+            hold: crate::hold::Support::Off(
+                "the netlink event source cannot stop a task at exec (BPF only)".into(),
+            ),
             _guard: guard,
         }
     }

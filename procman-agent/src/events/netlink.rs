@@ -202,6 +202,7 @@ pub fn enrich(n: Notice) -> ProcEvent {
         exit_code,
         exit_signal,
         thread,
+        held: false,
     }
 }
 

@@ -281,6 +281,24 @@ pub async fn placement(client: &Client, a: PlacementArgs) -> Result<()> {
     println!();
     row("exec -> placed", &rep.latency_us);
     row("of it the kernel's move", &rep.move_us);
+    println!();
+    let h = &rep.hold;
+    match (&h.reason, h.rules.is_empty()) {
+        (Some(why), _) => println!("hold at exec: off ({why})"),
+        (None, true) => println!(
+            "hold at exec: available, used by no rule (a rule needs a comm condition and not \
+             hold = \"never\")"
+        ),
+        (None, false) => {
+            println!("hold at exec: on for {}", h.rules.join(", "));
+            println!(
+                "  released {}, timed out {}, left by a killed agent {}, exited while held {}, \
+                 held now {}",
+                h.released, h.timed_out, h.orphans, h.gone, h.held_now
+            );
+            row("held (exec -> resumed)", &h.held_us);
+        }
+    }
     Ok(())
 }
 
