@@ -9,7 +9,7 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table},
+    widgets::{Block, Borders, Cell, Clear, Padding, Paragraph, Row, Table},
     Frame,
 };
 
@@ -163,6 +163,7 @@ fn popup(f: &mut Frame, title: &str, lines: Vec<Line<'_>>, width: u16) {
         Paragraph::new(lines).block(
             Block::default()
                 .borders(Borders::ALL)
+                .padding(Padding::horizontal(1))
                 .title(format!(" {title} ")),
         ),
         area,
@@ -251,7 +252,7 @@ fn render_help(f: &mut Frame) {
     lines.push(Line::from(""));
     lines.push(Line::from("any key closes this help"));
     let d = KEYS.iter().map(|(_, d)| d.len()).max().unwrap_or(0);
-    popup(f, "procman top: keys", lines, (w + d + 6) as u16);
+    popup(f, "procman top: keys", lines, (w + d + 8) as u16);
 }
 
 /// Draws the whole screen; remembers how many rows fit (PgUp/PgDn) and the scroll offset.
