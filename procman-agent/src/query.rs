@@ -104,12 +104,13 @@ pub fn set_memory(p: &mut ProcessInfo, rss_bytes: u64, total_bytes: Option<u64>)
 }
 
 /// The sort key of a row: smaller sorts first (descending keys are negated), ties by pid.
-/// cpu, mem, io: biggest first; pid: ascending; age: oldest first.
+/// cpu, mem, io, time: biggest first; pid: ascending; age: oldest first.
 fn sort_key(e: &ProcEntry, u: Option<&Usage>, key: SortKey) -> f64 {
     match key {
         SortKey::Cpu => -(u.map_or(0.0, |u| u.cpu_pct as f64)),
         SortKey::Mem => -(u.map_or(0.0, |u| u.rss_bytes as f64)),
         SortKey::Io => -(u.map_or(0.0, |u| u.read_bps + u.write_bps)),
+        SortKey::Time => -(u.map_or(0.0, |u| u.cpu_time_s)),
         SortKey::Pid => e.pid as f64,
         SortKey::Age => e.start_ticks as f64,
     }

@@ -44,8 +44,8 @@ impl std::str::FromStr for EventKind {
     }
 }
 
-/// The order of a process list (`?sort=`, `procman ps --sort`): cpu, mem, io biggest first,
-/// pid ascending, age oldest first.
+/// The order of a process list (`?sort=`, `procman ps --sort`): cpu, mem, io, time (CPU time
+/// used) biggest first, pid ascending, age oldest first.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -55,15 +55,18 @@ pub enum SortKey {
     #[serde(alias = "memory", alias = "rss")]
     Mem,
     Io,
+    /// CPU time used (user + system), like top's `TIME+`.
+    Time,
     Pid,
     Age,
 }
 
 impl SortKey {
-    pub const ALL: [SortKey; 5] = [
+    pub const ALL: [SortKey; 6] = [
         SortKey::Cpu,
         SortKey::Mem,
         SortKey::Io,
+        SortKey::Time,
         SortKey::Pid,
         SortKey::Age,
     ];
@@ -73,6 +76,7 @@ impl SortKey {
             SortKey::Cpu => "cpu",
             SortKey::Mem => "mem",
             SortKey::Io => "io",
+            SortKey::Time => "time",
             SortKey::Pid => "pid",
             SortKey::Age => "age",
         }
@@ -92,11 +96,12 @@ impl std::str::FromStr for SortKey {
             "cpu" => SortKey::Cpu,
             "mem" | "memory" | "rss" => SortKey::Mem,
             "io" => SortKey::Io,
+            "time" => SortKey::Time,
             "pid" => SortKey::Pid,
             "age" => SortKey::Age,
             _ => {
                 return Err(format!(
-                    "unknown sort key {s:?}: expected cpu, mem, io, pid or age"
+                    "unknown sort key {s:?}: expected cpu, mem, io, time, pid or age"
                 ))
             }
         })

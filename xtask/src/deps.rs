@@ -9,7 +9,8 @@ pub const BUILD: &[&str] = &["clang-19", "llvm-19", "libbpf-dev", "bpftool"];
 /// a page that calls the API), curl and jq (seed 004's curl examples run as written), promtool
 /// from the prometheus package (it parses and lints `GET /metrics`), systemd-analyze (it
 /// verifies the packaged unit), python3-venv (the OpenAPI validator's virtualenv,
-/// [`openapi_validator`]).
+/// [`openapi_validator`]), tmux (`procman top` runs in a detached session: keys sent, the
+/// screen captured, `tests/host_top.rs`).
 pub const HOST_TEST: &[&str] = &[
     "chromium",
     "curl",
@@ -17,6 +18,7 @@ pub const HOST_TEST: &[&str] = &[
     "prometheus",
     "systemd",
     "python3-venv",
+    "tmux",
 ];
 
 /// The validators the tests run, from PyPI, pinned: openapi-spec-validator (OpenAPI 3.0 and
