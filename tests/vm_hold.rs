@@ -189,7 +189,7 @@ fn a_task_held_when_the_agent_is_killed_is_released_by_the_next_agent() {
     agent.kill_hard();
     assert_eq!(state(pid), Some('T'), "still held with no agent");
     let pin = Path::new("/sys/fs/bpf/procman")
-        .join(&root.name)
+        .join(root.name.replace('.', "-"))
         .join("held");
     assert!(
         pin.exists(),

@@ -508,7 +508,7 @@ impl Config {
             poll_interval: poll,
             urgent_comms: Vec::new(),
             sched_stats: e.sched_stats,
-            instance: self.cgroup.root.replace('/', "-"),
+            instance: crate::hold::instance_name(&self.cgroup.root),
         })
     }
 }

@@ -61,6 +61,12 @@ pub struct HoldValue(pub PmHold);
 // SAFETY: repr(C) struct of two u64, no padding; every bit pattern is valid.
 unsafe impl aya::Pod for HoldValue {}
 
+/// The pin directory's name for an agent managing cgroup root `root` (bpffs refuses names
+/// with a dot, which it reserves: `procman.slice` -> `procman-slice`).
+pub fn instance_name(root: &str) -> String {
+    root.replace(['/', '.'], "-")
+}
+
 /// Why holding cannot work on this machine, if it cannot.
 pub fn availability() -> std::result::Result<(), String> {
     let bpffs = Path::new(PIN_DIR).parent().unwrap_or(Path::new("/"));

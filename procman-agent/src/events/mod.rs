@@ -63,7 +63,7 @@ impl Default for SourceOptions {
             poll_interval: std::time::Duration::from_millis(50),
             urgent_comms: Vec::new(),
             sched_stats: false,
-            instance: procman_cgroup::DEFAULT_ROOT.to_string(),
+            instance: crate::hold::instance_name(procman_cgroup::DEFAULT_ROOT),
         }
     }
 }
