@@ -123,11 +123,22 @@ fn a_held_program_reads_its_slice_as_its_first_act() {
         }
     });
     let before = hold_report(&agent)["released"].as_u64().unwrap();
-    let out = Command::new(&probe)
-        .arg("/proc/self/cgroup")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    // placed while it runs: cat reads /proc/self/cgroup within a millisecond of its exec,
+    // long before a move that waits for an RCU grace period (~17 ms under TCG) lands
+    let escaped = (0..5)
+        .filter(|_| {
+            let out = Command::new(&probe)
+                .arg("/proc/self/cgroup")
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout).trim() != slice_line(&root)
+        })
+        .count();
+    assert!(
+        escaped > 0,
+        "without hold the program runs before its move (what hold prevents)"
+    );
     assert_eq!(
         hold_report(&agent)["released"].as_u64().unwrap(),
         before,
