@@ -1,5 +1,6 @@
 //! `procman limit | unlimit | slices | placement | freeze | thaw | run`.
 use super::human_bytes;
+use super::output::{cut, paint, Output, Paint};
 use crate::client::Client;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -135,9 +136,8 @@ pub struct LimitArgs {
     pub slice: Option<String>,
     #[command(flatten)]
     pub limits: LimitFlags,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -145,9 +145,8 @@ pub struct SliceArgs {
     /// The slice.
     #[arg(long)]
     pub slice: String,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -160,15 +159,15 @@ pub struct FreezeArgs {
     /// A slice, as a whole (every process in it).
     #[arg(long)]
     pub slice: Option<String>,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SlicesArgs {
-    /// Print JSON instead of a table.
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
     #[command(subcommand)]
     pub cmd: Option<SlicesCmd>,
 }
@@ -187,15 +186,14 @@ pub enum SlicesCmd {
 
 #[derive(Args)]
 pub struct PlacementArgs {
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 /// `procman placement`: the rules, what they did, and how fast.
 pub async fn placement(client: &Client, a: PlacementArgs) -> Result<()> {
     let rep: PlacementReport = client.get("/api/placement").await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&rep)?);
         return Ok(());
     }
@@ -283,7 +281,7 @@ pub async fn limit(client: &Client, a: LimitArgs) -> Result<()> {
         limits: a.limits.to_map()?,
     };
     let ans: SliceAnswer = client.call(Method::POST, "/api/limit", &req).await?;
-    print_answer(&ans, a.json)
+    print_answer(&ans, a.out.json())
 }
 
 pub async fn unlimit(client: &Client, a: SliceArgs) -> Result<()> {
@@ -294,23 +292,31 @@ pub async fn unlimit(client: &Client, a: SliceArgs) -> Result<()> {
             &(),
         )
         .await?;
-    print_answer(&ans, a.json)
+    print_answer(&ans, a.out.json())
 }
 
 pub async fn freeze(client: &Client, a: FreezeArgs, on: bool) -> Result<()> {
     let verb = if on { "freeze" } else { "thaw" };
     let done = if on { "frozen" } else { "thawed" };
-    match (a.pid, a.slice) {
+    match (a.pid, a.slice.clone()) {
         (_, Some(slice)) => {
-            let _: serde_json::Value = client
+            let ans: serde_json::Value = client
                 .call(Method::POST, &format!("/api/slices/{slice}/{verb}"), &())
                 .await?;
+            if a.out.json() {
+                println!("{}", serde_json::to_string_pretty(&ans)?);
+                return Ok(());
+            }
             println!("slice {slice}: {done}");
         }
         (Some(pid), None) => {
             let ans: ProcessFreezeAnswer = client
                 .call(Method::POST, &format!("/api/processes/{pid}/{verb}"), &())
                 .await?;
+            if a.out.json() {
+                println!("{}", serde_json::to_string_pretty(&ans)?);
+                return Ok(());
+            }
             match &ans.moved_from {
                 Some(from) => println!(
                     "process {pid}: moved from {from} into slice {} (the limits of {from} no longer apply to it) and {done}",
@@ -337,14 +343,16 @@ pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
         return Ok(());
     }
     let list: Vec<SliceInfo> = client.get("/api/slices").await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    println!(
+    let width = a.out.width();
+    let header = format!(
         "{:<20} {:>6} {:>10} {:>10} {:>8}  LIMITS",
-        "SLICE", "PROCS", "MEMORY", "PEAK", "CPU s"
+        "SLICE", "PROCS", "MEMORY", "PEAK", "CPU"
     );
+    println!("{}", cut(&paint(&header, Paint::Header), width));
     for s in &list {
         let st = s.stats.as_ref();
         let memory = st.and_then(|st| st.memory.as_ref());
@@ -357,7 +365,7 @@ pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
             .unwrap_or_else(|| "-".into());
         let cpu = st
             .and_then(|st| st.cpu.as_ref())
-            .map(|c| format!("{:.1}", c.usage_usec as f64 / 1e6))
+            .map(|c| super::human_age(c.usage_usec as f64 / 1e6))
             .unwrap_or_else(|| "-".into());
         let lim = s
             .limits
@@ -366,16 +374,21 @@ pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ");
         let frozen = st.is_some_and(|st| st.frozen);
-        println!(
+        let line = format!(
             "{:<20} {:>6} {:>10} {:>10} {:>8}  {}{}",
             s.name,
             s.pids.len(),
             mem,
             peak,
             cpu,
-            if frozen { "FROZEN  " } else { "" },
+            if frozen {
+                format!("{}  ", paint("FROZEN", Paint::Frozen))
+            } else {
+                String::new()
+            },
             if lim.is_empty() { "-" } else { &lim }
         );
+        println!("{}", cut(&line, width));
     }
     Ok(())
 }
