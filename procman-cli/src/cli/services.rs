@@ -332,6 +332,15 @@ fn print_one(s: &ServiceInfo, json: bool) -> Result<()> {
 }
 
 pub async fn logs(client: &Client, a: LogsArgs) -> Result<()> {
+    if a.follow && a.out.json() {
+        return Err(crate::client::CliError {
+            code: 2,
+            message: "--follow prints the lines as they come, not JSON: drop -o json, or \
+                      --follow for the JSON of the last lines"
+                .into(),
+        }
+        .into());
+    }
     let mut q = format!("{}/logs?lines={}", path(&a.name), a.lines);
     if let Some(d) = a.since {
         q.push_str(&format!("&since={}s", d.as_secs().max(1)));
