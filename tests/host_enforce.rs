@@ -159,7 +159,7 @@ fn bad_limit_requests_are_refused_and_write_nothing() {
             &["limit", "--pid", &v, "--slice", "s1", "--cpu", "150"],
             "--cpu",
         ),
-        // -p passes the value through: the agent refuses it, naming the key
+        // -p values are checked by the CLI with the agent's own parser, naming the key
         (
             &[
                 "limit",

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::key::{hint, Controller, LimitKey, UnknownKey};
 use crate::name::NameError;
+use procman_common::limits::InvalidLimit;
 
 /// Why a pid is refused for a mutating action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,17 @@ pub enum LimitError {
         /// What was given (at most 128 characters of it).
         property: String,
     },
+}
+
+impl From<InvalidLimit> for LimitError {
+    fn from(e: InvalidLimit) -> LimitError {
+        LimitError::Invalid {
+            key: e.key,
+            value: e.value,
+            problem: e.problem,
+            accepted: e.accepted,
+        }
+    }
 }
 
 impl LimitError {

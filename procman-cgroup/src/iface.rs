@@ -3,59 +3,7 @@
 //! reads and writes the files, [`crate::Limits`] turns human forms into these.
 use std::fmt;
 
-/// A device number `MAJ:MIN`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DevNum {
-    pub major: u32,
-    pub minor: u32,
-}
-
-impl fmt::Display for DevNum {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.major, self.minor)
-    }
-}
-
-impl DevNum {
-    /// Parses `MAJ:MIN` (both decimal).
-    pub fn parse(s: &str) -> Option<DevNum> {
-        let (a, b) = s.split_once(':')?;
-        let digits = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
-        if !digits(a) || !digits(b) {
-            return None;
-        }
-        Some(DevNum {
-            major: a.parse().ok()?,
-            minor: b.parse().ok()?,
-        })
-    }
-}
-
-/// A per-device IO rate (bytes/s or IOs/s), or `max` (unlimited).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Rate {
-    Max,
-    Value(u64),
-}
-
-impl Rate {
-    /// `max` or a decimal number.
-    pub fn parse(s: &str) -> Option<Rate> {
-        match s {
-            "max" => Some(Rate::Max),
-            _ => s.parse().ok().map(Rate::Value),
-        }
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rate::Max => f.write_str("max"),
-            Rate::Value(v) => write!(f, "{v}"),
-        }
-    }
-}
+pub use procman_common::limits::{DevNum, Rate};
 
 /// A `max`-or-number value (`memory.max`, `pids.max`): `None` is `max`.
 pub fn parse_max(s: &str) -> Option<Option<u64>> {

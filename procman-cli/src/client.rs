@@ -88,6 +88,15 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
     }
 }
 
+/// Context of an answer that does not parse: most likely an agent of another version.
+fn unexpected(path: &str) -> String {
+    format!(
+        "unexpected answer from procman-agent to {path}: is the agent the same version as this \
+         procman ({})? compare with `procman status` and `procman-agent --version`",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 pub struct Client {
     socket: PathBuf,
 }
@@ -99,15 +108,28 @@ impl Client {
         }
     }
 
+    /// The connection broke mid-request (exit 5): the agent stopped, restarted or dropped us.
+    fn broke(&self, e: hyper::Error) -> anyhow::Error {
+        CliError {
+            code: 5,
+            message: format!(
+                "the connection to procman-agent at {} broke ({e}): the agent may have stopped or \
+                 restarted; check `systemctl status procman-agent` (or its log) and try again",
+                self.socket.display()
+            ),
+        }
+        .into()
+    }
+
     /// Connects, explaining the usual failures in one sentence each.
     async fn connect(&self) -> Result<UnixStream> {
         let s = self.socket.display();
         UnixStream::connect(&self.socket).await.map_err(|e| {
             let (code, message) = match e.kind() {
                 std::io::ErrorKind::NotFound => (5, format!(
-                    "cannot reach procman-agent: {s} does not exist (is the agent running? start it \
-                     with `systemctl start procman-agent` or `sudo procman-agent`, or pass --socket \
-                     / set PROCMAN_SOCKET if it listens elsewhere)"
+                    "agent not running: {s} does not exist; start it with `systemctl start \
+                     procman-agent` (or `sudo procman-agent --config FILE`), or pass --socket / set \
+                     PROCMAN_SOCKET if it listens elsewhere"
                 )),
                 std::io::ErrorKind::ConnectionRefused if !is_socket(&self.socket) => (2, format!(
                     "cannot reach procman-agent: {s} is not a socket ({}); pass the agent's socket \
@@ -116,15 +138,17 @@ impl Client {
                     procman_common::DEFAULT_SOCKET
                 )),
                 std::io::ErrorKind::ConnectionRefused => (5, format!(
-                    "cannot reach procman-agent: nothing listens on {s} (a stale socket; the agent \
-                     is not running: start it with `systemctl start procman-agent` or \
-                     `sudo procman-agent`)"
+                    "agent not running: nothing listens on {s} (a stale socket); start it with \
+                     `systemctl start procman-agent` (or `sudo procman-agent --config FILE`)"
                 )),
                 std::io::ErrorKind::PermissionDenied => (4, format!(
                     "cannot reach procman-agent: permission denied on {s}; {}",
                     join_hint(&self.socket)
                 )),
-                _ => (5, format!("cannot reach procman-agent at {s}: {e}")),
+                _ => (5, format!(
+                    "cannot reach procman-agent at {s}: {e}; check that it runs with \
+                     `systemctl status procman-agent`"
+                )),
             };
             anyhow::Error::new(CliError { code, message })
         })
@@ -143,7 +167,7 @@ impl Client {
         let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .context("HTTP handshake with procman-agent failed")?;
+            .map_err(|e| self.broke(e))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -155,10 +179,7 @@ impl Client {
             .body(http_body_util::Full::new(Bytes::from(
                 body.unwrap_or_default(),
             )))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .context("request to procman-agent failed")?;
+        let resp = sender.send_request(req).await.map_err(|e| self.broke(e))?;
         if resp.status() != StatusCode::OK {
             let status = resp.status();
             let body = resp.into_body().collect().await?.to_bytes();
@@ -185,8 +206,7 @@ impl Client {
             .request(method, path, Some(serde_json::to_vec(body)?))
             .await?;
         let body = resp.into_body().collect().await?.to_bytes();
-        serde_json::from_slice(&body)
-            .with_context(|| format!("unexpected answer from procman-agent to {path}"))
+        serde_json::from_slice(&body).with_context(|| unexpected(path))
     }
 
     /// POST a raw body (e.g. TOML), returning the JSON answer.
@@ -195,16 +215,14 @@ impl Client {
             .request(hyper::Method::POST, path, Some(body.into_bytes()))
             .await?;
         let body = resp.into_body().collect().await?.to_bytes();
-        serde_json::from_slice(&body)
-            .with_context(|| format!("unexpected answer from procman-agent to {path}"))
+        serde_json::from_slice(&body).with_context(|| unexpected(path))
     }
 
     /// GET a JSON document.
     pub async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T> {
         let resp = self.send(path_and_query).await?;
         let body = resp.into_body().collect().await?.to_bytes();
-        serde_json::from_slice(&body)
-            .with_context(|| format!("unexpected answer from procman-agent to {path_and_query}"))
+        serde_json::from_slice(&body).with_context(|| unexpected(path_and_query))
     }
 
     /// GET an NDJSON stream; `on_line` gets each line until it returns false or the stream ends.

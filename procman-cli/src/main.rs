@@ -13,6 +13,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = cli::Cli::parse();
+    cli::output::init_color(cli.color);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -24,7 +25,8 @@ fn main() {
         }
     };
     if let Err(e) = rt.block_on(cli::run(cli)) {
-        eprintln!("procman: {e:#}");
+        let prefix = cli::output::paint_err("procman:", cli::output::Paint::Bad);
+        eprintln!("{prefix} {e:#}");
         std::process::exit(client::exit_code(&e));
     }
 }

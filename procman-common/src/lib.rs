@@ -16,6 +16,7 @@ pub mod abi;
 pub mod action;
 pub mod api;
 pub mod filter;
+pub mod limits;
 pub mod policy;
 pub mod service;
 pub mod spawn;

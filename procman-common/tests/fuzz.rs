@@ -1,8 +1,9 @@
-//! Property and corpus tests for every parser of hostile input in procman-common: units and the
-//! filter language. They run under `cargo test` on stable (proptest), so CI runs them on every
+//! Property and corpus tests for every parser of hostile input in procman-common: units, limit
+//! values and the filter language. They run under `cargo test` on stable (proptest), so CI runs them on every
 //! change; `tests/corpus/*.txt` keeps the inputs that once mattered, one per line.
 use procman_common::{
     filter::{Filter, MAX_DEPTH, MAX_LEN},
+    limits::{parse_property, LimitKey, LimitValue, MemoryValue, MIN_MEMORY},
     units::{fmt_bytes, parse_bytes, parse_duration, Percent, Timestamp},
 };
 use proptest::prelude::*;
@@ -30,6 +31,12 @@ fn corpus_inputs_are_refused_or_parsed_in_range() {
         }
         let _ = Percent::parse(&line);
         let _ = line.parse::<Timestamp>();
+        let _ = parse_property(&line);
+        for k in LimitKey::ALL {
+            if let Ok(v) = LimitValue::parse(k, &line) {
+                assert_eq!(LimitValue::parse(k, &v.to_text(k)), Ok(v), "{k} {line:?}");
+            }
+        }
         if let Err(e) = Filter::parse(&line) {
             assert!(e.column >= 1, "{line:?}: {e:?}");
             let _ = e.render(&line);
@@ -139,5 +146,28 @@ proptest! {
     fn deep_nesting_is_refused_not_fatal(depth in 65usize..5000) {
         let f = format!("{}cpu > 1{}", "(".repeat(depth), ")".repeat(depth));
         prop_assert!(Filter::parse(&f).is_err());
+    }
+
+    #[test]
+    fn limit_values_never_panic_and_print_back(s in "\\PC{0,80}", t in number_and_unit()) {
+        let _ = parse_property(&s);
+        for k in LimitKey::ALL {
+            for v in [&s, &t] {
+                match LimitValue::parse(k, v) {
+                    Ok(x) => prop_assert_eq!(LimitValue::parse(k, &x.to_text(k)), Ok(x)),
+                    Err(e) => prop_assert!(e.to_string().contains("accepted forms")),
+                }
+            }
+        }
+    }
+
+    /// One size syntax: what the units parser (and so `--filter`) reads as a size is what
+    /// MemoryMax reads, to the byte.
+    #[test]
+    fn memory_limits_read_sizes_as_the_units_parser_does(s in number_and_unit()) {
+        if let Ok(b) = parse_bytes(&s) {
+            let want = if b >= MIN_MEMORY { Ok(LimitValue::Memory(MemoryValue::Bytes(b))) } else { Err(()) };
+            prop_assert_eq!(LimitValue::parse(LimitKey::MemoryMax, &s).map_err(|_| ()), want, "{}", s);
+        }
     }
 }

@@ -11,25 +11,21 @@
 //! | `IOReadIOPSMax`, `IOWriteIOPSMax` | `io.max` `riops`/`wiops` | `"DEVICE IOPS"`, IOPS an integer, `K`/`M`/`G` suffixes 1000-based (like systemd: a count, not bytes), or `max` |
 //! | `TasksMax` | `pids.max` | integer 1..=4194304, `10%` of the kernel's pid limit, `max` |
 //!
-//! Sizes and percentages are read by [`procman_common::units`] (the one parser of human
-//! units); this module adds what they mean here: minimums, ranges, "a bare number is
-//! ambiguous for CPUQuota", and the accepted-forms texts of the errors.
+//! Each value is parsed and range-checked by [`procman_common::limits`], the one parser of
+//! limit values (the CLI checks its flags with it too); sizes and percentages inside them by
+//! [`procman_common::units`].
 //!
 //! Limits are declarative: [`Limits::plan`] renders every file of the controllers it covers,
 //! resetting keys that are absent to the kernel default (`max`, weight 100), so re-applying
 //! the same config is idempotent and removing a key from the config lifts that one limit.
 //!
-//! Submodules: `parse` (per-key parsers, range checks, the human forms printed back),
+//! Submodules: `parse` (the common parsers' errors as [`LimitError`]),
 //! `render` (percentages and devices resolved into [`FileWrite`]s), `serde` (the config's
 //! table form), `read` (what the kernel holds, back into [`Limits`]).
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
-
-use procman_common::units::Percent;
 
 use crate::error::LimitError;
-use crate::iface::{DevNum, Rate};
 use crate::key::{Controller, LimitKey};
 
 mod parse;
@@ -42,68 +38,10 @@ mod tests;
 pub use parse::accepted_forms;
 pub use render::{io_max_devices, FileWrite, Machine, ResolveDevice, SysBlockDevices};
 
-/// Smallest MemoryMax/MemoryHigh: anything below is almost surely a unit mistake (`512`
-/// meaning 512 bytes) and would OOM-kill the slice at once.
-pub const MIN_MEMORY: u64 = 1 << 20;
-/// Smallest IO bandwidth: one page per second; lower rates stall every IO.
-pub const MIN_IO_BANDWIDTH: u64 = 4096;
-/// The kernel's PIDS_MAX: pids.max accepts at most PID_MAX_LIMIT (4194304).
-pub const MAX_TASKS: u64 = 4 * 1024 * 1024;
-pub const MAX_CPU_WEIGHT: u32 = 10_000;
-pub const DEFAULT_CPU_WEIGHT: u32 = 100;
-/// cpu.max period in microseconds (the kernel default, 100 ms).
-pub const CPU_PERIOD_US: u64 = 100_000;
-
-/// A memory amount: `MemoryMax`, `MemoryHigh`, `MemorySwapMax`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MemoryValue {
-    Max,
-    Bytes(u64),
-    /// Of physical memory (MemTotal).
-    Percent(Percent),
-}
-
-/// `CPUQuota`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CpuQuota {
-    Max,
-    /// Of one CPU, systemd's meaning: `200%` is two CPUs.
-    OneCpu(Percent),
-    /// Of all online CPUs.
-    Machine(Percent),
-}
-
-/// `TasksMax`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TasksMax {
-    Max,
-    Count(u64),
-    /// Of the kernel's pid limit (min of pid_max and threads-max).
-    Percent(Percent),
-}
-
-/// A block device, as the user named it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DeviceSpec {
-    Path(PathBuf),
-    Number(DevNum),
-}
-
-impl fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceSpec::Path(p) => write!(f, "{}", p.display()),
-            DeviceSpec::Number(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-/// One `DEVICE RATE` entry of an IO key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IoLimit {
-    pub device: DeviceSpec,
-    pub rate: Rate,
-}
+pub use procman_common::limits::{
+    CpuQuota, DeviceSpec, IoLimit, MemoryValue, TasksMax, CPU_PERIOD_US, DEFAULT_CPU_WEIGHT,
+    MAX_CPU_WEIGHT, MAX_TASKS, MIN_IO_BANDWIDTH, MIN_MEMORY,
+};
 
 /// The limits of one slice. `None`/empty = not limited (the kernel default).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

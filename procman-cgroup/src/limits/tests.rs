@@ -6,7 +6,7 @@ use procman_common::units::Percent;
 
 use super::render::io_max_devices;
 use super::*;
-use crate::iface::IoMax;
+use crate::iface::{DevNum, IoMax};
 
 const M: Machine = Machine {
     mem_total: 4 << 30,

@@ -1,5 +1,6 @@
 //! `procman kill | renice | ionice | actions`: acting on processes. Every value is checked
 //! here, with the same parsers as the agent, before the agent is asked.
+use super::output::{cut, paint, paint_status, Output, Paint};
 use crate::client::{CliError, Client};
 use anyhow::Result;
 use clap::Args;
@@ -37,9 +38,8 @@ pub struct KillArgs {
     /// End the whole subtree (descendants first).
     #[arg(long)]
     pub tree: bool,
-    /// Print the answer as JSON (the API's own format, stable).
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 pub async fn kill(client: &Client, a: KillArgs) -> Result<()> {
@@ -47,7 +47,7 @@ pub async fn kill(client: &Client, a: KillArgs) -> Result<()> {
         let ans: SliceKillAnswer = client
             .call(Method::POST, &format!("/api/slices/{slice}/kill"), &())
             .await?;
-        if a.json {
+        if a.out.json() {
             println!("{}", serde_json::to_string_pretty(&ans)?);
         } else {
             println!("{}", ans.message);
@@ -65,7 +65,7 @@ pub async fn kill(client: &Client, a: KillArgs) -> Result<()> {
     let ans: KillAnswer = client
         .call(Method::POST, &format!("/api/processes/{pid}/kill"), &req)
         .await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&ans)?);
         return Ok(());
     }
@@ -93,9 +93,8 @@ pub struct ReniceArgs {
     /// Or a level: low (nice 10), normal (0), high (-5).
     #[arg(long, value_parser = |s: &str| s.parse::<NiceLevel>())]
     pub level: Option<NiceLevel>,
-    /// Print the answer as JSON (the API's own format, stable).
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 fn parse_nice(s: &str) -> Result<i32, String> {
@@ -119,7 +118,7 @@ pub async fn renice(client: &Client, a: ReniceArgs) -> Result<()> {
             &req,
         )
         .await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&ans)?);
     } else {
         println!("{}", ans.message);
@@ -134,9 +133,8 @@ pub struct IoniceArgs {
     /// and best-effort (default 4). E.g. best-effort:7, idle.
     #[arg(value_name = "CLASS[:LEVEL]", value_parser = |s: &str| s.parse::<IoPrio>())]
     pub prio: IoPrio,
-    /// Print the answer as JSON (the API's own format, stable).
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 pub async fn ionice(client: &Client, a: IoniceArgs) -> Result<()> {
@@ -153,7 +151,7 @@ pub async fn ionice(client: &Client, a: IoniceArgs) -> Result<()> {
             &req,
         )
         .await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&ans)?);
     } else {
         println!("{}", ans.message);
@@ -163,9 +161,8 @@ pub async fn ionice(client: &Client, a: IoniceArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct ActionsArgs {
-    /// Print one JSON object per line (the API's own format, stable).
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
     /// Stop after this many actions.
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
@@ -185,10 +182,10 @@ fn format_action(r: &ActionRecord) -> String {
     };
     let secs = r.time as i64;
     format!(
-        "{}  {:<10}  {:<6}  {:<24}  {:<18}  {}",
+        "{}  {:<10}  {}  {:<24}  {:<18}  {}",
         super::local_datetime(secs),
         r.action,
-        r.result,
+        paint_status(&format!("{:<6}", r.result)),
         target,
         r.actor,
         r.message
@@ -198,12 +195,13 @@ fn format_action(r: &ActionRecord) -> String {
 /// Follows `GET /api/actions`, like `procman events`.
 pub async fn actions(client: &Client, a: ActionsArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if !a.json {
-        let _ = writeln!(
-            out,
+    let width = a.out.width();
+    if !a.out.json() {
+        let header = format!(
             "{:<19}  {:<10}  {:<6}  {:<24}  {:<18}  MESSAGE",
             "TIME", "ACTION", "RESULT", "TARGET", "BY"
         );
+        let _ = writeln!(out, "{}", cut(&paint(&header, Paint::Header), width));
         let _ = out.flush();
     }
     let mut seen = 0u64;
@@ -223,10 +221,10 @@ pub async fn actions(client: &Client, a: ActionsArgs) -> Result<()> {
                 }
                 ActionStreamItem::Action(r) => {
                     seen += 1;
-                    if a.json {
+                    if a.out.json() {
                         writeln!(out, "{}", String::from_utf8_lossy(line))
                     } else {
-                        writeln!(out, "{}", format_action(r))
+                        writeln!(out, "{}", cut(&format_action(r), width))
                     }
                 }
             };

@@ -1,28 +1,29 @@
 //! `procman limit | unlimit | slices | placement | freeze | thaw | run`.
 use super::human_bytes;
+use super::output::{cut, paint, Output, Paint};
 use crate::client::Client;
 use anyhow::{Context, Result};
 use clap::Args;
 use hyper::Method;
 use procman_common::api::{LatencySummary, PlacementReport};
 use procman_common::api::{LimitRequest, ProcessFreezeAnswer, SliceAnswer, SliceInfo};
-use procman_common::units;
+use procman_common::limits::{parse_property, LimitKey, LimitValue};
 use std::collections::BTreeMap;
 
 /// Limits as flags; each maps to a systemd key (also settable with `-p KEY=VALUE`).
 #[derive(Args, Default, Clone)]
 pub struct LimitFlags {
     /// MemoryMax: hard memory limit (OOM kill above it), e.g. 512M, 2G, 50%, max.
-    #[arg(long, value_name = "SIZE", value_parser = size_value)]
+    #[arg(long, value_name = "SIZE", value_parser = limit_value(LimitKey::MemoryMax))]
     pub memory: Option<String>,
     /// MemoryHigh: throttling threshold, e.g. 1G.
-    #[arg(long, value_name = "SIZE", value_parser = size_value)]
+    #[arg(long, value_name = "SIZE", value_parser = limit_value(LimitKey::MemoryHigh))]
     pub memory_high: Option<String>,
     /// MemorySwapMax, e.g. 0 or 1G.
-    #[arg(long, value_name = "SIZE", value_parser = size_value)]
+    #[arg(long, value_name = "SIZE", value_parser = limit_value(LimitKey::MemorySwapMax))]
     pub memory_swap: Option<String>,
     /// CPUQuota: percent of one CPU (200% = two CPUs), or "50% of machine".
-    #[arg(long, value_name = "PERCENT", value_parser = cpu_value)]
+    #[arg(long, value_name = "PERCENT", value_parser = limit_value(LimitKey::CPUQuota))]
     pub cpu: Option<String>,
     /// CPUWeight: 1..10000 (default 100).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10000))]
@@ -41,7 +42,7 @@ pub struct LimitFlags {
     pub io_write_iops: Vec<String>,
     /// TasksMax: most processes+threads in the slice: a number, a percentage of the
     /// kernel's pid limit, or max.
-    #[arg(long, value_name = "N", value_parser = tasks_value)]
+    #[arg(long, value_name = "N", value_parser = limit_value(LimitKey::TasksMax))]
     pub pids: Option<String>,
     /// Any limit in systemd's form, e.g. -p MemoryMax=1G (repeatable).
     #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
@@ -83,95 +84,35 @@ impl LimitFlags {
                         "{key} {v:?}: expected RATE:DEVICE, e.g. 100M:/dev/vda or 100M:254:0"
                     )));
                 };
-                check_rate(key, rate)?;
+                let entry = format!("{dev} {rate}");
+                let k: LimitKey = key.parse().expect("a known key");
+                LimitValue::parse(k, &entry).map_err(|e| usage(e.to_string()))?;
                 if m.contains_key(key) {
                     return Err(usage(format!(
                         "{key}: give one device per slice and flag (got {v:?} too)"
                     )));
                 }
-                m.insert(key.to_string(), format!("{dev} {rate}"));
+                m.insert(key.to_string(), entry);
             }
         }
         for p in &self.property {
-            let (k, v) = p
-                .split_once('=')
-                .ok_or_else(|| usage(format!("-p {p:?}: expected KEY=VALUE, e.g. MemoryMax=1G")))?;
-            m.insert(k.trim().to_string(), v.trim().to_string());
+            let (k, _) = parse_property(p).map_err(|e| usage(format!("-p {p:?}: {e}")))?;
+            let (_, v) = p.split_once('=').expect("parse_property found the =");
+            m.insert(k.to_string(), v.trim().to_string());
         }
         Ok(m)
     }
 }
 
-/// `max`/`infinity`, or a value `parse` accepts.
-fn max_or<T>(
-    s: &str,
-    parse: impl FnOnce(&str) -> Result<T, units::UnitError>,
-) -> Result<String, String> {
-    let t = s.trim();
-    if t == "max" || t == "infinity" {
-        return Ok(t.to_string());
+/// A clap value parser for one limit key: [`LimitValue::parse`], the parser the agent
+/// uses for the config and the API, so a value is refused here (exit 2, with the accepted
+/// forms) before the agent is asked, and accepted here exactly when the agent accepts it.
+fn limit_value(key: LimitKey) -> impl Fn(&str) -> Result<String, String> + Clone {
+    move |s: &str| {
+        LimitValue::parse(key, s)
+            .map(|_| s.trim().to_string())
+            .map_err(|e| e.to_string())
     }
-    parse(t).map(|_| t.to_string()).map_err(|e| e.to_string())
-}
-
-/// A memory size (the units module's syntax, as everywhere in procman), a percentage of
-/// RAM, or max. The agent checks the range (at least 1M) and refuses with its reason.
-fn size_value(s: &str) -> Result<String, String> {
-    max_or(s, |t| {
-        if t.ends_with('%') {
-            units::Percent::parse(t).map(|_| 0)
-        } else {
-            units::parse_bytes(t)
-        }
-    })
-}
-
-/// `50%` of one CPU, `50% of machine`, or max.
-fn cpu_value(s: &str) -> Result<String, String> {
-    max_or(s, |t| {
-        units::Percent::parse(t.strip_suffix("of machine").unwrap_or(t).trim())
-    })
-}
-
-/// A number of tasks, a percentage of the pid limit, or max.
-fn tasks_value(s: &str) -> Result<String, String> {
-    let t = s.trim();
-    if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() {
-        return match t.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(t.to_string()),
-            _ => Err(format!(
-                "{t:?}: expected a number of tasks from 1 to 4194304"
-            )),
-        };
-    }
-    max_or(t, units::Percent::parse)
-        .map_err(|e| format!("{e}; or a number of tasks such as 512, or max"))
-}
-
-/// An IO rate: bytes per second (sizes) for bandwidth, a count for IOPS, or max.
-fn check_rate(key: &str, rate: &str) -> Result<()> {
-    let r = rate.trim();
-    if r == "max" {
-        return Ok(());
-    }
-    let ok = if key.ends_with("IOPSMax") {
-        r.trim_end_matches(['K', 'M', 'G'])
-            .parse::<u64>()
-            .is_ok_and(|n| n > 0)
-    } else {
-        units::parse_bytes(r).is_ok()
-    };
-    if !ok {
-        return Err(usage(format!(
-            "{key}: invalid rate {r:?}: expected {}",
-            if key.ends_with("IOPSMax") {
-                "a number of operations per second such as 500 or 2K, or max"
-            } else {
-                units::SIZE_FORMS
-            }
-        )));
-    }
-    Ok(())
 }
 
 /// A mistake in the command line: exit code 2, before the agent is asked.
@@ -195,9 +136,8 @@ pub struct LimitArgs {
     pub slice: Option<String>,
     #[command(flatten)]
     pub limits: LimitFlags,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -205,9 +145,8 @@ pub struct SliceArgs {
     /// The slice.
     #[arg(long)]
     pub slice: String,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -220,15 +159,15 @@ pub struct FreezeArgs {
     /// A slice, as a whole (every process in it).
     #[arg(long)]
     pub slice: Option<String>,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SlicesArgs {
-    /// Print JSON instead of a table.
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
     #[command(subcommand)]
     pub cmd: Option<SlicesCmd>,
 }
@@ -247,15 +186,14 @@ pub enum SlicesCmd {
 
 #[derive(Args)]
 pub struct PlacementArgs {
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 /// `procman placement`: the rules, what they did, and how fast.
 pub async fn placement(client: &Client, a: PlacementArgs) -> Result<()> {
     let rep: PlacementReport = client.get("/api/placement").await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&rep)?);
         return Ok(());
     }
@@ -361,7 +299,7 @@ pub async fn limit(client: &Client, a: LimitArgs) -> Result<()> {
         limits: a.limits.to_map()?,
     };
     let ans: SliceAnswer = client.call(Method::POST, "/api/limit", &req).await?;
-    print_answer(&ans, a.json)
+    print_answer(&ans, a.out.json())
 }
 
 pub async fn unlimit(client: &Client, a: SliceArgs) -> Result<()> {
@@ -372,23 +310,31 @@ pub async fn unlimit(client: &Client, a: SliceArgs) -> Result<()> {
             &(),
         )
         .await?;
-    print_answer(&ans, a.json)
+    print_answer(&ans, a.out.json())
 }
 
 pub async fn freeze(client: &Client, a: FreezeArgs, on: bool) -> Result<()> {
     let verb = if on { "freeze" } else { "thaw" };
     let done = if on { "frozen" } else { "thawed" };
-    match (a.pid, a.slice) {
+    match (a.pid, a.slice.clone()) {
         (_, Some(slice)) => {
-            let _: serde_json::Value = client
+            let ans: serde_json::Value = client
                 .call(Method::POST, &format!("/api/slices/{slice}/{verb}"), &())
                 .await?;
+            if a.out.json() {
+                println!("{}", serde_json::to_string_pretty(&ans)?);
+                return Ok(());
+            }
             println!("slice {slice}: {done}");
         }
         (Some(pid), None) => {
             let ans: ProcessFreezeAnswer = client
                 .call(Method::POST, &format!("/api/processes/{pid}/{verb}"), &())
                 .await?;
+            if a.out.json() {
+                println!("{}", serde_json::to_string_pretty(&ans)?);
+                return Ok(());
+            }
             match &ans.moved_from {
                 Some(from) => println!(
                     "process {pid}: moved from {from} into slice {} (the limits of {from} no longer apply to it) and {done}",
@@ -415,14 +361,16 @@ pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
         return Ok(());
     }
     let list: Vec<SliceInfo> = client.get("/api/slices").await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    println!(
+    let width = a.out.width();
+    let header = format!(
         "{:<20} {:>6} {:>10} {:>10} {:>8}  LIMITS",
-        "SLICE", "PROCS", "MEMORY", "PEAK", "CPU s"
+        "SLICE", "PROCS", "MEMORY", "PEAK", "CPU"
     );
+    println!("{}", cut(&paint(&header, Paint::Header), width));
     for s in &list {
         let st = s.stats.as_ref();
         let memory = st.and_then(|st| st.memory.as_ref());
@@ -435,7 +383,7 @@ pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
             .unwrap_or_else(|| "-".into());
         let cpu = st
             .and_then(|st| st.cpu.as_ref())
-            .map(|c| format!("{:.1}", c.usage_usec as f64 / 1e6))
+            .map(|c| super::human_age(c.usage_usec as f64 / 1e6))
             .unwrap_or_else(|| "-".into());
         let lim = s
             .limits
@@ -444,16 +392,21 @@ pub async fn slices(client: &Client, a: SlicesArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ");
         let frozen = st.is_some_and(|st| st.frozen);
-        println!(
+        let line = format!(
             "{:<20} {:>6} {:>10} {:>10} {:>8}  {}{}",
             s.name,
             s.pids.len(),
             mem,
             peak,
             cpu,
-            if frozen { "FROZEN  " } else { "" },
+            if frozen {
+                format!("{}  ", paint("FROZEN", Paint::Frozen))
+            } else {
+                String::new()
+            },
             if lim.is_empty() { "-" } else { &lim }
         );
+        println!("{}", cut(&line, width));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `procman` command-line client: argument parsing and output formatting.
 pub mod actions;
 pub mod enforce;
+pub mod output;
 pub mod policy;
 pub mod services;
 pub mod top;
@@ -8,6 +9,7 @@ pub mod top;
 use crate::client::{CliError, Client};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use output::{cut, paint, paint_status, Output, Paint};
 use procman_common::api::{
     AgentStatus, EventKind, EventStreamItem, ProcEvent, ProcessDetail, ProcessInfo, ProcessList,
     SortKey, TreeNode,
@@ -28,6 +30,10 @@ pub struct Cli {
     /// Path of the agent's API socket.
     #[arg(long, global = true, env = "PROCMAN_SOCKET", default_value = procman_common::DEFAULT_SOCKET)]
     pub socket: String,
+    /// When to colour the output: auto (on a terminal, unless NO_COLOR is set to anything;
+    /// CLICOLOR_FORCE=1 forces it), always, or never.
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = output::ColorWhen::Auto)]
+    pub color: output::ColorWhen,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -95,9 +101,8 @@ pub struct AuditArgs {
     /// At most the last N records.
     #[arg(long, short = 'n', default_value_t = 50)]
     pub limit: usize,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -107,9 +112,8 @@ pub struct HistoryArgs {
     /// Window, in hours back from now (at most 48).
     #[arg(long, default_value_t = 1.0)]
     pub hours: f64,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -120,19 +124,14 @@ pub struct PsArgs {
     /// Show only the first N processes.
     #[arg(long, short = 'n', value_name = "N")]
     pub top: Option<usize>,
-    /// Show whole command lines; by default they are cut at the terminal's width when the
-    /// output is a terminal (like `ps ww`).
-    #[arg(long, short = 'w')]
-    pub wide: bool,
     /// Only processes of this user (name or uid).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// Only processes matching EXPR, e.g. 'cpu > 50% and name ~ "^nginx"' (see README: Filters).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -143,9 +142,8 @@ pub struct InfoArgs {
     /// Look the process up by name (comm) instead; all matches are shown.
     #[arg(long)]
     pub name: Option<String>,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -156,17 +154,14 @@ pub struct TreeArgs {
     /// Show only processes matching EXPR (and their ancestors, to keep the shape).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
 pub struct EventsArgs {
-    /// Print one JSON object per line instead of aligned text.
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
     /// Only events of this process id (repeatable).
     #[arg(long, value_name = "PID")]
     pub pid: Vec<u32>,
@@ -183,9 +178,8 @@ pub struct EventsArgs {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -355,12 +349,13 @@ async fn events(client: &Client, a: EventsArgs) -> Result<()> {
     let path = events_query(&a.pid, &a.comm, &a.kind);
     let offset = wall_offset_ns();
     let mut out = std::io::stdout().lock();
-    if !a.json {
-        let _ = writeln!(
-            out,
+    let width = a.out.width();
+    if !a.out.json() {
+        let header = format!(
             "{:<12}  {:<5}  {:>7}  {:>7}  {:>5}  {:<15}  DETAILS",
             "TIME", "EVENT", "PID", "PPID", "UID", "COMM"
         );
+        let _ = writeln!(out, "{}", cut(&paint(&header, Paint::Header), width));
         let _ = out.flush();
     }
     let mut seen = 0u64;
@@ -377,7 +372,7 @@ async fn events(client: &Client, a: EventsArgs) -> Result<()> {
             let written = match &item {
                 EventStreamItem::Lagged { lagged } => {
                     eprintln!("procman: this stream fell behind; {lagged} event(s) were skipped");
-                    if a.json {
+                    if a.out.json() {
                         writeln!(out, "{}", String::from_utf8_lossy(line))
                     } else {
                         Ok(())
@@ -385,10 +380,10 @@ async fn events(client: &Client, a: EventsArgs) -> Result<()> {
                 }
                 EventStreamItem::Event(ev) => {
                     seen += 1;
-                    if a.json {
+                    if a.out.json() {
                         writeln!(out, "{}", String::from_utf8_lossy(line))
                     } else {
-                        writeln!(out, "{}", format_event(ev, offset))
+                        writeln!(out, "{}", cut(&format_event(ev, offset), width))
                     }
                 }
             };
@@ -403,13 +398,15 @@ async fn events(client: &Client, a: EventsArgs) -> Result<()> {
 
 async fn status(client: &Client, a: StatusArgs) -> Result<()> {
     let s: AgentStatus = client.get("/api/status").await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
     println!(
-        "procman-agent {} (pid {}), up {:.0}s",
-        s.version, s.pid, s.uptime_seconds
+        "procman-agent {} (pid {}), up {}",
+        s.version,
+        s.pid,
+        human_age(s.uptime_seconds)
     );
     match &s.fallback_reason {
         Some(r) => println!("event source:     {} (BPF unavailable: {r})", s.source),
@@ -461,12 +458,14 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
     match e.state.as_str() {
         "unused" => println!("enforcement:      not in use yet (no slice, rule or limit so far)"),
         "unavailable" => println!(
-            "enforcement:      unavailable: {}",
+            "enforcement:      {}: {}",
+            paint("unavailable", Paint::Warn),
             e.error.as_deref().unwrap_or("?")
         ),
         state => {
             println!(
-                "enforcement:      {state} ({})",
+                "enforcement:      {} ({})",
+                paint_status(state),
                 e.root.as_deref().unwrap_or("?")
             );
             for (c, v) in &e.controllers {
@@ -483,7 +482,7 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
         }
     }
     if let Some(err) = &s.audit_error {
-        println!("audit log:        FAILING: {err}");
+        println!("audit log:        {}: {err}", paint("FAILING", Paint::Bad));
     }
     Ok(())
 }
@@ -517,19 +516,29 @@ fn ps_header() -> String {
     )
 }
 
-fn ps_line(p: &ProcessInfo) -> String {
+/// One `ps` row; `wide` keeps user names longer than the column whole (like the command).
+fn ps_line(p: &ProcessInfo, wide: bool) -> String {
     let cmd = if p.cmdline.is_empty() {
         format!("[{}]", p.name)
     } else {
         p.cmdline.clone()
     };
-    let user: String = p.username.chars().take(10).collect();
+    let user: String = if wide {
+        p.username.clone()
+    } else {
+        p.username.chars().take(10).collect()
+    };
+    let state = if p.frozen {
+        paint("F", Paint::Frozen)
+    } else {
+        p.status.letter().to_string()
+    };
     format!(
-        "{:>7} {:>7} {:<10} {:>1} {:>6.1} {:>5.1} {:>7} {:>8} {:>8} {:>4} {:>8}  {}",
+        "{:>7} {:>7} {:<10} {} {:>6.1} {:>5.1} {:>7} {:>8} {:>8} {:>4} {:>8}  {}",
         p.pid,
         p.parent_pid,
         user,
-        if p.frozen { 'F' } else { p.status.letter() },
+        state,
         p.cpu_percent,
         p.memory_percent,
         human_bytes(p.memory_bytes),
@@ -539,23 +548,6 @@ fn ps_line(p: &ProcessInfo) -> String {
         human_age(p.age_seconds),
         cmd
     )
-}
-
-/// The terminal's width in columns when stdout is a terminal, else `None` (pipes get whole
-/// lines).
-fn terminal_width() -> Option<usize> {
-    // SAFETY: TIOCGWINSZ fills the winsize we pass; fd 1 may not be a tty (then it fails).
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
-}
-
-/// `line` cut to `width` characters (None: whole).
-fn cut(line: &str, width: Option<usize>) -> std::borrow::Cow<'_, str> {
-    match width {
-        Some(w) if line.chars().count() > w => line.chars().take(w).collect::<String>().into(),
-        _ => line.into(),
-    }
 }
 
 fn percent_query(pairs: &[(&str, Option<String>)]) -> String {
@@ -587,15 +579,16 @@ async fn ps(client: &Client, a: PsArgs) -> Result<()> {
     ]);
     let list: ProcessList = client.get(&format!("/api/processes?{q}")).await?;
     let procs = list.processes.unwrap_or_default();
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&procs)?);
         return Ok(());
     }
-    let width = if a.wide { None } else { terminal_width() };
+    let width = a.out.width();
+    let wide = a.out.format == output::Format::Wide;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", cut(&ps_header(), width));
+    let _ = writeln!(out, "{}", cut(&paint(&ps_header(), Paint::Header), width));
     for p in &procs {
-        if writeln!(out, "{}", cut(&ps_line(p), width)).is_err() {
+        if writeln!(out, "{}", cut(&ps_line(p, wide), width)).is_err() {
             break; // stdout closed (`| head`)
         }
     }
@@ -632,9 +625,12 @@ fn print_detail(d: &ProcessDetail) {
         p.status.letter(),
         if p.kthread { " (kernel thread)" } else { "" },
         if p.frozen {
-            " FROZEN (its slice is frozen: `procman thaw` it)"
+            format!(
+                " {} (its slice is frozen: `procman thaw` it)",
+                paint("FROZEN", Paint::Frozen)
+            )
         } else {
-            ""
+            String::new()
         }
     );
     println!(
@@ -643,8 +639,9 @@ fn print_detail(d: &ProcessDetail) {
         human_age(p.age_seconds)
     );
     println!(
-        "  cpu:       {:.1}% now, {:.1}s total",
-        p.cpu_percent, p.cpu_time_seconds
+        "  cpu:       {:.1}% now, {} total",
+        p.cpu_percent,
+        human_age(p.cpu_time_seconds)
     );
     println!(
         "  memory:    {} RSS ({:.1}% of RAM)",
@@ -667,7 +664,8 @@ fn print_detail(d: &ProcessDetail) {
     );
     if let Some(l) = &d.leak_suspected {
         println!(
-            "  LEAK SUSPECTED: RSS grew {} -> {} over {}, {}/h (fit R² {:.2})",
+            "  {}: RSS grew {} -> {} over {}, {}/h (fit R² {:.2})",
+            paint("LEAK SUSPECTED", Paint::Bad),
             human_bytes(l.from_bytes),
             human_bytes(l.to_bytes),
             human_age(l.span_seconds as f64),
@@ -718,7 +716,7 @@ async fn info(client: &Client, a: InfoArgs) -> Result<()> {
         let d: ProcessDetail = client.get(&format!("/api/processes/{pid}")).await?;
         details.push(d);
     }
-    if a.json {
+    if a.out.json() {
         let v = if details.len() == 1 {
             serde_json::to_value(&details[0])?
         } else {
@@ -778,7 +776,7 @@ async fn tree(client: &Client, a: TreeArgs) -> Result<()> {
     ]);
     let path = format!("/api/tree?{q}");
     let nodes: Vec<TreeNode> = client.get(&path).await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&nodes)?);
         return Ok(());
     }
@@ -801,10 +799,11 @@ async fn audit(client: &Client, a: AuditArgs) -> Result<()> {
     let recs: Vec<procman_common::api::AuditRecord> = client
         .get(&format!("/api/audit?since={since}&limit={}", a.limit))
         .await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&recs)?);
         return Ok(());
     }
+    let width = a.out.width();
     let mut out = std::io::stdout().lock();
     for r in &recs {
         let who = match (r.actor.uid, &r.actor.exe) {
@@ -814,9 +813,9 @@ async fn audit(client: &Client, a: AuditArgs) -> Result<()> {
         };
         let when = local_datetime(r.time.unix() as i64);
         let line = format!(
-            "{when}  #{:<5} {:<7} {:<12} {:<30} {who}{}",
+            "{when}  #{:<5} {} {:<12} {:<30} {who}{}",
             r.seq,
-            r.result,
+            paint_status(&format!("{:<7}", r.result)),
             r.action,
             r.target,
             r.detail
@@ -824,7 +823,7 @@ async fn audit(client: &Client, a: AuditArgs) -> Result<()> {
                 .map(|d| format!(": {d}"))
                 .unwrap_or_default()
         );
-        if writeln!(out, "{line}").is_err() {
+        if writeln!(out, "{}", cut(&line, width)).is_err() {
             break;
         }
     }
@@ -862,7 +861,7 @@ async fn history(client: &Client, a: HistoryArgs) -> Result<()> {
             a.pid, a.hours
         ))
         .await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&h)?);
         return Ok(());
     }
@@ -881,10 +880,11 @@ async fn history(client: &Client, a: HistoryArgs) -> Result<()> {
         st.samples,
         h.hours
     );
-    println!(
+    let header = format!(
         "{:<8} {:>10} {:>10} {:>10} {:>10}  trend",
         "", "avg", "min", "max", "p95"
     );
+    println!("{}", paint(&header, Paint::Header));
     fn pct(x: f64) -> String {
         format!("{x:.1}%")
     }
@@ -968,11 +968,9 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_cut_to_the_terminal_only_when_asked() {
-        assert_eq!(cut("abcdef", Some(4)), "abcd");
-        assert_eq!(cut("abc", Some(4)), "abc");
-        assert_eq!(cut("abcdef", None), "abcdef");
-        assert_eq!(cut("ééééé", Some(2)), "éé");
+    fn the_command_tree_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]

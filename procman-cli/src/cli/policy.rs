@@ -1,4 +1,5 @@
 //! `procman policy list | explain PID | test FILE`.
+use super::output::{paint, paint_status, Output, Paint};
 use crate::client::{CliError, Client};
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -21,27 +22,24 @@ pub enum PolicyCmd {
 
 #[derive(Args)]
 pub struct ListArgs {
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
 pub struct ExplainArgs {
     /// The process id.
     pub pid: u32,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
 pub struct TestArgs {
     /// A TOML file with [[policy]] entries (`-` reads standard input).
     pub file: std::path::PathBuf,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 pub async fn run(client: &Client, cmd: PolicyCmd) -> Result<()> {
@@ -58,7 +56,7 @@ fn secs(s: f64) -> String {
 
 async fn list(client: &Client, a: ListArgs) -> Result<()> {
     let l: PolicyList = client.get("/api/policies").await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&l)?);
         return Ok(());
     }
@@ -66,17 +64,18 @@ async fn list(client: &Client, a: ListArgs) -> Result<()> {
         println!("no policies configured ([[policy]] in the agent's config)");
         return Ok(());
     }
-    println!(
+    let header = format!(
         "{:<20} {:<8} {:<8} {:<8} {:>5} {:>7} {:>6} {:>7} {:>8}",
         "POLICY", "SCOPE", "MODE", "NOW", "HITS", "ACTIONS", "FAILED", "DRY-RUN", "BUDGET"
     );
+    println!("{}", paint(&header, Paint::Header));
     for p in &l.policies {
         println!(
-            "{:<20} {:<8} {:<8} {:<8} {:>5} {:>7} {:>6} {:>7} {:>8}",
+            "{:<20} {:<8} {:<8} {} {:>5} {:>7} {:>6} {:>7} {:>8}",
             p.name,
             p.scope,
             p.mode,
-            p.effective_mode,
+            paint_status(&format!("{:<8}", p.effective_mode)),
             p.hits,
             p.actions_taken,
             p.actions_failed,
@@ -131,7 +130,11 @@ fn term(c: &Comparison) -> String {
         c.op,
         c.threshold,
         c.value.as_deref().unwrap_or("(no value)"),
-        if c.holds { "✓" } else { "✗" }
+        if c.holds {
+            paint("✓", Paint::Good)
+        } else {
+            paint("✗", Paint::Bad)
+        }
     )
 }
 
@@ -139,7 +142,7 @@ async fn explain(client: &Client, a: ExplainArgs) -> Result<()> {
     let e: Explain = client
         .get(&format!("/api/policies/explain/{}", a.pid))
         .await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&e)?);
         return Ok(());
     }
@@ -212,7 +215,7 @@ async fn test(client: &Client, a: TestArgs) -> Result<()> {
         })?
     };
     let r: PolicyTestReport = client.post_text("/api/policies/test", text).await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }

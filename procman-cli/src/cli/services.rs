@@ -1,4 +1,5 @@
 //! `procman service list|status|start|stop|restart` and `procman logs`.
+use super::output::{cut, paint, paint_status, Output, Paint};
 use crate::client::Client;
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -73,9 +74,8 @@ pub struct AddArgs {
     /// Create it without starting it.
     #[arg(long)]
     pub no_start: bool,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 fn pairs(what: &str, v: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
@@ -127,23 +127,21 @@ async fn add(client: &Client, a: AddArgs) -> Result<()> {
         }
     }
     let s: ServiceInfo = client.call(Method::POST, "/api/services", &body).await?;
-    print_outcome(&s, a.json)
+    print_outcome(&s, a.out.json())
 }
 
 #[derive(Args)]
 pub struct JsonArg {
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
 pub struct NameArg {
     /// The service's name (as in `[[service]] name`).
     pub name: String,
-    /// Print JSON (the API's own format, stable) instead of text.
-    #[arg(long, short = 'j')]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 #[derive(Args)]
@@ -159,9 +157,8 @@ pub struct LogsArgs {
     /// Only lines of the last DURATION, e.g. 10m or 1h.
     #[arg(long, value_name = "DURATION", value_parser = procman_common::units::parse_duration)]
     pub since: Option<std::time::Duration>,
-    /// Print JSON (the API's own format, stable) instead of text (not with --follow).
-    #[arg(long, short = 'j', conflicts_with = "follow")]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 fn path(name: &str) -> String {
@@ -172,7 +169,7 @@ pub async fn service(client: &Client, a: ServiceArgs) -> Result<()> {
     match a.cmd {
         ServiceCmd::List(j) => {
             let list: Vec<ServiceInfo> = client.get("/api/services").await?;
-            if j.json {
+            if j.out.json() {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
@@ -180,26 +177,29 @@ pub async fn service(client: &Client, a: ServiceArgs) -> Result<()> {
                 println!("no services (declare them with [[service]] in the agent's config)");
                 return Ok(());
             }
-            println!(
+            let width = j.out.width();
+            let header = format!(
                 "{:<20} {:<12} {:>8} {:>8} {:>8}  DETAIL",
                 "NAME", "STATE", "PID", "SINCE", "RESTARTS"
             );
+            println!("{}", cut(&paint(&header, Paint::Header), width));
             for s in &list {
-                println!(
-                    "{:<20} {:<12} {:>8} {:>8} {:>8}  {}",
+                let line = format!(
+                    "{:<20} {} {:>8} {:>8} {:>8}  {}",
                     s.name,
-                    s.state.as_str(),
+                    paint_status(&format!("{:<12}", s.state.as_str())),
                     s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                     ago(s.since),
                     s.restarts,
                     detail(s)
                 );
+                println!("{}", cut(&line, width));
             }
             Ok(())
         }
         ServiceCmd::Status(n) => {
             let s: ServiceInfo = client.get(&path(&n.name)).await?;
-            print_one(&s, n.json)
+            print_one(&s, n.out.json())
         }
         ServiceCmd::Start(n) => act(client, &n, "start").await,
         ServiceCmd::Stop(n) => act(client, &n, "stop").await,
@@ -209,7 +209,7 @@ pub async fn service(client: &Client, a: ServiceArgs) -> Result<()> {
             let s: ServiceInfo = client
                 .call(Method::DELETE, &path(&n.name), &serde_json::json!({}))
                 .await?;
-            if n.json {
+            if n.out.json() {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 println!("removed service {} (it was {})", s.name, s.state);
@@ -227,7 +227,7 @@ async fn act(client: &Client, n: &NameArg, verb: &str) -> Result<()> {
             &serde_json::json!({}),
         )
         .await?;
-    print_outcome(&s, n.json)
+    print_outcome(&s, n.out.json())
 }
 
 /// Prints the service after a command; a service that ended `failed` makes it an error.
@@ -289,7 +289,7 @@ fn print_one(s: &ServiceInfo, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());
     }
-    println!("{} - {}", s.name, s.state);
+    println!("{} - {}", s.name, paint_status(s.state.as_str()));
     println!("  since:     {} ({} ago)", s.since, ago(s.since));
     if let Some(p) = s.pid {
         println!("  main pid:  {p}");
@@ -332,6 +332,15 @@ fn print_one(s: &ServiceInfo, json: bool) -> Result<()> {
 }
 
 pub async fn logs(client: &Client, a: LogsArgs) -> Result<()> {
+    if a.follow && a.out.json() {
+        return Err(crate::client::CliError {
+            code: 2,
+            message: "--follow prints the lines as they come, not JSON: drop -o json, or \
+                      --follow for the JSON of the last lines"
+                .into(),
+        }
+        .into());
+    }
     let mut q = format!("{}/logs?lines={}", path(&a.name), a.lines);
     if let Some(d) = a.since {
         q.push_str(&format!("&since={}s", d.as_secs().max(1)));
@@ -346,7 +355,7 @@ pub async fn logs(client: &Client, a: LogsArgs) -> Result<()> {
             .await;
     }
     let l: ServiceLogs = client.get(&q).await?;
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&l)?);
         return Ok(());
     }
