@@ -50,7 +50,7 @@ pub enum Cmd {
     Info(InfoArgs),
     /// Show the process tree.
     Tree(TreeArgs),
-    /// A refreshing full-screen view (sort keys, filter, tree toggle), like top/htop.
+    /// A refreshing full-screen view like top/htop: sort, filter, tree, follow, kill, renice (h for the keys).
     Top(top::TopArgs),
     /// Usage history of a process: sparklines and avg/min/max/p95 over a window.
     History(HistoryArgs),
@@ -118,7 +118,7 @@ pub struct HistoryArgs {
 
 #[derive(Args)]
 pub struct PsArgs {
-    /// Sort key: cpu, mem, io (biggest first), pid, age (oldest first).
+    /// Sort key: cpu, mem, io, time (CPU time used; biggest first), pid, age (oldest first).
     #[arg(long, short = 's', default_value = "cpu")]
     pub sort: SortKey,
     /// Show only the first N processes.
