@@ -2,8 +2,10 @@
 //! place. One object per feature, so that a kernel lacking one still loads the others.
 
 /// Event capture (`src/procman.bpf.c`): programs `handle_fork`, `handle_exec`, `handle_exit`;
-/// maps `events` (ring buffer), `counters` (per-CPU u64: submitted, dropped), `urgent_comms`
-/// (hash). Needs BTF tracepoints and the BPF ring buffer (5.8+).
+/// maps `events` (ring buffer), `counters` (per-CPU u64: submitted, dropped, held, hold_full),
+/// `urgent_comms` and `hold_comms` (hash, by comm), `held` (hash, tgid -> `struct pm_hold`:
+/// tasks stopped at exec, pinned by the agent). Needs BTF tracepoints and the BPF ring buffer
+/// (5.8+); holding uses `bpf_send_signal` (5.3+).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/procman.bpf.o"));
 
 /// Program names as aya sees them (the C function names) and the tracepoint each attaches to.
