@@ -201,8 +201,9 @@ impl Holds {
                 _ => return None, // released already (the watchdog), or another process
             }
         };
-        self.resume(pid, entry);
-        self.stats.released.fetch_add(1, Ordering::Relaxed);
+        if self.resume(pid, entry) {
+            self.stats.released.fetch_add(1, Ordering::Relaxed);
+        }
         Some(Duration::from_nanos(
             now_monotonic_ns().saturating_sub(entry.held_ns),
         ))
@@ -216,8 +217,9 @@ impl Holds {
 
     /// Resumes an orphan (see [`Holds::take_orphans`]).
     pub fn release_orphan(&self, pid: u32, hold: PmHold) {
-        self.resume(pid, hold);
-        self.stats.orphans.fetch_add(1, Ordering::Relaxed);
+        if self.resume(pid, hold) {
+            self.stats.orphans.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Releases every hold older than [`TIMEOUT`]; returns how many.
@@ -239,8 +241,9 @@ impl Holds {
         };
         for &(pid, hold) in &stale {
             log::warn!("pid {pid}: held for more than {TIMEOUT:?} without being placed; released");
-            self.resume(pid, hold);
-            self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            if self.resume(pid, hold) {
+                self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
         }
         stale.len()
     }
@@ -277,8 +280,9 @@ impl Holds {
             all
         };
         for (pid, hold) in all {
-            self.resume(pid, hold);
-            self.stats.released.fetch_add(1, Ordering::Relaxed);
+            if self.resume(pid, hold) {
+                self.stats.released.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let _ = std::fs::remove_file(&self.pin);
         if let Some(dir) = self.pin.parent() {
@@ -287,20 +291,24 @@ impl Holds {
     }
 
     /// SIGCONT through a pidfd, to the process that was held (checked by its start time).
-    fn resume(&self, pid: u32, hold: PmHold) {
+    /// False when it is gone (counted) or could not be signalled.
+    fn resume(&self, pid: u32, hold: PmHold) -> bool {
         let expect = Expect {
             start_ns: Some(hold.start_ns),
             start_time: None,
         };
         match open_target(pid, expect) {
-            Ok(t) => {
-                if let Err(e) = t.pidfd.signal(libc::SIGCONT) {
+            Ok(t) => match t.pidfd.signal(libc::SIGCONT) {
+                Ok(()) => true,
+                Err(e) => {
                     log::warn!("pid {pid}: resuming a held process: {e}");
+                    false
                 }
-            }
+            },
             Err(_) => {
                 // exited (killed while held), or the pid is another process now
                 self.stats.gone.fetch_add(1, Ordering::Relaxed);
+                false
             }
         }
     }
