@@ -320,3 +320,72 @@ fn a_parent_waiting_with_wuntraced_sees_what_the_docs_say() {
         "placed before resumed: {text}"
     );
 }
+
+/// The watchdog: with the agent's mover thread stopped (ptrace-interrupted, the agent's other
+/// threads running), a held program is resumed unplaced after the hold timeout (250 ms) and
+/// counted as timed out; it never stays stopped because placement is stuck.
+#[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
+fn a_hold_the_agent_cannot_complete_is_released_after_the_timeout() {
+    require_vm();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Root::new("hold-timeout");
+    let agent = Agent::start(&config(&root, "auto"), &[]);
+    let probe = probe(&agent);
+    let apid = agent.child.id();
+    let mover: u32 = std::fs::read_dir(format!("/proc/{apid}/task"))
+        .unwrap()
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "placement")
+        })
+        .expect("the agent's placement thread")
+        .file_name()
+        .to_string_lossy()
+        .parse()
+        .unwrap();
+    // stop that one thread: PTRACE_SEIZE + PTRACE_INTERRUPT, until a line on stdin
+    let py = "import ctypes,os,sys\nlibc=ctypes.CDLL(None,use_errno=True)\n\
+              libc.ptrace.argtypes=[ctypes.c_long,ctypes.c_long,ctypes.c_void_p,ctypes.c_void_p]\n\
+              t=int(sys.argv[1])\nassert libc.ptrace(0x4206,t,None,None)==0,ctypes.get_errno()\n\
+              assert libc.ptrace(0x4207,t,None,None)==0,ctypes.get_errno()\n\
+              os.waitpid(t,0x40000000)\nprint('stopped',flush=True)\nsys.stdin.readline()\n\
+              libc.ptrace(17,t,None,None)\n";
+    let mut freezer = Command::new("python3")
+        .args(["-c", py, &mover.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(freezer.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "stopped", "the mover thread is stopped");
+    let started = std::time::Instant::now();
+    let out = output_within(
+        Command::new(&probe)
+            .arg("/proc/self/cgroup")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        "the probe held with no mover",
+    );
+    let took = started.elapsed();
+    drop(freezer.stdin.take()); // detach
+    let _ = freezer.wait();
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        slice_line(&root),
+        "resumed unplaced"
+    );
+    assert!(
+        took >= Duration::from_millis(250),
+        "held for the timeout before it ran: {took:?}"
+    );
+    let hold = hold_report(&agent);
+    assert_eq!(hold["timed_out"], 1, "{hold}");
+}
