@@ -218,13 +218,7 @@ fn rss_of_a_200_mib_process_matches_statm() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert_eq!(line.trim(), "ready");
+        assert_eq!(procman_tests::first_line(&mut child), "ready");
         let kid = Kid(child);
         let pid = kid.0.id();
         let want = statm_rss_bytes(pid);

@@ -357,13 +357,11 @@ fn a_hold_the_agent_cannot_complete_is_released_after_the_timeout() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(freezer.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "stopped", "the mover thread is stopped");
+    assert_eq!(
+        procman_tests::first_line(&mut freezer),
+        "stopped",
+        "the mover thread is stopped"
+    );
     let started = std::time::Instant::now();
     let out = output_within(
         Command::new(&probe)

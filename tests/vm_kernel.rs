@@ -550,13 +550,7 @@ fn task_iterator_reads_rss_and_threads_in_the_guest() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
+    assert_eq!(procman_tests::first_line(&mut child), "ready");
     let me = std::process::id();
     for (pid, min_pages) in [(child.id(), 1024), (me, 16384)] {
         // statm and the iterator read the same counters: retry until two reads agree in time

@@ -483,6 +483,18 @@ pub fn chromium_screenshot(url: &str, to: &std::path::Path) {
     );
 }
 
+/// The first line a child started with a piped stdout prints (trimmed): the "ready" handshake
+/// of a helper process. Its stdout is taken; a child that prints nothing fails the test.
+pub fn first_line(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout piped")),
+        &mut line,
+    )
+    .expect("reading the child's first line");
+    line.trim().to_string()
+}
+
 /// A managed root of its own for one VM test (`/sys/fs/cgroup/procman-vm-TAG.slice`): the
 /// agent's `[cgroup] root`; on drop every slice below it is thawed, killed and removed.
 pub struct VmRoot {
