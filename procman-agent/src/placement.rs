@@ -237,6 +237,13 @@ pub struct Stats {
     moves: Window,
 }
 
+impl Stats {
+    /// The kernel's part of the placements so far (the write to `cgroup.procs`), µs.
+    pub fn move_summary(&self) -> LatencySummary {
+        self.moves.summary()
+    }
+}
+
 /// Latencies in µs, as an HDR histogram (2 significant digits, 1 µs to 1 h): recording is
 /// O(1) and percentiles need no sort, however many placements were made.
 struct Window(Mutex<hdrhistogram::Histogram<u64>>);
