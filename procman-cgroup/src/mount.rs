@@ -200,8 +200,14 @@ impl Cgroup2Mount {
             options: data.clone(),
             source,
         };
-        nix::mount::mount(None::<&str>, &self.path, None::<&str>, flags, Some(data.as_str()))
-            .map_err(|e| fail(io::Error::from(e)))?;
+        nix::mount::mount(
+            None::<&str>,
+            &self.path,
+            None::<&str>,
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(|e| fail(io::Error::from(e)))?;
         if !self.favordynmods()? {
             return Err(fail(io::Error::other(
                 "the remount succeeded but mountinfo does not show favordynmods",

@@ -20,8 +20,8 @@ use crate::{
 use procman_cgroup::{Cgroup2Mount, CgroupError, Ensured, FavorDynmods, Limits, Manager};
 use procman_common::{
     api::{
-        EnforcementStatus, LimitRequest, MoveLatency, MoveStatus, PlacementReport, ProcessFreezeAnswer, ProcessInfo,
-        SliceAnswer, SliceInfo,
+        EnforcementStatus, LimitRequest, MoveLatency, MoveStatus, PlacementReport,
+        ProcessFreezeAnswer, ProcessInfo, SliceAnswer, SliceInfo,
     },
     filter::Filter,
 };
