@@ -28,22 +28,33 @@ fn has_favordynmods() -> bool {
     mount_options().1.split(',').any(|o| o == "favordynmods")
 }
 
-/// Remounts the VM's cgroup2 with its superblock options minus `favordynmods` (a cgroup2
-/// reconfigure clears the root flags it is not given).
+/// Remounts the VM's cgroup2 with its options minus `favordynmods`, through mount(2) itself:
+/// a cgroup2 reconfigure clears the root flags it is not given (util-linux's `mount -o
+/// remount` would add back the ones mountinfo shows). The same flags and data the agent's
+/// remount uses, less `favordynmods`.
+fn try_remount_without_favordynmods() -> Result<(), String> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let entries = procman_cgroup::mount::parse_mountinfo(&mi);
+    let e = entries
+        .iter()
+        .rev()
+        .find(|e| e.fs_type == "cgroup2" && e.mount_point == std::path::Path::new("/sys/fs/cgroup"))
+        .ok_or("no cgroup2 mount at /sys/fs/cgroup")?;
+    let (flags, data) = e.favordynmods_remount();
+    let data: Vec<&str> = data.split(',').filter(|o| *o != "favordynmods").collect();
+    let data = data.join(",");
+    nix::mount::mount(
+        None::<&str>,
+        "/sys/fs/cgroup",
+        None::<&str>,
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|err| format!("remount with {data:?}: {err}"))
+}
+
 fn remount_without_favordynmods() {
-    let (_, sb) = mount_options();
-    let opts: Vec<&str> = sb
-        .split(',')
-        .filter(|o| !["rw", "ro", "favordynmods"].contains(o))
-        .collect();
-    let o = format!("remount,{}", opts.join(","))
-        .trim_end_matches(',')
-        .to_string();
-    let st = std::process::Command::new("mount")
-        .args(["-o", &o, "/sys/fs/cgroup"])
-        .status()
-        .expect("run mount");
-    assert!(st.success(), "mount -o {o} /sys/fs/cgroup: {st}");
+    try_remount_without_favordynmods().unwrap();
     assert!(!has_favordynmods(), "{:?}", mount_options());
 }
 
@@ -54,15 +65,9 @@ impl Drop for RestoreMount {
     fn drop(&mut self) {
         // no assertion here: this also runs while a failed test unwinds
         if has_favordynmods() {
-            let (_, sb) = mount_options();
-            let keep: Vec<&str> = sb
-                .split(',')
-                .filter(|o| !["rw", "ro", "favordynmods"].contains(o))
-                .collect();
-            let _ = std::process::Command::new("mount")
-                .args(["-o", &format!("remount,{}", keep.join(","))])
-                .arg("/sys/fs/cgroup")
-                .status();
+            if let Err(e) = try_remount_without_favordynmods() {
+                eprintln!("warning: the VM's cgroup2 keeps favordynmods: {e}");
+            }
         }
     }
 }
