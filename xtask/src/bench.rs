@@ -589,10 +589,12 @@ fn placement(a: &BenchArgs) -> Result<()> {
         probe.run(&work.join("probe.txt"))?;
         std::thread::sleep(Duration::from_millis(200));
         let first = api_get(&agent.socket, "/api/placement")?;
-        let cpu0 = placement_vm::cpu_secs(agent.pid());
-        let report = w.run(&work.join("report.txt"))?;
-        std::thread::sleep(Duration::from_millis(300));
-        let cpu = placement_vm::cpu_secs(agent.pid()) - cpu0;
+        let (report, cpu) =
+            placement_vm::DaemonCpu::around(agent.pid(), Duration::from_secs(5), || {
+                let r = w.run(&work.join("report.txt"))?;
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(r)
+            })?;
         let rep = api_get(&agent.socket, "/api/placement")?;
         let status = agent.status()?;
         drop(agent);
@@ -607,30 +609,11 @@ fn placement(a: &BenchArgs) -> Result<()> {
         .collect();
     println!("| metric | {} |", head.join(" | "));
     println!("|---|{}", "---|".repeat(results.len()));
-    let row = |name: &str,
-               f: &dyn Fn(
-        &(
-            _,
-            serde_json::Value,
-            serde_json::Value,
-            serde_json::Value,
-            f64,
-            placement_vm::Tally,
-        ),
-    ) -> String| {
+    let row = |name: &str, f: &dyn Fn(&Row) -> String| {
         let v: Vec<String> = results.iter().map(f).collect();
         println!("| {name} | {} |", v.join(" | "));
     };
-    let l = |k: &'static str, q: &'static str| {
-        move |r: &(
-            _,
-            serde_json::Value,
-            serde_json::Value,
-            serde_json::Value,
-            f64,
-            placement_vm::Tally,
-        )| { fmt_us(r.2[k][q].as_u64()) }
-    };
+    let l = |k: &'static str, q: &'static str| move |r: &Row| fmt_us(r.2[k][q].as_u64());
     row("cgroup2 favordynmods", &|r| {
         r.3["enforcement"]["moves"]["favordynmods"].to_string()
     });
@@ -665,19 +648,49 @@ fn placement(a: &BenchArgs) -> Result<()> {
     });
     row("kernel's move p50", &l("move_us", "p50"));
     row("kernel's move p99", &l("move_us", "p99"));
-    row("agent CPU over the run", &|r| format!("{:.2} s", r.4));
-    row("agent CPU per placement", &|r| {
-        let placed = r.2["placed"]
+    row("agent CPU over the run (its idle rate)", &|r| {
+        format!(
+            "{:.2} s over {:.0} s ({:.1}% of a CPU idle)",
+            r.4.run_s,
+            r.4.run_secs,
+            r.4.idle_per_s * 100.0
+        )
+    });
+    let placed = |r: &Row| {
+        r.2["placed"]
             .as_u64()
             .unwrap_or(0)
-            .saturating_sub(r.1["placed"].as_u64().unwrap_or(0));
-        fmt_us(Some((r.4 * 1e6 / placed.max(1) as f64).round() as u64))
+            .saturating_sub(r.1["placed"].as_u64().unwrap_or(0)) as usize
+    };
+    row("agent CPU per placement (all of it)", &|r| {
+        fmt_us(Some(r.4.per_placement_us(placed(r)).0))
+    });
+    row("agent CPU per placement above its idle rate", &|r| {
+        fmt_us(Some(r.4.per_placement_us(placed(r)).1))
+    });
+    row("  of it the mover thread", &|r| {
+        fmt_us(
+            r.4.threads
+                .get("placement")
+                .map(|s| (s * 1e6 / placed(r).max(1) as f64).round() as u64),
+        )
     });
     if a.kernel == "none" {
         return Ok(());
     }
     placement_vm::host(&bin, &a.kernel, a.vm_spawns)
 }
+
+/// One mode's host results: name, /api/placement after the first placement and after the
+/// run, the status, the agent's CPU, the workload's tally.
+type Row = (
+    &'static str,
+    serde_json::Value,
+    serde_json::Value,
+    serde_json::Value,
+    placement_vm::DaemonCpu,
+    placement_vm::Tally,
+);
 
 /// Removes the given (empty) directories on drop, in order.
 struct RemoveOnDrop(Vec<PathBuf>);

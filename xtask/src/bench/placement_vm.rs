@@ -80,6 +80,80 @@ pub fn cpu_secs(pid: u32) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
+/// utime + stime per thread name of process `pid` (threads alive now), seconds.
+pub fn thread_cpu_secs(pid: u32) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    for e in rd.flatten() {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map(|x| x.1).unwrap_or("?").to_string();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+        *out.entry(name).or_insert(0.0) += ticks / hz;
+    }
+    out
+}
+
+/// A daemon's CPU over a run: its idle rate measured just before (same process, no
+/// workload), the run's total, and per thread name (threads alive at both ends).
+#[derive(Default, Debug, Clone)]
+pub struct DaemonCpu {
+    pub idle_per_s: f64,
+    pub run_s: f64,
+    pub run_secs: f64,
+    pub threads: HashMap<String, f64>,
+}
+
+impl DaemonCpu {
+    /// Measures `pid` idle for `idle`, then runs `f` and measures it again.
+    pub fn around<T>(
+        pid: u32,
+        idle: Duration,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, DaemonCpu)> {
+        let c0 = cpu_secs(pid);
+        std::thread::sleep(idle);
+        let c1 = cpu_secs(pid);
+        let th0 = thread_cpu_secs(pid);
+        let t0 = Instant::now();
+        let r = f()?;
+        let run_secs = t0.elapsed().as_secs_f64();
+        let c2 = cpu_secs(pid);
+        let th1 = thread_cpu_secs(pid);
+        let threads = th1
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v - th0.get(k)?)))
+            .collect();
+        Ok((
+            r,
+            DaemonCpu {
+                idle_per_s: (c1 - c0) / idle.as_secs_f64(),
+                run_s: c2 - c1,
+                run_secs,
+                threads,
+            },
+        ))
+    }
+
+    /// CPU per placement, µs: all of it, and above the idle rate.
+    pub fn per_placement_us(&self, placed: usize) -> (u64, u64) {
+        let n = placed.max(1) as f64;
+        let above = (self.run_s - self.idle_per_s * self.run_secs).max(0.0);
+        (
+            (self.run_s * 1e6 / n).round() as u64,
+            (above * 1e6 / n).round() as u64,
+        )
+    }
+}
+
 /// The workload's parameters (both halves of the bench).
 #[derive(Clone, Debug)]
 pub struct Workload {
@@ -211,8 +285,8 @@ struct Outcome {
     outside_us: Vec<u64>,
     /// The daemon's first placement (its ready probe): exec -> attached, µs.
     first_us: Option<u64>,
-    /// The daemon's CPU time over the run, seconds.
-    daemon_cpu_s: f64,
+    /// The daemon's CPU time over the run.
+    cpu: DaemonCpu,
     /// the daemon's own view, when it has one (procman's /api/placement)
     own: Option<serde_json::Value>,
 }
@@ -242,8 +316,13 @@ impl Outcome {
             "outside_p50_us": pct(&self.outside_us, 0.5),
             "outside_p99_us": pct(&self.outside_us, 0.99),
             "outside_max_us": self.outside_us.last().copied().unwrap_or(0),
-            "daemon_cpu_s": self.daemon_cpu_s,
-            "cpu_per_placement_us": (self.daemon_cpu_s * 1e6 / placed).round(),
+            "daemon_cpu_s": self.cpu.run_s,
+            "daemon_idle_cpu_per_s": self.cpu.idle_per_s,
+            "run_secs": self.cpu.run_secs,
+            "cpu_per_placement_us": self.cpu.per_placement_us(self.parents_placed).0,
+            "cpu_above_idle_per_placement_us": self.cpu.per_placement_us(self.parents_placed).1,
+            "mover_cpu_per_placement_us": self.cpu.threads.get("placement").map(|s| (s * 1e6 / placed).round() as u64),
+            "threads_cpu_s": self.cpu.threads,
             "own": self.own,
         })
     }
@@ -365,10 +444,11 @@ fn stop_tracing(target: &str) -> Result<Trace> {
 fn measure(a: &GuestArgs, w: &Workload, work: &Path, target: &str, daemon: u32) -> Result<Outcome> {
     let out = work.join(format!("report{}.txt", target.replace('/', "_")));
     start_tracing()?;
-    let cpu0 = cpu_secs(daemon);
-    let report = w.run(&out)?;
-    std::thread::sleep(Duration::from_millis(300));
-    let daemon_cpu_s = cpu_secs(daemon) - cpu0;
+    let (report, cpu) = DaemonCpu::around(daemon, Duration::from_secs(5), || {
+        let r = w.run(&out)?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(r)
+    })?;
     let t = stop_tracing(target)?;
     let tl = tally(&report, target)?;
     let mut o = Outcome {
@@ -378,7 +458,7 @@ fn measure(a: &GuestArgs, w: &Workload, work: &Path, target: &str, daemon: u32) 
         parents_placed: tl.parents.iter().filter(|p| p.1).count(),
         fork_kids: tl.fork_kids,
         exec_kids: tl.exec_kids,
-        daemon_cpu_s,
+        cpu,
         ..Default::default()
     };
     for &(pid, _) in &tl.parents {
@@ -698,10 +778,26 @@ fn print_mode(m: &serde_json::Value) {
     );
     row("  p99", &us("outside_p99_us"));
     row("  max", &us("outside_max_us"));
-    row("daemon CPU over the run", &|v| {
-        format!("{:.2} s", v["daemon_cpu_s"].as_f64().unwrap_or(0.0))
+    row("daemon CPU over the run (its idle rate)", &|v| {
+        format!(
+            "{:.2} s over {:.0} s ({:.1}% of a CPU idle)",
+            v["daemon_cpu_s"].as_f64().unwrap_or(0.0),
+            v["run_secs"].as_f64().unwrap_or(0.0),
+            v["daemon_idle_cpu_per_s"].as_f64().unwrap_or(0.0) * 100.0
+        )
     });
-    row("daemon CPU per placement", &us("cpu_per_placement_us"));
+    row(
+        "daemon CPU per placement (all of it)",
+        &us("cpu_per_placement_us"),
+    );
+    row(
+        "daemon CPU per placement above its idle rate",
+        &us("cpu_above_idle_per_placement_us"),
+    );
+    row(
+        "  of it procman's mover thread",
+        &us("mover_cpu_per_placement_us"),
+    );
     for (name, k) in [
         (
             "cgrulesengd / procman, CPU per placement (goal >= 10x)",
