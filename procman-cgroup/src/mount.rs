@@ -378,6 +378,27 @@ garbage line
     }
 
     #[test]
+    fn favordynmods_refusals_say_why_and_what_to_do() {
+        let e = CgroupError::FavorDynmodsUnsupported {
+            release: "5.15.0-91-generic".into(),
+        }
+        .to_string();
+        assert!(e.contains("5.15.0-91-generic") && e.contains("6.0"), "{e}");
+        assert!(e.contains("\"auto\""), "{e}");
+        let e = CgroupError::Remount {
+            path: "/sys/fs/cgroup".into(),
+            options: "nsdelegate,favordynmods".into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        }
+        .to_string();
+        assert!(
+            e.contains("/sys/fs/cgroup") && e.contains("nsdelegate,favordynmods"),
+            "{e}"
+        );
+        assert!(e.contains("unchanged") && e.contains("\"auto\""), "{e}");
+    }
+
+    #[test]
     fn kernel_releases() {
         assert_eq!(parse_release("6.1.0-28-amd64"), Some((6, 1)));
         assert_eq!(parse_release("6.18.3"), Some((6, 18)));
