@@ -243,6 +243,34 @@ pub struct CgroupSection {
     /// How long a transient slice (`pid-*`, `name-*`, `run-*`, made by `procman limit` and
     /// `procman run`, not declared here) may stay empty before the agent removes it.
     pub transient_grace: HumanDuration,
+    /// The cgroup2 mount option `favordynmods` (moves skip an RCU grace period; fork and
+    /// exit get slightly slower): `auto` uses what the mount has, `on` remounts with it at
+    /// start when it is absent, `off` never remounts. Takes effect at start.
+    pub favordynmods: FavorDynmodsChoice,
+}
+
+/// `[cgroup] favordynmods`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FavorDynmodsChoice {
+    /// Use the mount as it is; never remount (the default: the mount is the host's).
+    #[default]
+    Auto,
+    /// Remount the cgroup2 mount adding `favordynmods` (every other option kept) when it is
+    /// absent, once at start; the agent refuses to start where that fails (kernel < 6.0).
+    On,
+    /// Never remount. (A mount that already has it keeps it: the host's choice.)
+    Off,
+}
+
+impl FavorDynmodsChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FavorDynmodsChoice::Auto => "auto",
+            FavorDynmodsChoice::On => "on",
+            FavorDynmodsChoice::Off => "off",
+        }
+    }
 }
 
 impl Default for CgroupSection {
@@ -250,6 +278,7 @@ impl Default for CgroupSection {
         CgroupSection {
             root: procman_cgroup::DEFAULT_ROOT.to_string(),
             transient_grace: HumanDuration(Duration::from_secs(30)),
+            favordynmods: FavorDynmodsChoice::Auto,
         }
     }
 }
@@ -625,6 +654,30 @@ mod tests {
     }
 
     #[test]
+    fn favordynmods_setting() {
+        assert_eq!(
+            Config::parse("").unwrap().cgroup.favordynmods,
+            FavorDynmodsChoice::Auto
+        );
+        for (v, want) in [
+            ("auto", FavorDynmodsChoice::Auto),
+            ("on", FavorDynmodsChoice::On),
+            ("off", FavorDynmodsChoice::Off),
+        ] {
+            let c = Config::parse(&format!("[cgroup]\nfavordynmods = \"{v}\"\n")).unwrap();
+            assert_eq!(c.cgroup.favordynmods, want);
+            assert_eq!(want.as_str(), v);
+        }
+        for bad in ["\"yes\"", "true", "1"] {
+            let e = format!(
+                "{:#}",
+                Config::parse(&format!("[cgroup]\nfavordynmods = {bad}\n")).unwrap_err()
+            );
+            assert!(e.contains("favordynmods") || e.contains("auto"), "{e}");
+        }
+    }
+
+    #[test]
     fn actions_section() {
         let c = Config::parse(
             "[actions]\nprotect = 'name == sshd or user == postgres'\nkill_grace = \"10s\"\n",
@@ -692,6 +745,7 @@ mod tests {
             "[monitor]\nhistory_samples",
             "[monitor]\nhistory_retention",
             "[cgroup]\nroot",
+            "[cgroup]\nfavordynmods",
             "[audit]\nmax_size",
             "[[slice]]\nname = \"s\"\nlimits.MemoryMax",
             "[[slice]]\nname = \"s\"\nlimits.CPUQuota",

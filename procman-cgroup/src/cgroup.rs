@@ -472,13 +472,14 @@ impl ProcsFile {
             Err(e) => return Err(fail(e)),
         }
         // A pid reused between the check and the write: report it (the new process moved).
-        if let Ok(after) = procs::proc_info(info.tgid) {
-            if after.start_time != info.start_time {
+        // (the start time alone: /proc/PID/stat, not stat + status, on the placement path)
+        if let Ok(found) = procs::start_time_of(info.tgid) {
+            if found != info.start_time {
                 return Err(CgroupError::PidReusedDuringMove {
                     pid,
                     path: self.path.parent().unwrap_or(&self.path).to_path_buf(),
                     expected: info.start_time,
-                    found: after.start_time,
+                    found,
                 });
             }
         }

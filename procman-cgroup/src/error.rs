@@ -125,6 +125,24 @@ pub enum CgroupError {
     )]
     NotCgroup2 { path: PathBuf, fs_type: i64 },
 
+    #[error(
+        "favordynmods = \"on\": the kernel ({release}) has no cgroup2 mount option \
+         favordynmods (it came with Linux 6.0); use favordynmods = \"auto\" or \"off\", or \
+         boot a 6.0+ kernel"
+    )]
+    FavorDynmodsUnsupported { release: String },
+
+    #[error(
+        "favordynmods = \"on\": remounting the cgroup2 mount {path} with options {options:?} \
+         failed: {source}; the mount is unchanged (use favordynmods = \"auto\" to run without it)"
+    )]
+    Remount {
+        path: PathBuf,
+        options: String,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -110,7 +110,7 @@ pub use limits::{
     SysBlockDevices, TasksMax,
 };
 pub use manager::{Ensured, Manager, DEFAULT_ROOT};
-pub use mount::Cgroup2Mount;
+pub use mount::{Cgroup2Mount, FavorDynmods};
 pub use name::{validate_name, NameError, MAX_NAME_LEN};
 pub use procman_common::api::{
     CpuStat, IoStat, MemoryEvents, MemoryStats, PidsStats, Pressure, PressureLine, PressureStats,

@@ -20,6 +20,8 @@ pub struct MountEntry {
     pub root: PathBuf,
     /// Mount point (field 5), with `\040`-style escapes decoded.
     pub mount_point: PathBuf,
+    /// Per-mount options (field 6), e.g. `rw,nosuid,nodev,noexec,relatime`.
+    pub mount_options: String,
     /// Filesystem type (first field after ` - `).
     pub fs_type: String,
     /// Super options (last field), e.g. `rw,memory` for a v1 memory hierarchy.
@@ -67,6 +69,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             Some(MountEntry {
                 root: unescape_mountinfo(pre[3]),
                 mount_point: unescape_mountinfo(pre[4]),
+                mount_options: pre[5].to_string(),
                 fs_type: post[0].to_string(),
                 super_options: post[2].to_string(),
             })
@@ -161,10 +164,132 @@ impl Cgroup2Mount {
         }
     }
 
+    /// This mount's line of /proc/self/mountinfo, read now (options change with a remount).
+    pub fn entry(&self) -> Result<MountEntry> {
+        let text =
+            fs::read_to_string(MOUNTINFO).map_err(|e| CgroupError::io("reading", MOUNTINFO, e))?;
+        parse_mountinfo(&text)
+            .into_iter()
+            .rev() // the last mount on a path is the visible one
+            .find(|e| e.fs_type == "cgroup2" && e.mount_point == self.path)
+            .ok_or_else(|| CgroupError::NoCgroup2Mount {
+                mountinfo: PathBuf::from(MOUNTINFO),
+            })
+    }
+
+    /// Whether the mount has `favordynmods` now.
+    pub fn favordynmods(&self) -> Result<bool> {
+        Ok(self.entry()?.has_favordynmods())
+    }
+
+    /// Remounts with `favordynmods` added (every other option kept) unless it is there
+    /// already. Refuses a kernel older than 6.0 before trying; checks mountinfo afterwards.
+    /// Changes a mount the whole host shares: only on the operator's explicit request.
+    pub fn ensure_favordynmods(&self) -> Result<FavorDynmods> {
+        let entry = self.entry()?;
+        if entry.has_favordynmods() {
+            return Ok(FavorDynmods::AlreadyOn);
+        }
+        let release = kernel_release();
+        if parse_release(&release).is_some_and(|v| v < FAVORDYNMODS_SINCE) {
+            return Err(CgroupError::FavorDynmodsUnsupported { release });
+        }
+        let (flags, data) = entry.favordynmods_remount();
+        let fail = |source: io::Error| CgroupError::Remount {
+            path: self.path.clone(),
+            options: data.clone(),
+            source,
+        };
+        nix::mount::mount(
+            None::<&str>,
+            &self.path,
+            None::<&str>,
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(|e| fail(io::Error::from(e)))?;
+        if !self.favordynmods()? {
+            return Err(fail(io::Error::other(
+                "the remount succeeded but mountinfo does not show favordynmods",
+            )));
+        }
+        Ok(FavorDynmods::Remounted)
+    }
+
     /// Controllers the kernel offers in this hierarchy (root `cgroup.controllers`).
     pub fn root_controllers(&self) -> Result<BTreeSet<String>> {
         read_word_set(&self.path.join("cgroup.controllers"))
     }
+}
+
+/// The cgroup2 mount option that makes migrations (a write to `cgroup.procs`) skip the RCU
+/// grace period `cgroup_threadgroup_rwsem` otherwise waits for, at some cost to fork and exit.
+pub const FAVORDYNMODS: &str = "favordynmods";
+
+/// The first kernel that knows [`FAVORDYNMODS`].
+pub const FAVORDYNMODS_SINCE: (u32, u32) = (6, 0);
+
+impl MountEntry {
+    /// Whether the superblock has `favordynmods` (the kernel shows it in the super options;
+    /// `CONFIG_CGROUP_FAVOR_DYNMODS=y` turns it on by default, and it shows there too).
+    pub fn has_favordynmods(&self) -> bool {
+        self.super_options.split(',').any(|o| o == FAVORDYNMODS)
+    }
+
+    /// The `mount(2)` arguments that remount this cgroup2 mount with `favordynmods` added and
+    /// nothing else changed: the per-mount flags (a remount resets the ones not given) and the
+    /// superblock options (cgroup2 clears the root flags a reconfigure does not name, e.g.
+    /// `nsdelegate`, `memory_recursiveprot`).
+    pub fn favordynmods_remount(&self) -> (nix::mount::MsFlags, String) {
+        use nix::mount::MsFlags;
+        let mut flags = MsFlags::MS_REMOUNT;
+        for o in self.mount_options.split(',') {
+            flags |= match o {
+                "ro" => MsFlags::MS_RDONLY,
+                "nosuid" => MsFlags::MS_NOSUID,
+                "nodev" => MsFlags::MS_NODEV,
+                "noexec" => MsFlags::MS_NOEXEC,
+                "noatime" => MsFlags::MS_NOATIME,
+                "nodiratime" => MsFlags::MS_NODIRATIME,
+                "relatime" => MsFlags::MS_RELATIME,
+                "strictatime" => MsFlags::MS_STRICTATIME,
+                _ => MsFlags::empty(),
+            };
+        }
+        let mut data: Vec<&str> = self
+            .super_options
+            .split(',')
+            .filter(|o| !o.is_empty() && *o != "rw" && *o != "ro")
+            .collect();
+        if !data.contains(&FAVORDYNMODS) {
+            data.push(FAVORDYNMODS);
+        }
+        (flags, data.join(","))
+    }
+}
+
+/// Parses a kernel release (`6.1.0-28-amd64`, `6.18.3`) into (major, minor).
+pub fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// What [`Cgroup2Mount::ensure_favordynmods`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FavorDynmods {
+    /// The mount already had it: nothing was changed.
+    AlreadyOn,
+    /// The mount was remounted with it.
+    Remounted,
 }
 
 fn v1_mounts(entries: &[MountEntry]) -> Vec<(Controller, PathBuf)> {
@@ -221,6 +346,66 @@ garbage line
             Path::new("/sys/fs/cgroup")
         );
         assert!(v1_mounts(&e).is_empty());
+    }
+
+    #[test]
+    fn favordynmods_is_read_from_the_super_options_and_added_on_remount() {
+        let e = parse_mountinfo(
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n\
+             41 31 0:38 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate,favordynmods\n",
+        );
+        assert_eq!(e[0].mount_options, "rw,nosuid,nodev,noexec,relatime");
+        assert!(!e[0].has_favordynmods());
+        assert!(e[1].has_favordynmods());
+        use nix::mount::MsFlags;
+        let (flags, data) = e[0].favordynmods_remount();
+        assert_eq!(
+            flags,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC
+                | MsFlags::MS_RELATIME
+        );
+        // the root flags a cgroup2 reconfigure would otherwise clear are kept
+        assert_eq!(data, "nsdelegate,memory_recursiveprot,favordynmods");
+        // already there: not added twice
+        assert_eq!(e[1].favordynmods_remount().1, "nsdelegate,favordynmods");
+        let bare = parse_mountinfo("41 31 0:38 / /x ro - cgroup2 cgroup2 rw\n");
+        let (flags, data) = bare[0].favordynmods_remount();
+        assert_eq!(flags, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY);
+        assert_eq!(data, "favordynmods");
+    }
+
+    #[test]
+    fn favordynmods_refusals_say_why_and_what_to_do() {
+        let e = CgroupError::FavorDynmodsUnsupported {
+            release: "5.15.0-91-generic".into(),
+        }
+        .to_string();
+        assert!(e.contains("5.15.0-91-generic") && e.contains("6.0"), "{e}");
+        assert!(e.contains("\"auto\""), "{e}");
+        let e = CgroupError::Remount {
+            path: "/sys/fs/cgroup".into(),
+            options: "nsdelegate,favordynmods".into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        }
+        .to_string();
+        assert!(
+            e.contains("/sys/fs/cgroup") && e.contains("nsdelegate,favordynmods"),
+            "{e}"
+        );
+        assert!(e.contains("unchanged") && e.contains("\"auto\""), "{e}");
+    }
+
+    #[test]
+    fn kernel_releases() {
+        assert_eq!(parse_release("6.1.0-28-amd64"), Some((6, 1)));
+        assert_eq!(parse_release("6.18.3"), Some((6, 18)));
+        assert_eq!(parse_release("5.15.0"), Some((5, 15)));
+        assert!(parse_release("5.15.0").unwrap() < FAVORDYNMODS_SINCE);
+        assert!(parse_release("6.0").unwrap() >= FAVORDYNMODS_SINCE);
+        assert_eq!(parse_release("junk"), None);
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub fn proc_info_in(proc_root: &Path, pid: u32) -> Result<ProcInfo> {
     })
 }
 
+/// The start time (field 22 of /proc/PID/stat) of `pid`: one read.
+pub fn start_time_of(pid: u32) -> Result<u64> {
+    Ok(read_stat(Path::new("/proc"), pid)?.2)
+}
+
 pub fn proc_info(pid: u32) -> Result<ProcInfo> {
     proc_info_in(Path::new("/proc"), pid)
 }

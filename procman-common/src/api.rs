@@ -380,6 +380,41 @@ pub struct EnforcementStatus {
     /// Why enforcement is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The cgroup2 mount's `favordynmods` and the move latency to expect (absent without a
+    /// cgroup2 mount, and from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moves: Option<MoveStatus>,
+}
+
+/// `EnforcementStatus.moves`: how long a move into a slice takes here, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MoveStatus {
+    /// Whether the cgroup2 mount has `favordynmods` (as found at start, after any remount).
+    pub favordynmods: bool,
+    /// `[cgroup] favordynmods`: `auto`, `on` or `off`.
+    pub favordynmods_setting: String,
+    /// The agent remounted the cgroup2 mount with `favordynmods` at start (`on`).
+    #[serde(default)]
+    pub remounted: bool,
+    /// Why a move takes as long as it does: each move waits for an RCU grace period
+    /// (`cgroup_threadgroup_rwsem`), or `favordynmods` lets it skip that.
+    pub reason: String,
+    /// The move latency to expect when this agent has not measured any yet.
+    pub expected: String,
+    /// The kernel's part of this agent's placements (the write to `cgroup.procs`), measured:
+    /// absent before the first placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<MoveLatency>,
+}
+
+/// Measured move latencies (the kernel's part of a placement), microseconds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MoveLatency {
+    pub moves: usize,
+    pub p50_us: u32,
+    pub p99_us: u32,
 }
 
 /// `GET /api/whoami`: who the caller is to the agent and what it may do (the dashboard shows

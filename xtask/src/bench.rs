@@ -75,11 +75,11 @@ pub struct BenchArgs {
     /// e.g. `quiet=[events]\npoll_interval = "1s"`. Repeatable.
     #[arg(long, value_name = "LABEL=TOML")]
     pub variant: Vec<String>,
-    /// placement: the VM kernel for the comparison with cgrulesengd (6.1 or 6.12), or `none`
-    /// to measure on the host only.
-    #[arg(long, default_value = "6.12")]
+    /// placement: the VM kernel(s) for the comparison with cgrulesengd (6.1, 6.12 or all),
+    /// or `none` to measure on the host only.
+    #[arg(long, default_value = "all")]
     pub kernel: String,
-    /// placement: execs in the VM half (default 400; TCG is slow).
+    /// placement: execs in the VM half (default 200; TCG is slow).
     #[arg(long)]
     pub vm_spawns: Option<usize>,
 }
@@ -220,6 +220,10 @@ impl RunningAgent {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(a)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn status(&self) -> Result<serde_json::Value> {
@@ -536,56 +540,167 @@ fn cgroup2_mount() -> Result<PathBuf> {
     bail!("no cgroup2 mount on this host")
 }
 
+/// The host half of `bench placement`: the VM's workload (pmb-work, forking two children
+/// right after exec) placed by procman in each [`placement_vm::AGENT_MODES`] entry, in a
+/// private managed root under the host's cgroup2 mount (never remounted: the agent runs with
+/// `favordynmods = "auto"` and reports what the mount has). The host has no tracefs, so
+/// latency is the agent's own: its BPF exec timestamp to the completed move (the
+/// `/api/placement` histogram); escapes from the workload's reports; the agent's CPU per
+/// placement from its utime+stime over the run.
 fn placement(a: &BenchArgs) -> Result<()> {
-    let bin = build_bins(true)?;
-    let n = a.spawns.unwrap_or(2000);
-    let root = format!("procman-bench-{}.slice", std::process::id());
-    let root_path = cgroup2_mount()?.join(&root);
-    let cfg = format!(
-        "[cgroup]\nroot = \"{root}\"\n[[slice]]\nname = \"bench\"\n[[rule]]\ncomm = \"pmb-sleep\"\nslice = \"bench\"\n"
-    );
-    let agent = RunningAgent::start_with(&bin, &cfg)?;
-    let exe = agent._dir.join("pmb-sleep");
-    std::fs::copy("/bin/sleep", &exe)?;
-    println!("bench placement: {n} execs of a matching program (sleep 0.2), paced at 200/s, host (move-only)");
-    let mut kids = Vec::new();
-    let t0 = Instant::now();
-    for i in 0..n {
-        let due = t0 + Duration::from_secs_f64(i as f64 / 200.0);
-        if let Some(w) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(w);
-        }
-        kids.push(Command::new(&exe).arg("0.2").spawn()?);
-        kids.retain_mut(|k| !matches!(k.try_wait(), Ok(Some(_))));
-    }
-    for mut k in kids {
-        let _ = k.wait();
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let rep = api_get(&agent.socket, "/api/placement")?;
-    drop(agent);
-    let _ = std::fs::remove_dir(root_path.join("bench"));
-    let _ = std::fs::remove_dir(&root_path);
-    let l = &rep["latency_us"];
-    println!();
-    println!("{:<40} {:>10}", "metric", "value");
-    println!("{:<40} {:>10}", "placed", rep["placed"]);
+    use placement_vm::{agent_config, fmt_us, tally, Workload, AGENT_MODES};
+    let bin = bins(a)?;
+    let n = a.spawns.unwrap_or(1000);
+    let rate = 50.0;
+    let mount = cgroup2_mount()?;
+    let work = std::env::temp_dir().join(format!("procman-bench-placement-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let exe = work.join("pmb-work");
+    std::fs::copy(placement_vm::compile_workload()?, &exe)?;
+    std::fs::hard_link(&exe, work.join("pmb-kid"))?;
+    let w = Workload {
+        exe: exe.clone(),
+        spawns: n,
+        rate,
+        kids: 2,
+        hold_ms: 500,
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
     println!(
-        "{:<40} {:>10}",
-        "exited before placement", rep["exited_before_placement"]
+        "bench placement, host (kernel {}, cgroup2 at {}): {n} execs at {rate}/s, each forking 2 children right after exec (one of which execs pmb-kid); latency from the agent's own timestamps (BPF exec timestamp -> move done)",
+        kernel.trim(),
+        mount.display()
     );
-    println!("{:<40} {:>10}", "failed", rep["failed"]);
-    println!("{:<40} {:>8}us", "latency p50 (exec -> moved)", l["p50"]);
-    println!("{:<40} {:>8}us", "latency p90", l["p90"]);
-    println!("{:<40} {:>8}us", "latency p99 (goal <= 1000us)", l["p99"]);
-    println!("{:<40} {:>8}us", "latency max", l["max"]);
-    let m = &rep["move_us"];
-    println!("{:<40} {:>8}us", "  of it the kernel's move, p50", m["p50"]);
-    println!("{:<40} {:>8}us", "  of it the kernel's move, p99", m["p99"]);
+    let mut results = Vec::new();
+    for m in AGENT_MODES {
+        // a private, uniquely named root per mode, removed afterwards
+        let root = format!("procman-bench-{}-{}.slice", std::process::id(), m.name);
+        let target = format!("/{root}/bench");
+        let root_path = mount.join(&root);
+        let _cleanup = RemoveOnDrop(vec![root_path.join("bench"), root_path.clone()]);
+        let agent = RunningAgent::start_with(&bin, &agent_config(&root, "auto", m))?;
+        // the first placement, alone
+        let probe = Workload {
+            spawns: 1,
+            kids: 0,
+            hold_ms: 300,
+            ..w.clone()
+        };
+        probe.run(&work.join("probe.txt"))?;
+        std::thread::sleep(Duration::from_millis(200));
+        let first = api_get(&agent.socket, "/api/placement")?;
+        let (report, cpu) =
+            placement_vm::DaemonCpu::around(agent.pid(), Duration::from_secs(5), || {
+                let r = w.run(&work.join("report.txt"))?;
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(r)
+            })?;
+        let rep = api_get(&agent.socket, "/api/placement")?;
+        let status = agent.status()?;
+        drop(agent);
+        let t = tally(&report, &target)?;
+        results.push((m.name, first, rep, status, cpu, t));
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    println!();
+    let head: Vec<String> = results
+        .iter()
+        .map(|r| format!("procman ({})", r.0))
+        .collect();
+    println!("| metric | {} |", head.join(" | "));
+    println!("|---|{}", "---|".repeat(results.len()));
+    let row = |name: &str, f: &dyn Fn(&Row) -> String| {
+        let v: Vec<String> = results.iter().map(f).collect();
+        println!("| {name} | {} |", v.join(" | "));
+    };
+    let l = |k: &'static str, q: &'static str| move |r: &Row| fmt_us(r.2[k][q].as_u64());
+    row("cgroup2 favordynmods", &|r| {
+        r.3["enforcement"]["moves"]["favordynmods"].to_string()
+    });
+    row("exec'd processes in the target cgroup", &|r| {
+        format!(
+            "{} of {}",
+            r.5.parents.iter().filter(|p| p.1).count(),
+            r.5.parents_reported
+        )
+    });
+    row("children that only forked: escaped (goal 0)", &|r| {
+        format!("{} of {}", r.5.fork_kids.1, r.5.fork_kids.0)
+    });
+    row("children that exec'd pmb-kid: escaped (goal 0)", &|r| {
+        format!("{} of {}", r.5.exec_kids.1, r.5.exec_kids.0)
+    });
+    row("placed / exited before placement / failed", &|r| {
+        format!(
+            "{}/{}/{}",
+            r.2["placed"], r.2["exited_before_placement"], r.2["failed"]
+        )
+    });
+    row("latency p50 (exec -> moved)", &l("latency_us", "p50"));
+    row("latency p90", &l("latency_us", "p90"));
+    row("latency p99", &l("latency_us", "p99"));
+    row("latency max", &l("latency_us", "max"));
+    row("first placement (alone, before the run)", &|r| {
+        fmt_us(r.1["latency_us"]["max"].as_u64())
+    });
+    row("  of it the kernel's move", &|r| {
+        fmt_us(r.1["move_us"]["max"].as_u64())
+    });
+    row("kernel's move p50", &l("move_us", "p50"));
+    row("kernel's move p99", &l("move_us", "p99"));
+    row("agent CPU over the run (its idle rate)", &|r| {
+        format!(
+            "{:.2} s over {:.0} s ({:.1}% of a CPU idle)",
+            r.4.run_s,
+            r.4.run_secs,
+            r.4.idle_per_s * 100.0
+        )
+    });
+    let placed = |r: &Row| {
+        r.2["placed"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(r.1["placed"].as_u64().unwrap_or(0)) as usize
+    };
+    row("agent CPU per placement (all of it)", &|r| {
+        fmt_us(Some(r.4.per_placement_us(placed(r)).0))
+    });
+    row("agent CPU per placement above its idle rate", &|r| {
+        fmt_us(Some(r.4.per_placement_us(placed(r)).1))
+    });
+    row("  of it the mover thread", &|r| {
+        fmt_us(
+            r.4.threads
+                .get("placement")
+                .map(|s| (s * 1e6 / placed(r).max(1) as f64).round() as u64),
+        )
+    });
     if a.kernel == "none" {
         return Ok(());
     }
     placement_vm::host(&bin, &a.kernel, a.vm_spawns)
+}
+
+/// One mode's host results: name, /api/placement after the first placement and after the
+/// run, the status, the agent's CPU, the workload's tally.
+type Row = (
+    &'static str,
+    serde_json::Value,
+    serde_json::Value,
+    serde_json::Value,
+    placement_vm::DaemonCpu,
+    placement_vm::Tally,
+);
+
+/// Removes the given (empty) directories on drop, in order.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 /// One GET on the agent's socket (HTTP/1.0, so the answer ends at EOF).

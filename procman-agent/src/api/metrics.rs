@@ -363,6 +363,15 @@ impl Collector for Snapshot {
                 ConstGauge::new(m.last_records as i64),
             )?;
         }
+        if let Some(m) = &s.enforcement.moves {
+            one(
+                &mut e,
+                "cgroup_favordynmods",
+                "1 when the cgroup2 mount has favordynmods (moves skip an RCU grace period), else 0.",
+                None,
+                ConstGauge::new(i64::from(m.favordynmods)),
+            )?;
+        }
         // placement
         if let Some(p) = &self.placement {
             family(

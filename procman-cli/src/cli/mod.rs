@@ -481,10 +481,41 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
             );
         }
     }
+    if let Some(m) = &e.moves {
+        println!(
+            "cgroup moves:     favordynmods {} ([cgroup] favordynmods = \"{}\"{})",
+            if m.favordynmods { "on" } else { "off" },
+            m.favordynmods_setting,
+            if m.remounted {
+                "; remounted with it at start"
+            } else {
+                ""
+            }
+        );
+        println!("  {}", m.reason);
+        match &m.measured {
+            Some(l) => println!(
+                "  measured: p50 {} p99 {} over {} placement move(s)",
+                fmt_us(l.p50_us),
+                fmt_us(l.p99_us),
+                l.moves
+            ),
+            None => println!("  expected: {} (no placement measured yet)", m.expected),
+        }
+    }
     if let Some(err) = &s.audit_error {
         println!("audit log:        {}: {err}", paint("FAILING", Paint::Bad));
     }
     Ok(())
+}
+
+/// Microseconds, in µs below 10 ms, else ms.
+fn fmt_us(us: u32) -> String {
+    if us < 10_000 {
+        format!("{us} µs")
+    } else {
+        format!("{:.1} ms", f64::from(us) / 1000.0)
+    }
 }
 
 /// Bytes for a table column (`512B`, `3.0M`), the units the rest of procman accepts.
