@@ -579,6 +579,15 @@ fn placement(a: &BenchArgs) -> Result<()> {
         let root_path = mount.join(&root);
         let _cleanup = RemoveOnDrop(vec![root_path.join("bench"), root_path.clone()]);
         let agent = RunningAgent::start_with(&bin, &agent_config(&root, "auto", m))?;
+        let hold = api_get(&agent.socket, "/api/placement")?["hold"].clone();
+        if m.holds() && hold["active"] != true {
+            println!(
+                "mode {}: skipped here: hold at exec is off ({})",
+                m.name,
+                hold["reason"].as_str().unwrap_or("?")
+            );
+            continue;
+        }
         // the first placement, alone
         let probe = Workload {
             spawns: 1,

@@ -51,11 +51,25 @@ pub struct AgentMode {
 }
 
 /// The modes every `bench placement` run measures, in this order (the host and each VM mount).
-pub const AGENT_MODES: &[AgentMode] = &[AgentMode {
-    name: "reactive",
-    cgroup: "",
-    rule: "",
-}];
+pub const AGENT_MODES: &[AgentMode] = &[
+    AgentMode {
+        name: "reactive",
+        cgroup: "",
+        rule: "hold = \"never\"",
+    },
+    AgentMode {
+        name: "hold",
+        cgroup: "",
+        rule: "hold = \"auto\"",
+    },
+];
+
+impl AgentMode {
+    /// Whether the mode needs hold-at-exec (and is pointless where the agent reports it off).
+    pub fn holds(&self) -> bool {
+        self.rule.contains("hold = \"auto\"")
+    }
+}
 
 /// The agent's config for one mode: managed root `root`, one slice `bench`, one rule on the
 /// workload's comm. `favordynmods`: the `[cgroup] favordynmods` value (`on` in the VM's
@@ -605,6 +619,7 @@ fn run_procman(
         "failed": d("failed"),
         "latency_us": after["latency_us"],
         "moves": status["enforcement"]["moves"],
+        "hold": after["hold"],
     }));
     Ok(pm)
 }
@@ -826,6 +841,25 @@ fn print_mode(m: &serde_json::Value) {
             )
         }
     });
+    row(
+        "procman's holds: released / timed out (held p50, p99)",
+        &|v| {
+            let h = &v["own"]["hold"];
+            if h.is_null() {
+                "-".into()
+            } else if h["active"] != true || h["rules"].as_array().is_none_or(|r| r.is_empty()) {
+                "not held".into()
+            } else {
+                format!(
+                    "{} / {} ({}, {})",
+                    h["released"],
+                    h["timed_out"],
+                    fmt_us(h["held_us"]["p50"].as_u64()),
+                    fmt_us(h["held_us"]["p99"].as_u64())
+                )
+            }
+        },
+    );
     row("procman's own histogram p50 / p99 (BPF ts)", &|v| {
         let l = &v["own"]["latency_us"];
         if l.is_null() {
