@@ -389,13 +389,21 @@ fn processes_started_while_the_agent_was_down_are_placed_at_start() {
 }
 
 /// SIGHUP reloads the config: a bad one is refused (the agent runs on with the old rules and
-/// says why, in its log and its audit log); a good one replaces the rules at once.
+/// says why, in its log and its audit log); a good one replaces the rules at once. The ring
+/// is polled only every 10 s here, so a placement within 3 s also proves that the new rule's
+/// comm reached the kernel's urgent list (it used to be filled at start only).
 #[test]
 #[ignore = "needs root: loads BPF programs, creates cgroups and moves processes between them"]
 fn sighup_reloads_rules_and_refuses_a_bad_config() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let root = TestRoot::new("reload");
+    let config = |root: &TestRoot, comm: &str| {
+        format!(
+            "{}[events]\npoll_interval = \"10s\"\nwakeup_batch = 4096\n",
+            config(root, comm)
+        )
+    };
     let agent = Agent::start(&config(&root, "pmt-old"), &[]);
     let old = renamed(agent.dir.path(), "/bin/sleep", "pmt-old");
     let new = renamed(agent.dir.path(), "/bin/sleep", "pmt-new");

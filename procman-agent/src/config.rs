@@ -535,7 +535,6 @@ impl Config {
             ring_bytes: ring as u32,
             wakeup_batch: e.wakeup_batch,
             poll_interval: poll,
-            urgent_comms: Vec::new(),
             sched_stats: e.sched_stats,
             instance: crate::hold::instance_name(&self.cgroup.root),
         })

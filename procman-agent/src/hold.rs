@@ -2,7 +2,8 @@
 //! resumed, so nothing it does (allocate, fork, spin) happens outside its slice.
 //!
 //! **Mechanism.** The BPF exec program (`procman-ebpf/src/procman.bpf.c`, `handle_exec`) looks
-//! the new comm up in `hold_comms` (the `comm` of every rule with `hold = "auto"`). On a hit it
+//! the new comm up in `hold_comms` (the `comm` of every rule with `hold = "auto"`, set with the
+//! other exec filters by `crate::events::ExecControl`). On a hit it
 //! records the task in the `held` map (tgid → start time, time held), sends it SIGSTOP with
 //! `bpf_send_signal` and flags its exec record. The signal is taken on the way back to user
 //! space, so the new program has executed nothing. Placement (`crate::placement`) moves the
@@ -114,7 +115,6 @@ pub struct HoldStats {
 /// The held tasks of the running BPF object, and the comm names to hold.
 pub struct Holds {
     held: Mutex<BpfHashMap<MapData, u32, HoldValue>>,
-    comms: Mutex<BpfHashMap<MapData, [u8; 16], u8>>,
     /// Entries a previous agent left in its pinned map (released after the start sweep).
     orphans: Mutex<Vec<(u32, PmHold)>>,
     /// Where `held` is pinned.
@@ -123,7 +123,7 @@ pub struct Holds {
 }
 
 impl Holds {
-    /// Takes the `held` and `hold_comms` maps of the loaded event object and pins `held` at
+    /// Takes the `held` map of the loaded event object and pins it at
     /// `<PIN_DIR>/<instance>/held`, after reading (and unpinning) what a previous agent of the
     /// same instance left there.
     pub fn attach(ebpf: &mut Ebpf, instance: &str) -> Result<Holds> {
@@ -143,10 +143,6 @@ impl Holds {
         held.pin(pin)
             .with_context(|| format!("pinning the held map at {}", pin.display()))?;
         let held = BpfHashMap::try_from(held)?;
-        let comms = BpfHashMap::try_from(
-            ebpf.take_map("hold_comms")
-                .context("map hold_comms missing")?,
-        )?;
         if !orphans.is_empty() {
             log::warn!(
                 "{} task(s) held by a previous agent: they are released after the start sweep",
@@ -155,26 +151,10 @@ impl Holds {
         }
         Ok(Holds {
             held: Mutex::new(held),
-            comms: Mutex::new(comms),
             orphans: Mutex::new(orphans),
             pin: pin.to_path_buf(),
             stats: HoldStats::default(),
         })
-    }
-
-    /// Makes `names` the comm names whose exec is held (at start and on every reload).
-    pub fn set_comms(&self, names: &[String]) -> Result<()> {
-        let mut map = self.comms.lock().unwrap_or_else(|e| e.into_inner());
-        let old: Vec<[u8; 16]> = map.keys().filter_map(|k| k.ok()).collect();
-        let new: Vec<[u8; 16]> = names.iter().map(|n| comm_key(n)).collect();
-        for k in old.iter().filter(|k| !new.contains(k)) {
-            let _ = map.remove(k);
-        }
-        for (k, n) in new.iter().zip(names) {
-            map.insert(k, 1, 0)
-                .with_context(|| format!("adding {n:?} to hold_comms"))?;
-        }
-        Ok(())
     }
 
     /// Where the held map is pinned.
@@ -263,10 +243,9 @@ impl Holds {
         Ok(())
     }
 
-    /// At a clean exit: nothing is held any more (the comm list is emptied first), every task
+    /// At a clean exit (after the exec program was told to hold nothing more): every task
     /// still held is resumed, and the pin is removed.
     pub fn shutdown(&self) {
-        let _ = self.set_comms(&[]);
         let all: Vec<(u32, PmHold)> = {
             let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
             let all: Vec<(u32, PmHold)> = map

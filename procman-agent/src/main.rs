@@ -129,10 +129,8 @@ async fn reload_on_hup(agent: std::sync::Arc<core::Agent>, path: Option<PathBuf>
 }
 
 async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
-    let mut opts = cfg.source_options()?;
+    let opts = cfg.source_options()?;
     let rules = cfg.rules()?;
-    // execs that rules match by name wake the agent at once instead of riding the batch
-    opts.urgent_comms = procman_agent::placement::Placement::urgent_comms(&rules);
     // Bind first: a second agent must fail before it loads anything.
     let listener = api::bind(&cfg.agent.socket, &cfg.agent.socket_group).await?;
     let _socket_guard = api::SocketGuard(cfg.agent.socket.clone());
@@ -217,7 +215,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         sampler,
         sched,
     );
-    match &source.hold {
+    match &source.exec.hold {
         procman_agent::hold::Support::Active(h) => log::info!(
             "hold-at-exec: available (held tasks pinned at {})",
             h.pin().display()
@@ -226,7 +224,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             log::info!("hold-at-exec: off ({why}); matched programs are placed while they run")
         }
     }
-    let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules, source.hold.clone())?;
+    let enforcer = procman_agent::enforce::Enforcer::start(&cfg, rules, source.exec.clone())?;
     let access = cfg.access_policy()?;
     let actions = procman_agent::actions::Actions::new(cfg.action_settings()?);
     let audit =
@@ -327,9 +325,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         _ = term.recv() => { log::info!("terminated; exiting"); Ok(()) }
     };
     procman_agent::systemd::stopping();
-    if let Some(h) = agent.enforcer.holds() {
-        h.shutdown();
-    }
+    agent.enforcer.release_all();
     r
 }
 

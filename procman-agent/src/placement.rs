@@ -8,6 +8,7 @@
 //! likewise. Moves run on a dedicated thread fed by a channel, so cgroup writes never stall
 //! the event loop; each placement's latency (kernel exec timestamp to move completed) goes
 //! into the stats the API reports.
+use crate::events::ExecControl;
 use crate::hold::{self, Holds};
 use crate::tree::ProcTable;
 use anyhow::{bail, Context, Result};
@@ -362,8 +363,8 @@ pub struct Placement {
     slice_cgpaths: HashMap<String, String>,
     /// Recently placed processes whose forks are followed: tgid -> (slice, placed at).
     watched: Mutex<HashMap<u32, (Arc<str>, Instant)>>,
-    /// Hold-at-exec, where available.
-    hold: hold::Support,
+    /// The exec program's filters and hold-at-exec.
+    exec: ExecControl,
 }
 
 /// (pid, start ticks) of the process an exec event is about.
@@ -384,7 +385,7 @@ impl Placement {
         rules: Vec<Rule>,
         manager: Arc<Manager>,
         stats: Option<Arc<Stats>>,
-        hold: hold::Support,
+        exec: ExecControl,
     ) -> Result<Placement> {
         let mut slice_ids = HashMap::new();
         let mut slice_cgpaths = HashMap::new();
@@ -401,11 +402,9 @@ impl Placement {
         let stats = stats.unwrap_or_default();
         let open = warm(&rules, &manager);
         let (tx, rx) = mpsc::channel::<Job>();
-        if let Some(h) = hold.holds() {
-            h.set_comms(&Self::hold_comms(&rules))?;
-        }
+        exec.set(&Self::urgent_comms(&rules), &Self::hold_comms(&rules))?;
         let st = stats.clone();
-        let holds = hold.holds().cloned();
+        let holds = exec.holds().cloned();
         std::thread::Builder::new()
             .name("placement".into())
             .spawn(move || mover(rx, manager, st, holds, open))?;
@@ -416,7 +415,7 @@ impl Placement {
             slice_ids,
             slice_cgpaths,
             watched: Mutex::new(HashMap::new()),
-            hold,
+            exec,
         })
     }
 
@@ -501,12 +500,12 @@ impl Placement {
     }
 
     /// comm names the rules match on exactly (the BPF side wakes the agent at once for them).
-    pub fn urgent_comms(rules: &[Rule]) -> Vec<String> {
+    fn urgent_comms(rules: &[Rule]) -> Vec<String> {
         rules.iter().filter_map(|r| r.comm.clone()).collect()
     }
 
     /// comm names whose exec the BPF side holds until placed (rules with `hold`).
-    pub fn hold_comms(rules: &[Rule]) -> Vec<String> {
+    fn hold_comms(rules: &[Rule]) -> Vec<String> {
         rules
             .iter()
             .filter(|r| r.hold)
@@ -723,7 +722,7 @@ impl Placement {
             .filter(|r| r.hold)
             .map(|r| r.label.clone())
             .collect();
-        hold_report(&self.hold, rules, Some(&self.stats))
+        hold_report(&self.exec.hold, rules, Some(&self.stats))
     }
 }
 

@@ -49,7 +49,7 @@ pub struct Enforcer {
     /// janitor) run one after the other; different slices do not wait for each other.
     slice_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
     /// Hold-at-exec (from the event source), handed to each placement.
-    hold: crate::hold::Support,
+    exec: crate::events::ExecControl,
 }
 
 /// Whether a slice is one the agent made for a request (`procman limit --pid/--name`,
@@ -136,7 +136,7 @@ impl Enforcer {
     pub fn start(
         cfg: &Config,
         rules: Vec<Rule>,
-        hold: crate::hold::Support,
+        exec: crate::events::ExecControl,
     ) -> anyhow::Result<Enforcer> {
         let e = Enforcer {
             root: cfg.cgroup.root.clone(),
@@ -146,7 +146,7 @@ impl Enforcer {
             declared: RwLock::new(HashSet::new()),
             seen_empty: Default::default(),
             slice_locks: Default::default(),
-            hold,
+            exec,
         };
         e.apply(cfg, rules)?;
         Ok(e)
@@ -202,7 +202,7 @@ impl Enforcer {
         use anyhow::Context;
         let stats = current.as_ref().map(|p| p.stats.clone());
         *current = Some(Arc::new(
-            Placement::start(rules, m, stats, self.hold.clone()).context("starting placement")?,
+            Placement::start(rules, m, stats, self.exec.clone()).context("starting placement")?,
         ));
         Ok(())
     }
@@ -210,16 +210,22 @@ impl Enforcer {
     /// No placement: nothing is held any more either.
     fn stop_placement(&self) {
         *self.placement.write().unwrap_or_else(|e| e.into_inner()) = None;
-        if let Some(h) = self.hold.holds() {
-            if let Err(e) = h.set_comms(&[]) {
-                log::warn!("clearing the hold list: {e:#}");
-            }
+        if let Err(e) = self.exec.set(&[], &[]) {
+            log::warn!("clearing the exec filters: {e:#}");
+        }
+    }
+
+    /// At a clean exit: the exec program holds nothing more, and what it holds is resumed.
+    pub fn release_all(&self) {
+        let _ = self.exec.set(&[], &[]);
+        if let Some(h) = self.exec.holds() {
+            h.shutdown();
         }
     }
 
     /// Hold-at-exec, if this machine has it.
     pub fn holds(&self) -> Option<&Arc<crate::hold::Holds>> {
-        self.hold.holds()
+        self.exec.holds()
     }
 
     /// Removes transient slices that were empty at the previous pass and still are (so each
@@ -710,7 +716,7 @@ impl Enforcer {
         self.placement()
             .map(|p| p.report())
             .unwrap_or_else(|| PlacementReport {
-                hold: crate::placement::hold_report(&self.hold, Vec::new(), None),
+                hold: crate::placement::hold_report(&self.exec.hold, Vec::new(), None),
                 ..PlacementReport::default()
             })
     }

@@ -120,17 +120,7 @@ fn load(opts: &SourceOptions) -> Result<(Ebpf, Btf)> {
 /// Loads and attaches the BPF programs and spawns the ring reader.
 pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<SourceInfo> {
     let (mut ebpf, _btf) = load(opts).map_err(explain)?;
-    if !opts.urgent_comms.is_empty() {
-        let mut urgent: BpfHashMap<_, [u8; 16], u8> = BpfHashMap::try_from(
-            ebpf.map_mut("urgent_comms")
-                .context("map urgent_comms missing")?,
-        )?;
-        for name in &opts.urgent_comms {
-            urgent
-                .insert(crate::hold::comm_key(name), 1, 0)
-                .with_context(|| format!("adding {name:?} to urgent_comms"))?;
-        }
-    }
+    let comms = Arc::new(CommFilters::take(&mut ebpf)?);
     let hold = match Holds::attach(&mut ebpf, &opts.instance) {
         Ok(h) => {
             let h = Arc::new(h);
@@ -165,8 +155,53 @@ pub fn start(opts: &SourceOptions, tx: mpsc::Sender<SourceMsg>) -> Result<Source
         counters,
         Box::new(std::sync::Mutex::new(ebpf)),
     );
-    info.hold = hold;
+    info.exec = super::ExecControl {
+        comms: Some(comms),
+        hold,
+    };
     Ok(info)
+}
+
+/// The exec program's comm filters: `urgent_comms` (wake the reader at once) and `hold_comms`
+/// (hold until placed), replaced as a whole from the rules.
+pub struct CommFilters {
+    urgent: std::sync::Mutex<BpfHashMap<MapData, [u8; 16], u8>>,
+    hold: std::sync::Mutex<BpfHashMap<MapData, [u8; 16], u8>>,
+}
+
+impl CommFilters {
+    fn take(ebpf: &mut Ebpf) -> Result<CommFilters> {
+        let mut map = |name: &str| -> Result<_> {
+            let m = ebpf
+                .take_map(name)
+                .with_context(|| format!("map {name} missing"))?;
+            Ok(std::sync::Mutex::new(BpfHashMap::try_from(m)?))
+        };
+        Ok(CommFilters {
+            urgent: map("urgent_comms")?,
+            hold: map("hold_comms")?,
+        })
+    }
+
+    /// Makes `urgent` and `hold` the names in the two maps.
+    pub fn set(&self, urgent: &[String], hold: &[String]) -> Result<()> {
+        for (map, names, what) in [
+            (&self.urgent, urgent, "urgent_comms"),
+            (&self.hold, hold, "hold_comms"),
+        ] {
+            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+            let new: Vec<[u8; 16]> = names.iter().map(|n| hold::comm_key(n)).collect();
+            let old: Vec<[u8; 16]> = map.keys().filter_map(|k| k.ok()).collect();
+            for k in old.iter().filter(|k| !new.contains(k)) {
+                let _ = map.remove(k);
+            }
+            for (k, n) in new.iter().zip(names) {
+                map.insert(k, 1, 0)
+                    .with_context(|| format!("adding {n:?} to {what}"))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn sum_counter(map: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {

@@ -45,8 +45,6 @@ pub struct SourceOptions {
     pub wakeup_batch: u32,
     /// Timer poll of the ring, so batched records never wait long.
     pub poll_interval: std::time::Duration,
-    /// comm names whose exec must be delivered without batching delay.
-    pub urgent_comms: Vec<String>,
     /// Attach the scheduling tracer (sched_switch/sched_wakeup; see [`sched`]).
     pub sched_stats: bool,
     /// Which agent this is (its cgroup root): names the pin of its held-task map, so agents
@@ -61,7 +59,6 @@ impl Default for SourceOptions {
             ring_bytes: 4 << 20,
             wakeup_batch: 64,
             poll_interval: std::time::Duration::from_millis(50),
-            urgent_comms: Vec::new(),
             sched_stats: false,
             instance: crate::hold::instance_name(procman_cgroup::DEFAULT_ROOT),
         }
@@ -86,14 +83,40 @@ impl SourceCounters {
     }
 }
 
+/// What placement tells the kernel's exec program (BPF source only): the comm names whose
+/// exec wakes the reader at once, those held until placed, and the held tasks. Set from the
+/// rules at every placement start (so a reload's rules apply at once) and cleared without
+/// rules.
+#[derive(Clone)]
+pub struct ExecControl {
+    pub comms: Option<Arc<bpf::CommFilters>>,
+    pub hold: crate::hold::Support,
+}
+
+impl ExecControl {
+    /// Makes `urgent` and `hold` the comm names the exec program acts on (`hold` only where
+    /// holding is available).
+    pub fn set(&self, urgent: &[String], hold: &[String]) -> anyhow::Result<()> {
+        match &self.comms {
+            Some(c) => c.set(urgent, if self.holds().is_some() { hold } else { &[] }),
+            None => Ok(()),
+        }
+    }
+
+    /// The held tasks, where holding is available.
+    pub fn holds(&self) -> Option<&Arc<crate::hold::Holds>> {
+        self.hold.holds()
+    }
+}
+
 /// The running source.
 pub struct SourceInfo {
     pub kind: SourceKind,
     /// Why BPF is not in use (set when the netlink fallback is active).
     pub fallback_reason: Option<String>,
     pub counters: Arc<SourceCounters>,
-    /// Hold-at-exec (BPF only): the held tasks, or why execs cannot be held.
-    pub hold: crate::hold::Support,
+    /// What placement can tell the kernel's exec program (BPF only).
+    pub exec: ExecControl,
     /// Keeps the source alive (BPF links, sockets); dropping it detaches.
     _guard: Box<dyn Send + Sync>,
 }
@@ -108,9 +131,12 @@ impl SourceInfo {
             kind,
             fallback_reason: None,
             counters,
-            hold: crate::hold::Support::Off(
-                "the netlink event source cannot stop a task at exec (BPF only)".into(),
-            ),
+            exec: ExecControl {
+                comms: None,
+                hold: crate::hold::Support::Off(
+                    "the netlink event source cannot stop a task at exec (BPF only)".into(),
+                ),
+            },
             _guard: guard,
         }
     }
