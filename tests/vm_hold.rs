@@ -123,26 +123,78 @@ fn a_held_program_reads_its_slice_as_its_first_act() {
         }
     });
     let before = hold_report(&agent)["released"].as_u64().unwrap();
-    // placed while it runs: cat reads /proc/self/cgroup within a millisecond of its exec,
-    // long before a move that waits for an RCU grace period (~17 ms under TCG) lands
-    let escaped = (0..5)
-        .filter(|_| {
-            let out = Command::new(&probe)
-                .arg("/proc/self/cgroup")
-                .output()
-                .unwrap();
-            assert!(out.status.success());
-            String::from_utf8_lossy(&out.stdout).trim() != slice_line(&root)
-        })
-        .count();
-    assert!(
-        escaped > 0,
-        "without hold the program runs before its move (what hold prevents)"
+    // with the agent unable to act (stopped), the program runs to its end outside the slice:
+    // a placement made while it runs cannot be earlier than its first instruction
+    signal(agent.child.id(), nix::sys::signal::Signal::SIGSTOP);
+    let out = output_within(
+        Command::new(&probe)
+            .arg("/proc/self/cgroup")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        "the probe with hold = never and no agent acting",
+    );
+    signal(agent.child.id(), nix::sys::signal::Signal::SIGCONT);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        slice_line(&root),
+        "not held: it ran before any move"
     );
     assert_eq!(
         hold_report(&agent)["released"].as_u64().unwrap(),
         before,
         "not held with hold = \"never\""
+    );
+}
+
+/// The same with the agent stopped while the program execs: held, it has run nothing (no
+/// output, no user CPU time) until the agent can act, and then its first read is its slice.
+#[test]
+#[ignore = "needs the cgroup v2 test VM: run `cargo xtask vm-test`"]
+fn a_held_program_runs_nothing_until_the_agent_has_placed_it() {
+    require_vm();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Root::new("hold-wait-agent");
+    let agent = Agent::start(&config(&root, "auto"), &[]);
+    let probe = probe(&agent);
+    signal(agent.child.id(), nix::sys::signal::Signal::SIGSTOP);
+    let child = Command::new(&probe)
+        .arg("/proc/self/cgroup")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_until(
+        "the probe stopped at exec",
+        Duration::from_secs(10),
+        || match state(pid) {
+            Some('T') => Ok(()),
+            s => Err(format!("state {s:?}")),
+        },
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let utime: u64 = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(11)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(utime, 0, "no user time before placement: {stat}");
+    assert_ne!(
+        procman_tests::cgroup_of(pid),
+        slice_line(&root),
+        "not moved while the agent is stopped"
+    );
+    signal(agent.child.id(), nix::sys::signal::Signal::SIGCONT);
+    let out = output_within(child, "the held probe");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        slice_line(&root),
+        "its first act, after the agent placed and resumed it"
     );
 }
 
