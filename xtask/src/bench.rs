@@ -204,15 +204,17 @@ impl RunningAgent {
         let socket = dir.join("procman.sock");
         let config = dir.join("procman.toml");
         std::fs::write(&config, config_toml)?;
-        let child = Command::new(bin.join("procman-agent"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--source", "bpf", "--socket"])
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting procman-agent")?;
+        // SIGTERM (the agent's clean stop) if the bench dies without dropping us
+        let child =
+            tasks::die_with_parent(&mut Command::new(bin.join("procman-agent")), libc::SIGTERM)
+                .arg("--config")
+                .arg(&config)
+                .args(["--source", "bpf", "--socket"])
+                .arg(&socket)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting procman-agent")?;
         let a = RunningAgent {
             child,
             socket,

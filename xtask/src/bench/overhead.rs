@@ -189,7 +189,7 @@ impl Load {
         let mut kids = Load(Vec::with_capacity(idle + busy));
         for i in 0..idle + busy {
             let spawned = if i < busy {
-                Command::new("nice")
+                super::tasks::die_with_parent(&mut Command::new("nice"), libc::SIGKILL)
                     .args(["-n", "19", "/bin/sh", "-c", "while :; do :; done"])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -198,7 +198,7 @@ impl Load {
             } else if threads > 1 {
                 super::tasks::spawn_holder(threads)
             } else {
-                Command::new("sleep")
+                super::tasks::die_with_parent(&mut Command::new("sleep"), libc::SIGKILL)
                     .arg("3600")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -206,9 +206,10 @@ impl Load {
                     .spawn()
             };
             // on error the Load drops here and stops what it started
-            kids.0.push(spawned.with_context(|| {
-                format!("starting process {} of {}", i + 1, idle + busy)
-            })?);
+            kids.0.push(
+                spawned
+                    .with_context(|| format!("starting process {} of {}", i + 1, idle + busy))?,
+            );
         }
         if threads > 1 {
             for k in &mut kids.0[busy..] {

@@ -18,8 +18,6 @@ const THREAD_STACK: usize = 64 << 10;
 /// The hidden `bench-threads K` subcommand: starts K - 1 threads that park (K tasks with the
 /// main one), prints `ready`, and exits when its stdin closes (the bench stopped or died).
 pub fn holder(threads: usize) -> Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal; no memory is passed.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     for i in 1..threads {
         std::thread::Builder::new()
             .stack_size(THREAD_STACK)
@@ -36,9 +34,25 @@ pub fn holder(threads: usize) -> Result<()> {
     std::process::exit(0);
 }
 
+/// Makes the command's process get `sig` when the bench (the thread that starts it) ends,
+/// however it ends: a bench killed or interrupted leaves no load or agent behind. Kept
+/// across exec (not for set-user-ID programs).
+pub fn die_with_parent(cmd: &mut Command, sig: libc::c_int) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, sig) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Starts a holder of `threads` tasks (not yet waited for: see [`wait_ready`]).
 pub fn spawn_holder(threads: usize) -> std::io::Result<Child> {
-    Command::new(std::env::current_exe()?)
+    die_with_parent(&mut Command::new(std::env::current_exe()?), libc::SIGKILL)
         .args(["bench-threads", &threads.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -66,9 +80,7 @@ pub fn tasks_now() -> usize {
         .map(|rd| {
             rd.flatten()
                 .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-                .map(|e| {
-                    std::fs::read_dir(e.path().join("task")).map_or(1, |t| t.count().max(1))
-                })
+                .map(|e| std::fs::read_dir(e.path().join("task")).map_or(1, |t| t.count().max(1)))
                 .sum()
         })
         .unwrap_or(0)
