@@ -366,6 +366,19 @@ fn sample_process(
     mem_total: u64,
     tracer: Option<&SchedReader>,
 ) -> Option<Usage> {
+    sample_process_in(pid, start_ticks, prev, mem_total, tracer, None)
+}
+
+/// [`sample_process`], with the cgroup (id, path) already known when `cgroup` is given (an
+/// iterator record's id that the previous sample resolved): /proc/PID/cgroup is not read.
+fn sample_process_in(
+    pid: u32,
+    start_ticks: u64,
+    prev: Option<&Usage>,
+    mem_total: u64,
+    tracer: Option<&SchedReader>,
+    cgroup: Option<(u64, Option<Arc<str>>)>,
+) -> Option<Usage> {
     let p = procfs::process::Process::new(pid as i32).ok()?;
     // this process's own reading time: a sample of 10,000 processes takes most of a second
     let now = mono_ns();
@@ -384,7 +397,7 @@ fn sample_process(
         Some(u) => u.cmdline.clone(),
         None => read_cmdline(pid),
     };
-    let cgroup = read_cgroup(pid);
+    let (cgroup_id, cgroup) = cgroup.unwrap_or_else(|| (0, read_cgroup(pid)));
     let dt_ns = prev.map_or(0, |u| now.saturating_sub(u.at_ns));
     let (cpu_pct, read_bps, write_bps) = rates(prev, dt_ns, cpu_ns, read_bytes, write_bytes);
     let traced = tracer.and_then(|r| r.get(pid));
@@ -413,7 +426,7 @@ fn sample_process(
         cmdline,
         cgroup,
         cpu_ns,
-        cgroup_id: 0,
+        cgroup_id,
         sched_raw,
         sched_total,
         at_ns: now,
@@ -852,9 +865,19 @@ impl Monitor {
             };
             matched.insert(pid);
             if r.flags & abi::PM_TS_TRUNCATED != 0 {
-                // more threads than the kernel side walks: /proc has the exact sums
-                proc_reads += 1;
-                if let Some(u) = sample_process(pid, start, prev.get(&pid), mem_total, tracer) {
+                // more threads than the kernel side walks: /proc has the exact sums (the
+                // record is counted once; the cgroup path is read again only when it moved)
+                let p = prev.get(&pid);
+                let path = match p {
+                    Some(u) if u.cgroup_id != 0 && u.cgroup_id == r.cgroup_id => u.cgroup.clone(),
+                    _ => st
+                        .cgroup_paths
+                        .entry(r.cgroup_id)
+                        .or_insert_with(|| read_cgroup(pid))
+                        .clone(),
+                };
+                let known = Some((r.cgroup_id, path));
+                if let Some(u) = sample_process_in(pid, start, p, mem_total, tracer, known) {
                     set.push((pid, u));
                 }
                 continue;

@@ -74,7 +74,7 @@ struct pm_sched_stat {
 #define PM_TS_IO 4u          /* read_bytes and write_bytes are valid (CONFIG_TASK_IO_ACCOUNTING) */
 #define PM_TS_KTHREAD 8u     /* a kernel thread */
 #define PM_TS_EXITING 16u    /* exiting or a zombie (always reported, so a reaped one is noticed) */
-#define PM_TS_TRUNCATED 32u  /* more threads than the kernel side walks: sums are partial */
+#define PM_TS_TRUNCATED 32u  /* more threads than the kernel side walks: none walked, sums hold only exited threads (read /proc) */
 
 struct pm_task_sample {
 	__u32 tgid;

@@ -31,8 +31,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 /*
  * Threads summed per process by walking signal->thread_head. The walk is a bounded loop the
  * verifier checks iteration by iteration (4096 hit its 8192-jump limit after ~0.8 s), so it
- * stops here: a process with more threads is flagged PM_TS_TRUNCATED, reported at every sweep,
- * and the agent reads its /proc files instead (a few such processes per host).
+ * stops here: a process with more threads is flagged PM_TS_TRUNCATED (without walking any),
+ * reported at every sweep, and the agent reads its /proc files instead (a few such processes
+ * per host).
  */
 #define PM_MAX_THREADS 64
 
@@ -212,6 +213,12 @@ static __always_inline int sample(struct bpf_iter__task *ctx, bool full)
 			s.read_bytes += task->ioac.read_bytes;
 			s.write_bytes += task->ioac.write_bytes;
 		}
+		s.rss_pages = rss_pages_btf(mm);
+	} else if (sig->nr_threads > PM_MAX_THREADS) {
+		/* more threads than the walk below sums: the agent reads this process's /proc files
+		 * anyway, so walking the first PM_MAX_THREADS of them would be wasted (at 100k tasks
+		 * in processes of 100 threads, a third of the sweep) */
+		s.flags |= PM_TS_TRUNCATED;
 		s.rss_pages = rss_pages_btf(mm);
 	} else {
 		/* walk the live threads (for_each_thread: signal->thread_head, linked by thread_node);

@@ -13,6 +13,7 @@
 //!   process rows (the `policy_bench` example of procman-agent; no agent, no root).
 mod overhead;
 pub mod placement_vm;
+pub mod tasks;
 
 use crate::{deps, run::build_bins};
 use anyhow::{bail, Context, Result};
@@ -65,6 +66,12 @@ pub struct BenchArgs {
     /// sampler: of them, busy loops (a nice-19 `while :; do :; done`).
     #[arg(long, default_value_t = 0)]
     pub busy: usize,
+    /// sampler: make each idle process hold this many idle threads (the main one included)
+    /// instead of being a `sleep`, to reach many tasks with few processes (e.g. `--procs 1000
+    /// --threads-per-proc 100`: 100k tasks); kernel.pid_max is raised for the run if needed
+    /// and restored after it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub threads_per_proc: u32,
     /// policy: policies evaluated per tick.
     #[arg(long, default_value_t = 50)]
     pub policies: usize,
@@ -197,15 +204,17 @@ impl RunningAgent {
         let socket = dir.join("procman.sock");
         let config = dir.join("procman.toml");
         std::fs::write(&config, config_toml)?;
-        let child = Command::new(bin.join("procman-agent"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--source", "bpf", "--socket"])
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting procman-agent")?;
+        // SIGTERM (the agent's clean stop) if the bench dies without dropping us
+        let child =
+            tasks::die_with_parent(&mut Command::new(bin.join("procman-agent")), libc::SIGTERM)
+                .arg("--config")
+                .arg(&config)
+                .args(["--source", "bpf", "--socket"])
+                .arg(&socket)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting procman-agent")?;
         let a = RunningAgent {
             child,
             socket,

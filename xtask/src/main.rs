@@ -50,6 +50,9 @@ enum Cmd {
     /// Inside the test VM only: the guest half of `bench placement`.
     #[command(hide = true)]
     BenchGuest(bench::placement_vm::GuestArgs),
+    /// `bench sampler --threads-per-proc K`'s load: a process holding K idle threads.
+    #[command(hide = true)]
+    BenchThreads { threads: usize },
 }
 
 fn main() {
@@ -64,6 +67,7 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Openapi => openapi::run(),
         Cmd::BenchGuest(a) => bench::placement_vm::guest(a),
+        Cmd::BenchThreads { threads } => bench::tasks::holder(threads),
     };
     if let Err(e) = r {
         eprintln!("xtask: error: {e:#}");
