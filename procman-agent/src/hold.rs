@@ -29,7 +29,7 @@
 //! than [`TIMEOUT`] (counted as `timed_out`), so a stuck mover delays a program by at most that.
 //! Without a BPF filesystem to pin in, holding is off ([`availability`]): an unpinned hold
 //! could outlive a killed agent with nobody left to release it.
-use crate::actions::{open_target, Expect};
+use crate::actions::pidfd::Pidfd;
 use anyhow::{Context, Result};
 use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData},
@@ -269,22 +269,25 @@ impl Holds {
         }
     }
 
-    /// SIGCONT through a pidfd, to the process that was held (checked by its start time).
+    /// SIGCONT through a pidfd, to the process that was held: the pidfd first, then its start
+    /// time from /proc/PID/stat (one read; a reused pid is never signalled). Not the actions'
+    /// full target check: the kernel side never holds pid 1, kernel threads or the agent.
     /// False when it is gone (counted) or could not be signalled.
     fn resume(&self, pid: u32, hold: PmHold) -> bool {
-        let expect = Expect {
-            start_ns: Some(hold.start_ns),
-            start_time: None,
+        let same = |fd: &Pidfd| {
+            procman_cgroup::procs::start_time_of(pid)
+                .is_ok_and(|t| t == crate::tree::ns_to_ticks(hold.start_ns))
+                && !fd.exited()
         };
-        match open_target(pid, expect) {
-            Ok(t) => match t.pidfd.signal(libc::SIGCONT) {
+        match Pidfd::open(pid) {
+            Ok(fd) if same(&fd) => match fd.signal(libc::SIGCONT) {
                 Ok(()) => true,
                 Err(e) => {
                     log::warn!("pid {pid}: resuming a held process: {e}");
                     false
                 }
             },
-            Err(_) => {
+            _ => {
                 // exited (killed while held), or the pid is another process now
                 self.stats.gone.fetch_add(1, Ordering::Relaxed);
                 false
