@@ -356,10 +356,16 @@ fn protected_targets_are_refused() {
         || {
             let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", parent.id()))
                 .map_err(|e| e.to_string())?;
-            kids.split_whitespace()
+            let kid: u32 = kids
+                .split_whitespace()
                 .next()
                 .and_then(|k| k.parse().ok())
-                .ok_or_else(|| "no child yet".to_string())
+                .ok_or_else(|| "no child yet".to_string())?;
+            // the forked shell first, pmprotected once it has exec'd
+            let comm = std::fs::read_to_string(format!("/proc/{kid}/comm")).unwrap_or_default();
+            (comm.trim() == "pmprotected")
+                .then_some(kid)
+                .ok_or(format!("child {kid} is {comm:?}, not yet pmprotected"))
         },
     );
     let cases: [(u32, &str, &str); 5] = [
