@@ -54,6 +54,27 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
 }
 
+/// Stops the agent (it cannot release anything then; its BPF program still holds) and starts
+/// the probe, returned once it is held (stopped at exec).
+fn held_probe(agent: &Agent, probe: &Path) -> std::process::Child {
+    signal(agent.child.id(), nix::sys::signal::Signal::SIGSTOP);
+    let child = Command::new(probe)
+        .arg("/proc/self/cgroup")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_until(
+        "the probe stopped at exec",
+        Duration::from_secs(10),
+        || match state(pid) {
+            Some('T') => Ok(()),
+            s => Err(format!("state {s:?}")),
+        },
+    );
+    child
+}
+
 /// Waits (with a deadline) for a child started with piped stdout and returns its output.
 fn output_within(child: std::process::Child, what: &str) -> std::process::Output {
     let pid = child.id();
@@ -158,21 +179,8 @@ fn a_held_program_runs_nothing_until_the_agent_has_placed_it() {
     let root = Root::new("hold-wait-agent");
     let agent = Agent::start(&config(&root, "auto"), &[]);
     let probe = probe(&agent);
-    signal(agent.child.id(), nix::sys::signal::Signal::SIGSTOP);
-    let child = Command::new(&probe)
-        .arg("/proc/self/cgroup")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = held_probe(&agent, &probe);
     let pid = child.id();
-    wait_until(
-        "the probe stopped at exec",
-        Duration::from_secs(10),
-        || match state(pid) {
-            Some('T') => Ok(()),
-            s => Err(format!("state {s:?}")),
-        },
-    );
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let utime: u64 = stat
         .rsplit_once(") ")
@@ -233,22 +241,8 @@ fn a_task_held_when_the_agent_is_killed_is_released_by_the_next_agent() {
     let cfg = config(&root, "auto");
     let mut agent = Agent::start(&cfg, &[]);
     let probe = probe(&agent);
-    // the agent cannot release anything while stopped; its BPF program still holds
-    signal(agent.child.id(), nix::sys::signal::Signal::SIGSTOP);
-    let child = Command::new(&probe)
-        .arg("/proc/self/cgroup")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = held_probe(&agent, &probe);
     let pid = child.id();
-    wait_until(
-        "the probe stopped at exec",
-        Duration::from_secs(10),
-        || match state(pid) {
-            Some('T') => Ok(()),
-            s => Err(format!("state {s:?}")),
-        },
-    );
     agent.kill_hard();
     assert_eq!(state(pid), Some('T'), "still held with no agent");
     let pin = Path::new("/sys/fs/bpf/procman")

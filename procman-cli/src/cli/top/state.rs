@@ -493,10 +493,11 @@ impl TopState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use procman_common::api::ProcessStatus;
 
+    /// A process row for the tests of the state and of the view.
     pub fn proc(pid: u32, name: &str, cpu: f32) -> ProcessInfo {
         ProcessInfo {
             pid,

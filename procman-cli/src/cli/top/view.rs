@@ -304,26 +304,19 @@ pub fn render(s: &mut TopState, f: &mut Frame) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::state::{Command, Line as Row_, TopState};
+    use super::super::state::{tests, Command, Line as Row_, TopState};
     use super::*;
-    use procman_common::api::ProcessStatus;
     use ratatui::{
         backend::TestBackend,
         crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
         Terminal,
     };
 
+    /// The state tests' row, with a CPU time (the TIME+ column).
     fn proc(pid: u32, name: &str, cpu: f32) -> ProcessInfo {
         ProcessInfo {
-            pid,
-            name: name.into(),
-            cmdline: format!("/usr/bin/{name} --flag"),
-            username: "root".into(),
-            status: ProcessStatus::Sleeping,
-            cpu_percent: cpu,
-            memory_bytes: 3 << 20,
             cpu_time_seconds: 65.5,
-            ..Default::default()
+            ..tests::proc(pid, name, cpu)
         }
     }
 
