@@ -112,7 +112,8 @@ pub struct HoldStats {
     pub gone: AtomicU64,
 }
 
-/// The held tasks of the running BPF object, and the comm names to hold.
+/// The held tasks of the running BPF object (the comm names to hold are set with the other
+/// exec filters, `crate::events::ExecControl`).
 pub struct Holds {
     held: Mutex<BpfHashMap<MapData, u32, HoldValue>>,
     /// Entries a previous agent left in its pinned map (released after the start sweep).
@@ -189,8 +190,9 @@ impl Holds {
         ))
     }
 
-    /// Releases what a previous agent left held (call once the start sweep's moves are queued
-    /// on the mover, which is what [`crate::placement::Placement::release_after_moves`] does).
+    /// What a previous agent left held, taken once: the caller releases each after the start
+    /// sweep's moves ([`crate::placement::Placement::release_after_moves`] queues the release
+    /// behind them on the mover).
     pub fn take_orphans(&self) -> Vec<(u32, PmHold)> {
         std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()))
     }
