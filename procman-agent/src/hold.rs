@@ -25,7 +25,7 @@
 //! **Bounds.** The map is pinned under [`PIN_DIR`] (one pin per agent, named by its cgroup
 //! root) so it outlives the agent: an agent killed while a
 //! task was held is replaced by one that finds the entry and releases the task after its start
-//! sweep has placed it ([`Holds::release_orphans`]). A watchdog thread releases any hold older
+//! sweep has placed it ([`Holds::take_orphans`]). A watchdog thread releases any hold older
 //! than [`TIMEOUT`] (counted as `timed_out`), so a stuck mover delays a program by at most that.
 //! Without a BPF filesystem to pin in, holding is off ([`availability`]): an unpinned hold
 //! could outlive a killed agent with nobody left to release it.
