@@ -30,6 +30,7 @@
 //! Without a BPF filesystem to pin in, holding is off ([`availability`]): an unpinned hold
 //! could outlive a killed agent with nobody left to release it.
 use crate::actions::pidfd::Pidfd;
+use crate::events::monotonic_now_ns as now_monotonic_ns;
 use anyhow::{Context, Result};
 use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData},
@@ -318,18 +319,4 @@ fn read_pinned(pin: &Path) -> Vec<(u32, PmHold)> {
             Vec::new()
         }
     }
-}
-
-/// A comm name as the BPF maps key it (NUL-padded, at most 15 bytes).
-pub(crate) fn comm_key(name: &str) -> [u8; 16] {
-    let mut key = [0u8; 16];
-    let n = name.len().min(15);
-    key[..n].copy_from_slice(&name.as_bytes()[..n]);
-    key
-}
-
-fn now_monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }

@@ -8,7 +8,7 @@
 //! likewise. Moves run on a dedicated thread fed by a channel, so cgroup writes never stall
 //! the event loop; each placement's latency (kernel exec timestamp to move completed) goes
 //! into the stats the API reports.
-use crate::events::ExecControl;
+use crate::events::{monotonic_now_ns as now_monotonic_ns, ExecControl};
 use crate::hold::{self, Holds};
 use crate::tree::ProcTable;
 use anyhow::{bail, Context, Result};
@@ -372,12 +372,6 @@ fn exec_identity(ev: &ProcEvent) -> (u32, u64) {
     (ev.pid, crate::tree::ns_to_ticks(ev.start_ns))
 }
 
-fn now_monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 impl Placement {
     /// Starts the mover thread. The rules' slices must exist.
     /// `stats`: the counters of the placement this one replaces (a reload), if any.
@@ -515,27 +509,25 @@ impl Placement {
 
     /// Resumes, after the moves queued so far, a process a previous agent left held.
     pub fn release_after_moves(&self, pid: u32, hold: PmHold) {
-        self.queue(Job {
-            pid,
-            start_ticks: crate::tree::ns_to_ticks(hold.start_ns),
-            slice: None,
-            exec_ts_ns: None,
-            release: Release::Orphan(hold),
-        });
+        self.queue_release(pid, Release::Orphan(hold));
     }
 
     /// Resumes a held exec that is not placed (no rule matched in the end).
     fn release_unplaced(&self, ev: &ProcEvent) {
         if ev.held {
-            let (pid, start_ticks) = exec_identity(ev);
-            self.queue(Job {
-                pid,
-                start_ticks,
-                slice: None,
-                exec_ts_ns: None,
-                release: Release::Held(ev.start_ns),
-            });
+            self.queue_release(ev.pid, Release::Held(ev.start_ns));
         }
+    }
+
+    /// A job that only resumes a held process (its identity is checked by the release).
+    fn queue_release(&self, pid: u32, release: Release) {
+        self.queue(Job {
+            pid,
+            start_ticks: 0,
+            slice: None,
+            exec_ts_ns: None,
+            release,
+        });
     }
 
     /// First half of a batch (already applied to `table`), under the table's read lock and

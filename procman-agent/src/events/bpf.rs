@@ -190,7 +190,7 @@ impl CommFilters {
             (&self.hold, hold, "hold_comms"),
         ] {
             let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-            let new: Vec<[u8; 16]> = names.iter().map(|n| hold::comm_key(n)).collect();
+            let new: Vec<[u8; 16]> = names.iter().map(|n| comm_key(n)).collect();
             let old: Vec<[u8; 16]> = map.keys().filter_map(|k| k.ok()).collect();
             for k in old.iter().filter(|k| !new.contains(k)) {
                 let _ = map.remove(k);
@@ -202,6 +202,14 @@ impl CommFilters {
         }
         Ok(())
     }
+}
+
+/// A comm name as the BPF maps key it (NUL-padded, at most 15 bytes).
+fn comm_key(name: &str) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    let n = name.len().min(15);
+    key[..n].copy_from_slice(&name.as_bytes()[..n]);
+    key
 }
 
 fn sum_counter(map: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {

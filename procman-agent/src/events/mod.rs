@@ -15,6 +15,14 @@ use std::sync::{
 };
 use tokio::sync::mpsc;
 
+/// Now on CLOCK_MONOTONIC, in ns: the clock of the kernel's event timestamps
+/// ([`ProcEvent::ts_ns`], the BPF `bpf_ktime_get_ns()`), for latencies measured against them.
+pub fn monotonic_now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
 /// What a source sends to the agent core.
 #[derive(Debug)]
 pub enum SourceMsg {
