@@ -116,10 +116,7 @@ pub fn kill(
 ) -> Result<KillAnswer> {
     let settings = agent.actions.settings();
     let plan = Plan::of(req, settings.kill_grace)?;
-    let expect = Expect {
-        start_ns: req.start_ns,
-        start_time: req.started_at.map(|t| t.unix()),
-    };
+    let expect = Expect::of(req.start_ns, req.started_at);
     let root = open_target(pid, expect)?;
     guard(agent, &root, settings.protect.as_ref(), only_uid)?;
     if req.tree {

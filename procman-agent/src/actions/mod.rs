@@ -110,6 +110,14 @@ pub struct Expect {
 }
 
 impl Expect {
+    /// What an action request says it saw: `start_ns` and/or `started_at`.
+    pub fn of(start_ns: Option<u64>, started_at: Option<procman_common::units::Timestamp>) -> Self {
+        Expect {
+            start_ns,
+            start_time: started_at.map(|t| t.unix()),
+        }
+    }
+
     /// Refuses (409) a process whose start time is not the expected one.
     fn check(&self, pid: u32, start_ticks: u64) -> Result<()> {
         let hz = procfs::ticks_per_second() as f64;

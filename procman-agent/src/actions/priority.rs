@@ -124,10 +124,7 @@ pub fn renice(
     let t = resolve(
         agent,
         pid,
-        Expect {
-            start_ns: req.start_ns,
-            start_time: req.started_at.map(|t| t.unix()),
-        },
+        Expect::of(req.start_ns, req.started_at),
         only_uid,
     )?;
     let old = thread_nice(pid, pid)
@@ -163,10 +160,7 @@ pub fn ionice(
     let t = resolve(
         agent,
         pid,
-        Expect {
-            start_ns: req.start_ns,
-            start_time: req.started_at.map(|t| t.unix()),
-        },
+        Expect::of(req.start_ns, req.started_at),
         only_uid,
     )?;
     let old = ioprio_get(pid).map_err(|e| {
